@@ -1,0 +1,74 @@
+"""The audit trail: one structured record per decision, like NetSuite's Login Audit Trail.
+
+Records go to the stdlib logger `tba_guard.audit` (fields under `record.tba_audit`) and to any
+hook the application registers (metrics). They carry identifiers only: never a secret, a
+signature, a nonce or a header.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+logger = logging.getLogger("tba_guard.audit")
+
+_MAX_FIELD = 128  # client-chosen identifiers are cut so a log line stays a line
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    outcome: Literal["accepted", "rejected"]
+    code: str  # the catalog code, or "" when accepted
+    consumer_key: str
+    token_id: str
+    realm: str
+    method: str
+    path: str
+    client: str
+    time: float
+    reason: str = ""
+
+
+AuditHook = Callable[[AuditEvent], None]
+
+
+def _clip(value: str) -> str:
+    value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value if len(value) <= _MAX_FIELD else value[:_MAX_FIELD] + "…"
+
+
+def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
+    event = AuditEvent(
+        event.outcome,
+        event.code,
+        _clip(event.consumer_key),
+        _clip(event.token_id),
+        _clip(event.realm),
+        _clip(event.method),
+        _clip(event.path),
+        event.client,
+        event.time,
+        event.reason,
+    )
+    level = logging.INFO if event.outcome == "accepted" else logging.WARNING
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s",
+            event.outcome,
+            event.code or "-",
+            event.method,
+            event.path,
+            event.consumer_key,
+            event.token_id,
+            event.realm,
+            event.client,
+            extra={"tba_audit": asdict(event)},
+        )
+    for hook in hooks:
+        try:
+            hook(event)
+        except Exception:  # a broken metrics hook must not turn a decision into a 500
+            logger.exception("audit hook %r failed", hook)

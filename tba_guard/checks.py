@@ -1,0 +1,417 @@
+"""The checks of SPEC section 2, each a small function raising the code the spec assigns,
+and `Guard`, which runs them in the spec's order.
+
+The first failing check decides the code. Cheap checks run before lookups, and nothing touches
+the replay store before the request is known to be well formed; only a request whose signature
+verified may write to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .audit import AuditEvent, AuditHook, record
+from .credentials import CachedCredentials, CredentialStore, Integration, StaticCredentials, Token
+from .errors import ErrorCode, TBAError, missing, rejected
+from .header import HEADER_NAME
+from .replay import ReplayKey, ReplayStore, replay_store_for
+from .request import OAuthRequest, read_parameters, request_from_url
+from .settings import GuardSettings
+from .signature import PLAINTEXT, signature_matches
+
+Clock = Callable[[], float]
+
+
+class Step(StrEnum):
+    """Where a request is in TBA: a protected resource, or step one or three of the flow."""
+
+    RESOURCE = "resource"
+    REQUEST_TOKEN = "request_token"
+    ACCESS_TOKEN = "access_token"
+
+
+REQUIRED_PARAMETERS = (
+    "oauth_consumer_key",
+    "oauth_nonce",
+    "oauth_timestamp",
+    "oauth_signature_method",
+    "oauth_signature",
+)
+STEP_PARAMETERS: dict[Step, tuple[str, ...]] = {
+    Step.RESOURCE: ("oauth_token",),
+    Step.REQUEST_TOKEN: ("oauth_callback",),
+    Step.ACCESS_TOKEN: ("oauth_token", "oauth_verifier"),
+}
+_MAX_TIMESTAMP_DIGITS = 12  # past year 30000: anything longer is not a clock
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a verified request speaks for; what `scope["tba"]` holds."""
+
+    consumer_key: str
+    token_id: str
+    realm: str
+    entity: str
+    role: str
+
+
+# --- 1. FeatureDisabled -----------------------------------------------------------------------
+
+
+def check_feature_enabled(enabled: bool) -> None:
+    if not enabled:
+        raise TBAError(ErrorCode.FEATURE_DISABLED, "token-based authentication is switched off")
+
+
+# --- 2. MissingRequiredParameter --------------------------------------------------------------
+
+
+def check_required_parameters(
+    request: OAuthRequest,
+    step: Step = Step.RESOURCE,
+    *,
+    max_header_length: int = 4096,
+    max_header_parameters: int = 32,
+) -> None:
+    """Parse the header (and query and form body) and insist on each required parameter once."""
+    required = REQUIRED_PARAMETERS + STEP_PARAMETERS[step]
+    if request.authorization is None:
+        # No credentials at all: a 401 challenge, as HTTP authentication expects.
+        raise missing(*required, reason="no Authorization header", status=401)
+    if request.authorization_count > 1:
+        raise rejected(HEADER_NAME, reason="more than one Authorization header")
+    read_parameters(
+        request, max_header_length=max_header_length, max_header_parameters=max_header_parameters
+    )
+    oauth = request.oauth
+    twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
+    if twice:
+        raise rejected(*twice, reason="given in the header and in the query or body")
+    empty = tuple(name for name in required if oauth.get(name) == "")
+    if empty:
+        raise rejected(*empty, reason="empty")
+    absent = tuple(name for name in required if name not in oauth)
+    if absent:
+        raise missing(*absent)
+
+
+# --- 3. VersionRejected -----------------------------------------------------------------------
+
+
+def check_version(oauth: Mapping[str, str]) -> None:
+    version = oauth.get("oauth_version")
+    if version is not None and version != "1.0":
+        raise TBAError(ErrorCode.VERSION_REJECTED, "oauth_version is not 1.0")
+
+
+# --- 4. UnknownAlgorithm ----------------------------------------------------------------------
+
+
+def check_signature_method(
+    oauth: Mapping[str, str], allowed: Iterable[str], *, secure: bool
+) -> str:
+    method = oauth["oauth_signature_method"]
+    if method not in allowed:
+        raise TBAError(ErrorCode.UNKNOWN_ALGORITHM, f"{method[:32]!r} is not an accepted method")
+    if method == PLAINTEXT and not secure:
+        raise TBAError(ErrorCode.UNKNOWN_ALGORITHM, "PLAINTEXT is accepted over HTTPS only")
+    return method
+
+
+# --- 5. InvalidTimestamp ----------------------------------------------------------------------
+
+
+def check_timestamp(oauth: Mapping[str, str], *, now: float, tolerance: int) -> int:
+    raw = oauth["oauth_timestamp"]
+    low, high = int(now) - tolerance, int(now) + tolerance
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_TIMESTAMP_DIGITS):
+        raise TBAError(
+            ErrorCode.INVALID_TIMESTAMP,
+            "not a decimal number of seconds",
+            acceptable_timestamps=(low, high),
+        )
+    timestamp = int(raw)
+    if timestamp <= 0 or not low <= timestamp <= high:
+        raise TBAError(
+            ErrorCode.INVALID_TIMESTAMP,
+            f"{timestamp} is outside {low}-{high}",
+            acceptable_timestamps=(low, high),
+        )
+    return timestamp
+
+
+# --- 6. NonceRejected -------------------------------------------------------------------------
+
+
+def check_nonce_length(oauth: Mapping[str, str], *, minimum: int, maximum: int) -> str:
+    nonce = oauth["oauth_nonce"]
+    if not minimum <= len(nonce) <= maximum:
+        raise TBAError(
+            ErrorCode.NONCE_REJECTED,
+            f"nonce of {len(nonce)} characters, not {minimum}-{maximum}",
+        )
+    return nonce
+
+
+# --- 7. NonceUsed (read) and 12. the claim ----------------------------------------------------
+
+
+def replay_key(oauth: Mapping[str, str], timestamp: int) -> ReplayKey:
+    return ReplayKey(
+        oauth["oauth_consumer_key"], oauth.get("oauth_token", ""), oauth["oauth_nonce"], timestamp
+    )
+
+
+def _store_unavailable(exc: Exception) -> TBAError:
+    return TBAError(
+        ErrorCode.REPLAY_STORE_UNAVAILABLE, f"replay store failed: {type(exc).__name__}: {exc}"
+    )
+
+
+async def check_nonce_unused(store: ReplayStore, key: ReplayKey) -> None:
+    try:
+        used = await store.seen(key)
+    except Exception as exc:  # any store failure fails closed, never a 500
+        raise _store_unavailable(exc) from exc
+    if used:
+        raise TBAError(ErrorCode.NONCE_USED, "nonce and timestamp already used")
+
+
+async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int) -> None:
+    try:
+        first = await store.claim(key, ttl)
+    except Exception as exc:
+        raise _store_unavailable(exc) from exc
+    if not first:
+        raise TBAError(ErrorCode.NONCE_USED, "nonce claimed by a concurrent request")
+
+
+# --- 8. UnknownIntegration, IntegrationBlocked, AuthorizationFlowRequired ---------------------
+
+
+def realm_sent(oauth: Mapping[str, str]) -> str:
+    return oauth.get("realm", "")
+
+
+def realm_mismatch(oauth: Mapping[str, str], configured: str | None) -> bool:
+    """A realm that differs from the configured one (exactly: `_sb1` is not `_SB1`)."""
+    sent = realm_sent(oauth)
+    return configured is not None and bool(sent) and sent != configured
+
+
+async def check_integration_known(
+    credentials: CredentialStore, oauth: Mapping[str, str], *, realm: str | None, step: Step
+) -> Integration:
+    try:
+        integration = await credentials.integration(oauth["oauth_consumer_key"])
+    except Exception as exc:
+        raise TBAError(
+            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"credential store failed: {exc!r}"
+        ) from exc
+    if integration is None:
+        raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "no integration has this consumer key")
+    if step is Step.REQUEST_TOKEN and realm_mismatch(oauth, realm):
+        raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "the realm is not this account")
+    return integration
+
+
+def check_integration_enabled(
+    integration: Integration, oauth: Mapping[str, str], *, step: Step
+) -> None:
+    if integration.state == "enabled":
+        return
+    if step is Step.REQUEST_TOKEN and not realm_sent(oauth):
+        # NetSuite says UnknownIntegration at step one unless the company ID (realm) was sent.
+        raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "integration blocked, no realm sent")
+    raise TBAError(ErrorCode.INTEGRATION_BLOCKED, "the integration record is blocked")
+
+
+def check_authorization_flow(integration: Integration) -> None:
+    if not integration.authorization_flow:
+        raise TBAError(
+            ErrorCode.AUTHORIZATION_FLOW_REQUIRED, "the integration does not use the flow"
+        )
+
+
+# --- 9. TokenRejected, EntityOrRoleDisabled ---------------------------------------------------
+
+
+async def check_token(
+    credentials: CredentialStore,
+    oauth: Mapping[str, str],
+    integration: Integration,
+    *,
+    realm: str | None,
+    now: float,
+) -> Token:
+    try:
+        token = await credentials.token(oauth["oauth_token"])
+    except Exception as exc:
+        raise TBAError(
+            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"credential store failed: {exc!r}"
+        ) from exc
+    check_token_usable(token, oauth, integration, realm=realm, now=now)
+    assert token is not None
+    return token
+
+
+def check_token_usable(
+    token: Token | None,
+    oauth: Mapping[str, str],
+    integration: Integration,
+    *,
+    realm: str | None,
+    now: float,
+) -> None:
+    if token is None:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "unknown token")
+    if token.consumer_key != integration.consumer_key:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "the token belongs to another integration")
+    if realm_mismatch(oauth, realm) or (realm and token.account and token.account != realm):
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "the token is not of this account")
+    if token.revoked:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "revoked token", problem="token_revoked")
+    if token.expires_at is not None and now >= token.expires_at:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "expired token", problem="token_expired")
+
+
+def check_entity_and_role(token: Token) -> None:
+    if not token.active:
+        raise TBAError(ErrorCode.ENTITY_OR_ROLE_DISABLED, "the token's entity or role is inactive")
+
+
+# --- 10. InvalidSignature ---------------------------------------------------------------------
+
+
+def check_signature(request: OAuthRequest, consumer_secret: str, token_secret: str = "") -> None:
+    if not signature_matches(request, consumer_secret, token_secret):
+        raise TBAError(ErrorCode.INVALID_SIGNATURE, "the signature does not match")
+
+
+# --- the pipeline -----------------------------------------------------------------------------
+
+
+def credential_store_for(settings: GuardSettings) -> CredentialStore:
+    store: CredentialStore = StaticCredentials(settings.integrations, settings.tokens)
+    if settings.credentials_cache_ttl > 0:
+        store = CachedCredentials(store, ttl=settings.credentials_cache_ttl)
+    return store
+
+
+class Guard:
+    """Runs the checks in the spec's order. One instance serves every request: it keeps no
+    per-request state, only the settings and the two stores.
+    """
+
+    def __init__(
+        self,
+        settings: GuardSettings | None = None,
+        *,
+        credentials: CredentialStore | None = None,
+        replay_store: ReplayStore | None = None,
+        clock: Clock = time.time,
+        audit_hooks: Iterable[AuditHook] = (),
+    ) -> None:
+        self.settings = settings = settings or GuardSettings()
+        self.clock = clock
+        self.credentials = credentials or credential_store_for(settings)
+        self.replay_store = replay_store or replay_store_for(settings, clock=clock)
+        self.audit_hooks = tuple(audit_hooks)
+
+    @property
+    def replay_ttl(self) -> int:
+        """Long enough that a key outlives every moment its timestamp could still pass."""
+        return 2 * self.settings.timestamp_tolerance
+
+    async def check_well_formed(self, request: OAuthRequest, step: Step) -> ReplayKey:
+        """Steps 1 to 7: everything that needs no credential, ending with the replay read."""
+        s = self.settings
+        check_feature_enabled(s.feature_enabled)
+        check_required_parameters(
+            request,
+            step,
+            max_header_length=s.max_header_length,
+            max_header_parameters=s.max_header_parameters,
+        )
+        oauth = request.oauth
+        check_version(oauth)
+        check_signature_method(oauth, s.signature_methods, secure=request.secure)
+        timestamp = check_timestamp(oauth, now=self.clock(), tolerance=s.timestamp_tolerance)
+        check_nonce_length(oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
+        key = replay_key(oauth, timestamp)
+        await check_nonce_unused(self.replay_store, key)
+        return key
+
+    async def check_integration(self, request: OAuthRequest, step: Step) -> Integration:
+        """Step 8."""
+        integration = await check_integration_known(
+            self.credentials, request.oauth, realm=self.settings.realm, step=step
+        )
+        check_integration_enabled(integration, request.oauth, step=step)
+        if step is not Step.RESOURCE:
+            check_authorization_flow(integration)
+        return integration
+
+    async def verify(self, request: OAuthRequest) -> Identity:
+        """Verify a request for a protected resource; return who it speaks for.
+
+        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
+        goes to the audit log.
+        """
+        try:
+            key = await self.check_well_formed(request, Step.RESOURCE)
+            integration = await self.check_integration(request, Step.RESOURCE)
+            token = await check_token(
+                self.credentials,
+                request.oauth,
+                integration,
+                realm=self.settings.realm,
+                now=self.clock(),
+            )
+            check_entity_and_role(token)
+            check_signature(request, integration.consumer_secret, token.token_secret)
+            await claim_nonce(self.replay_store, key, self.replay_ttl)
+        except TBAError as error:
+            self.audit(request, error)
+            raise
+        identity = Identity(
+            consumer_key=integration.consumer_key,
+            token_id=token.token_id,
+            realm=self.settings.realm or realm_sent(request.oauth),
+            entity=token.entity,
+            role=token.role,
+        )
+        self.audit(request, None)
+        return identity
+
+    async def verify_request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes | str = b"",
+    ) -> Identity:
+        """The single call: verify a whole request given as method, URL, headers and body."""
+        return await self.verify(request_from_url(method, url, headers, body))
+
+    def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
+        oauth = request.oauth
+        record(
+            AuditEvent(
+                outcome="accepted" if error is None else "rejected",
+                code=error.code.value if error else "",
+                consumer_key=oauth.get("oauth_consumer_key", ""),
+                token_id=oauth.get("oauth_token", ""),
+                realm=realm_sent(oauth) or (self.settings.realm or ""),
+                method=request.method,
+                path=request.path,
+                client=request.client,
+                time=self.clock(),
+                reason=error.reason if error else "",
+            ),
+            self.audit_hooks,
+        )

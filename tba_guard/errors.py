@@ -1,0 +1,319 @@
+"""The error catalog: every code a rejection can carry, and how it goes on the wire.
+
+One table (`CATALOG`) holds each code's HTTP status, OAuth Problem Reporting value and message,
+so that the checks only ever say *which* code applies and never how it is rendered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+ErrorDetail = Literal["code", "opaque"]
+
+
+class ErrorCode(StrEnum):
+    """NetSuite's TBA error codes, spelled as NetSuite spells them, plus the project's own."""
+
+    FEATURE_DISABLED = "FeatureDisabled"
+    MISSING_REQUIRED_PARAMETER = "MissingRequiredParameter"
+    VERSION_REJECTED = "VersionRejected"
+    UNKNOWN_ALGORITHM = "UnknownAlgorithm"
+    INVALID_TIMESTAMP = "InvalidTimestamp"
+    NONCE_REJECTED = "NonceRejected"
+    NONCE_USED = "NonceUsed"
+    UNKNOWN_INTEGRATION = "UnknownIntegration"
+    INTEGRATION_BLOCKED = "IntegrationBlocked"
+    AUTHORIZATION_FLOW_REQUIRED = "AuthorizationFlowRequired"
+    TOKEN_REJECTED = "TokenRejected"
+    ENTITY_OR_ROLE_DISABLED = "EntityOrRoleDisabled"
+    INVALID_SIGNATURE = "InvalidSignature"
+    INVALID_CALLBACK = "InvalidCallback"
+    INVALID_VERIFIER = "InvalidVerifier"
+    # The project's own codes: operational limits that are not an OAuth verdict.
+    REPLAY_STORE_UNAVAILABLE = "ReplayStoreUnavailable"
+    CREDENTIAL_STORE_UNAVAILABLE = "CredentialStoreUnavailable"
+    REQUEST_BODY_TOO_LARGE = "RequestBodyTooLarge"
+    REQUEST_BODY_TIMEOUT = "RequestBodyTimeout"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    status: int
+    problem: str
+    message: str
+
+
+_C = ErrorCode
+CATALOG: dict[ErrorCode, CatalogEntry] = {
+    _C.FEATURE_DISABLED: CatalogEntry(
+        401,
+        "permission_denied",
+        "Token-based authentication is switched off for this account. "
+        "Enable the feature before sending OAuth requests.",
+    ),
+    _C.MISSING_REQUIRED_PARAMETER: CatalogEntry(
+        400,
+        "parameter_absent",
+        "The OAuth Authorization header is missing, malformed, or lacks a required parameter. "
+        "Send 'Authorization: OAuth' with each required parameter exactly once.",
+    ),
+    _C.VERSION_REJECTED: CatalogEntry(
+        400,
+        "version_rejected",
+        "oauth_version must be exactly 1.0. Send 1.0 or leave the parameter out.",
+    ),
+    _C.UNKNOWN_ALGORITHM: CatalogEntry(
+        400,
+        "signature_method_rejected",
+        "The oauth_signature_method is not accepted here. Sign with HMAC-SHA256.",
+    ),
+    _C.INVALID_TIMESTAMP: CatalogEntry(
+        400,
+        "timestamp_refused",
+        "oauth_timestamp must be the current time in whole seconds since the epoch, within "
+        "the accepted window. Check the client's clock and that it does not send milliseconds.",
+    ),
+    _C.NONCE_REJECTED: CatalogEntry(
+        400,
+        "parameter_rejected",
+        "oauth_nonce has the wrong length. Send a fresh random nonce of about 20 characters.",
+    ),
+    _C.NONCE_USED: CatalogEntry(
+        401,
+        "nonce_used",
+        "This combination of nonce and timestamp was already used. "
+        "Generate a new nonce and timestamp, and sign again, for every request.",
+    ),
+    _C.UNKNOWN_INTEGRATION: CatalogEntry(
+        401,
+        "consumer_key_unknown",
+        "No integration record matches this consumer key for this account. "
+        "Check the consumer key and the realm (account ID).",
+    ),
+    _C.INTEGRATION_BLOCKED: CatalogEntry(
+        401,
+        "consumer_key_rejected",
+        "The integration record is blocked. Enable it on the integration record.",
+    ),
+    _C.AUTHORIZATION_FLOW_REQUIRED: CatalogEntry(
+        401,
+        "permission_denied",
+        "The integration does not use the TBA authorization flow. "
+        "Check the 'TBA: Authorization Flow' box on the integration record.",
+    ),
+    _C.TOKEN_REJECTED: CatalogEntry(
+        401,
+        "token_rejected",
+        "The token could not be found or is not usable: check that it exists, belongs to this "
+        "integration and account, and has not expired or been revoked.",
+    ),
+    _C.ENTITY_OR_ROLE_DISABLED: CatalogEntry(
+        401,
+        "permission_denied",
+        "The entity or role of this token is not usable. "
+        "Check that the user and role are active and may use web services.",
+    ),
+    _C.INVALID_SIGNATURE: CatalogEntry(
+        401,
+        "signature_invalid",
+        "The signature is incorrect. Rebuild the base string (method, URL, sorted parameters) "
+        "and sign it with the consumer secret and token secret.",
+    ),
+    _C.INVALID_CALLBACK: CatalogEntry(
+        400,
+        "parameter_rejected",
+        "The callback URL is not valid for this integration. "
+        "Use the callback URL of the integration record.",
+    ),
+    _C.INVALID_VERIFIER: CatalogEntry(
+        401,
+        "verifier_invalid",
+        "oauth_verifier does not match the verifier given at the authorization step. "
+        "Send the verifier that came back with the authorized request token.",
+    ),
+    _C.REPLAY_STORE_UNAVAILABLE: CatalogEntry(
+        503,
+        "temporarily_unavailable",
+        "The replay-protection store is unavailable, so the request cannot be checked. "
+        "Retry later.",
+    ),
+    _C.CREDENTIAL_STORE_UNAVAILABLE: CatalogEntry(
+        503,
+        "temporarily_unavailable",
+        "The credential store is unavailable, so the request cannot be checked. Retry later.",
+    ),
+    _C.REQUEST_BODY_TOO_LARGE: CatalogEntry(
+        413,
+        "parameter_rejected",
+        "The form body is larger than the guard reads for signing. Send a smaller body.",
+    ),
+    _C.REQUEST_BODY_TIMEOUT: CatalogEntry(
+        408,
+        "parameter_rejected",
+        "The request body did not arrive in time. Send the whole body promptly.",
+    ),
+}
+
+#: Codes of the project's own that report an operational limit, not a client's credentials.
+OPERATIONAL_CODES = frozenset(
+    {
+        _C.REPLAY_STORE_UNAVAILABLE,
+        _C.CREDENTIAL_STORE_UNAVAILABLE,
+        _C.REQUEST_BODY_TOO_LARGE,
+        _C.REQUEST_BODY_TIMEOUT,
+    }
+)
+RETRY_AFTER_SECONDS = 1
+
+
+class TBAError(Exception):
+    """A rejection: one catalog code, plus what the challenge header needs to explain it.
+
+    `reason` is for the audit log and `tba-guard explain`: it may name parameters but never
+    carries a secret. `problem` overrides the catalog's `oauth_problem` where the spec allows a
+    more precise value (`parameter_rejected`, `token_expired`, ...).
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        reason: str = "",
+        *,
+        problem: str | None = None,
+        parameters_absent: tuple[str, ...] = (),
+        parameters_rejected: tuple[str, ...] = (),
+        acceptable_timestamps: tuple[int, int] | None = None,
+        callback: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {reason}" if reason else str(code))
+        self.code = code
+        self._status = status
+        self.reason = reason
+        self.problem = problem
+        self.parameters_absent = parameters_absent
+        self.parameters_rejected = parameters_rejected
+        self.acceptable_timestamps = acceptable_timestamps
+        self.callback = callback
+
+    @property
+    def status(self) -> int:
+        return self._status or CATALOG[self.code].status
+
+    @property
+    def oauth_problem(self) -> str:
+        if self.problem is not None:
+            return self.problem
+        if self.parameters_rejected and not self.parameters_absent:
+            return "parameter_rejected"
+        return CATALOG[self.code].problem
+
+    @property
+    def message(self) -> str:
+        message = CATALOG[self.code].message
+        if self.code is ErrorCode.INVALID_CALLBACK and self.callback is not None:
+            # NetSuite's own message is "InvalidCallback <the URL sent>"; clients parse it.
+            return f"InvalidCallback {self.callback}. {message}"
+        if self.parameters_absent:
+            return f"{message} Absent: {', '.join(self.parameters_absent)}."
+        if self.parameters_rejected:
+            return f"{message} Rejected: {', '.join(self.parameters_rejected)}."
+        return message
+
+
+def missing(*names: str, reason: str = "", status: int | None = None) -> TBAError:
+    return TBAError(
+        ErrorCode.MISSING_REQUIRED_PARAMETER,
+        reason or f"absent: {', '.join(names)}",
+        parameters_absent=names,
+        status=status,
+    )
+
+
+def rejected(*names: str, reason: str = "") -> TBAError:
+    return TBAError(
+        ErrorCode.MISSING_REQUIRED_PARAMETER,
+        reason or f"rejected: {', '.join(names)}",
+        parameters_rejected=names,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+_OPAQUE_LOGIN = {"code": "INVALID_LOGIN_ATTEMPT", "message": "Invalid login attempt."}
+_OPAQUE_BAD_REQUEST = {"code": "INVALID_REQUEST", "message": "Invalid request."}
+
+
+def _quote(value: str) -> str:
+    # Values are our own codes, names and integers, but a realm comes from settings: keep the
+    # header well formed whatever it holds.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def challenge(error: TBAError, realm: str) -> str:
+    """The `WWW-Authenticate` value: OAuth Problem Reporting parameters for this rejection."""
+    parts = [
+        f"OAuth realm={_quote(realm)}",
+        f"error={_quote(error.code.value)}",
+        f"oauth_problem={_quote(error.oauth_problem)}",
+    ]
+    code = error.code
+    if error.parameters_absent:
+        parts.append(f"oauth_parameters_absent={_quote('&'.join(error.parameters_absent))}")
+    if error.parameters_rejected:
+        parts.append(f"oauth_parameters_rejected={_quote('&'.join(error.parameters_rejected))}")
+    if code is ErrorCode.VERSION_REJECTED:
+        parts.append('oauth_acceptable_versions="1.0-1.0"')
+    elif code is ErrorCode.INVALID_TIMESTAMP and error.acceptable_timestamps is not None:
+        low, high = error.acceptable_timestamps
+        parts.append(f'oauth_acceptable_timestamps="{low}-{high}"')
+    elif code is ErrorCode.NONCE_REJECTED:
+        parts.append('oauth_parameters_rejected="oauth_nonce"')
+    elif code is ErrorCode.INVALID_CALLBACK and not error.parameters_rejected:
+        parts.append('oauth_parameters_rejected="oauth_callback"')
+    return ", ".join(parts)
+
+
+def error_response(
+    error: TBAError, *, realm: str = "", detail: ErrorDetail = "code", hint: str | None = None
+) -> ErrorResponse:
+    """Render a rejection as status, headers and the RESTlet-style JSON body.
+
+    In opaque mode the wire says only what NetSuite says (400 for a malformed request, otherwise
+    401 INVALID_LOGIN_ATTEMPT); operational answers (413, 408, 503) stay as they are because
+    they reveal nothing about credentials and clients need them to back off.
+    """
+    status = error.status
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+    ]
+    if error.code in OPERATIONAL_CODES:
+        payload: dict[str, str] = {"code": error.code.value, "message": error.message}
+        if error.status == 503:
+            headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    elif detail == "opaque":
+        if status == 400:
+            payload = dict(_OPAQUE_BAD_REQUEST)
+            www = f'OAuth realm={_quote(realm)}, error="parameter_rejected"'
+        else:
+            status = 401
+            payload = dict(_OPAQUE_LOGIN)
+            www = f'OAuth realm={_quote(realm)}, error="token_rejected"'
+        headers.append((b"www-authenticate", www.encode("latin-1", "replace")))
+    else:
+        payload = {"code": error.code.value, "message": error.message}
+        if hint:
+            payload["hint"] = hint
+        headers.append((b"www-authenticate", challenge(error, realm).encode("latin-1", "replace")))
+    body = json.dumps({"error": payload}, ensure_ascii=True).encode()
+    headers.append((b"content-length", str(len(body)).encode()))
+    return ErrorResponse(status, headers, body)

@@ -1,0 +1,151 @@
+"""The request as the checks see it: method, base string URI, header, query, body.
+
+Built either from a URL and a header mapping (standalone use) or by the middleware from an ASGI
+scope. Nothing here judges the request; `checks.check_required_parameters` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus, urlsplit
+
+from .header import DEFAULT_MAX_HEADER_LENGTH, DEFAULT_MAX_HEADER_PARAMETERS, parse_authorization
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# A websocket handshake is an HTTP GET: clients sign it with the HTTP scheme.
+_SIGNED_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+@dataclass(slots=True)
+class OAuthRequest:
+    """One request to verify. `authorization` is None when the header is absent.
+
+    `oauth` and `params` are filled by the required-parameter check, which is where parsing
+    can fail with the right code.
+    """
+
+    method: str
+    uri: str
+    query: str = ""
+    authorization: str | None = None
+    authorization_count: int = 0
+    body: bytes = b""
+    is_form: bool = False
+    secure: bool = False
+    path: str = ""
+    client: str = ""
+    oauth: dict[str, str] = field(default_factory=dict)
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def netloc(scheme: str, host: str) -> str:
+    """Host (and port) for the base string URI: lower-cased, without the scheme's default port."""
+    host = host.lower()
+    name, colon, port = host.rpartition(":")
+    if not colon or "]" in port:  # no port, or the tail of an IPv6 literal
+        return host
+    if not port or port == _DEFAULT_PORTS.get(scheme):
+        return name
+    return host
+
+
+def base_string_uri(scheme: str, host: str, path: str) -> str:
+    """RFC 5849 section 3.4.1.2 from parts: the path is kept exactly as the client sent it."""
+    scheme = scheme.lower()
+    scheme = _SIGNED_SCHEMES.get(scheme, scheme)
+    return f"{scheme}://{netloc(scheme, host)}{path or '/'}"
+
+
+def base_string_uri_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError("the URL needs a scheme and a host")
+    host = parts.netloc.rpartition("@")[2]
+    # oauthlib writes a space in the path as %20; a client library may have left one unquoted.
+    return base_string_uri(parts.scheme, host, parts.path.replace(" ", "%20"))
+
+
+def form_pairs(data: str) -> list[tuple[str, str]]:
+    """application/x-www-form-urlencoded decoding, as RFC 5849 section 3.4.1.3.1 asks.
+
+    Bytes that are not UTF-8 survive as surrogates so that re-encoding gives the client's bytes.
+    """
+    pairs: list[tuple[str, str]] = []
+    for item in data.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name, errors="surrogateescape")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value, errors="surrogateescape")
+        pairs.append((name, value))
+    return pairs
+
+
+def is_form_content_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.partition(";")[0].strip().lower() == FORM_CONTENT_TYPE
+
+
+def header_lookup(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Header names lower-cased, every value kept (a repeated Authorization is a fault)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    found: dict[str, list[str]] = {}
+    for name, value in items:
+        found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+def request_from_url(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    body: bytes | str = b"",
+    *,
+    client: str = "",
+) -> OAuthRequest:
+    """Build the request from a full URL, as a client or a test has it."""
+    if isinstance(body, str):
+        body = body.encode()
+    found = header_lookup(headers)
+    authorizations = found.get("authorization", [])
+    content_type = found.get("content-type", [None])[0]
+    parts = urlsplit(url)
+    return OAuthRequest(
+        method=method.upper(),
+        uri=base_string_uri_from_url(url),
+        query=parts.query,
+        authorization=authorizations[0] if authorizations else None,
+        authorization_count=len(authorizations),
+        body=body,
+        is_form=is_form_content_type(content_type),
+        secure=parts.scheme.lower() in ("https", "wss"),
+        path=parts.path or "/",
+        client=client,
+    )
+
+
+def read_parameters(
+    request: OAuthRequest,
+    *,
+    max_header_length: int = DEFAULT_MAX_HEADER_LENGTH,
+    max_header_parameters: int = DEFAULT_MAX_HEADER_PARAMETERS,
+) -> None:
+    """Fill `oauth` from the header and `params` from the query and a form body.
+
+    Raises `TBAError` (MissingRequiredParameter) when the header does not parse.
+    """
+    if request.authorization is not None:
+        request.oauth = parse_authorization(
+            request.authorization,
+            max_length=max_header_length,
+            max_parameters=max_header_parameters,
+        )
+    params = form_pairs(request.query) if request.query else []
+    if request.is_form and request.body:
+        params += form_pairs(request.body.decode("utf-8", "surrogateescape"))
+    request.params = params

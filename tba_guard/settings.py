@@ -1,0 +1,358 @@
+"""One settings object, built in code, from `TBA_GUARD_*` environment variables or a TOML file.
+
+The three sources share one table of names (`_FIELDS`); every value goes through the same
+validation, and an unknown name or a bad value is a `SettingsError` that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .credentials import Integration, Token
+from .errors import ErrorDetail
+from .signature import SIGNATURE_METHODS
+
+ENV_PREFIX = "TBA_GUARD_"
+#: Variables with the prefix that are not settings (they steer the test suite or the CLI).
+_ENV_NOT_SETTINGS = frozenset({"TBA_GUARD_REQUIRE_REDIS", "TBA_GUARD_CONFIG"})
+
+
+class SettingsError(ValueError):
+    """A bad or unknown setting; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Everything the guard can be told. Defaults follow NetSuite's behaviour."""
+
+    realm: str | None = None
+    timestamp_tolerance: int = 300
+    signature_methods: tuple[str, ...] = ("HMAC-SHA256",)
+    nonce_min_length: int = 6
+    nonce_max_length: int = 64
+    feature_enabled: bool = True
+    error_detail: ErrorDetail = "code"
+    replay_store: str = "memory"
+    replay_store_max_entries: int = 1_000_000
+    public_url: str | None = None
+    trust_forwarded_headers: bool = False
+    exempt_paths: tuple[str, ...] = ()
+    max_header_length: int = 4096
+    max_header_parameters: int = 32
+    max_body_bytes: int = 1_048_576
+    body_timeout: float = 10.0
+    credentials_cache_ttl: float = 0.0
+    integrations: tuple[Integration, ...] = ()
+    tokens: tuple[Token, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        for spec in _FIELDS.values():
+            value = getattr(self, spec.name)
+            parsed = spec.check(spec.name, spec.parse(spec.name, value))
+            object.__setattr__(self, spec.name, parsed)
+        if self.nonce_min_length > self.nonce_max_length:
+            raise SettingsError("nonce_min_length: larger than nonce_max_length")
+
+    def replace(self, **changes: Any) -> GuardSettings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> GuardSettings:
+        """Build from a plain mapping with the TOML file's names (`[guard]` keys flattened,
+        plus `integrations` and `tokens` lists of tables)."""
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise SettingsError(f"{source}: unknown key {key!r}")
+            values[key] = value
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> GuardSettings:
+        try:
+            with Path(path).open("rb") as file:
+                document = tomllib.load(file)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        data: dict[str, Any] = {}
+        for section, content in document.items():
+            if section == "guard" and isinstance(content, dict):
+                for key, value in content.items():
+                    if key in ("integrations", "tokens"):
+                        raise SettingsError(f"guard.{key}: use a [[{key}]] table")
+                    data[key] = value
+            elif section in ("integrations", "tokens"):
+                data[section] = content
+            else:
+                raise SettingsError(f"{path}: unknown section {section!r}")
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
+        """`TBA_GUARD_<NAME>` for each setting; lists are comma-separated or JSON,
+        `TBA_GUARD_INTEGRATIONS`/`TBA_GUARD_TOKENS` are JSON arrays of tables."""
+        environ = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        for variable, raw in environ.items():
+            if not variable.startswith(ENV_PREFIX) or variable in _ENV_NOT_SETTINGS:
+                continue
+            key = variable[len(ENV_PREFIX) :].lower()
+            if key not in _FIELDS:
+                raise SettingsError(f"{variable}: unknown setting")
+            data[key] = _FIELDS[key].from_text(variable, raw)
+        return cls.from_mapping(data, source="environment")
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    parse: Callable[[str, Any], Any]  # from TOML/JSON-like data to the attribute's type
+    from_text: Callable[[str, str], Any]  # from an environment variable's text
+    check: Callable[[str, Any], Any]  # on the final value, whatever the source
+
+
+def _fail(key: str, expected: str, value: Any) -> SettingsError:
+    shown = value if not isinstance(value, str) else repr(value)
+    return SettingsError(f"{key}: expected {expected}, got {shown}")
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise _fail(key, f"an integer >= {minimum}", value)
+        return value
+
+    return check
+
+
+def _number(minimum: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise _fail(key, f"a number >= {minimum}", value)
+        return float(value)
+
+    return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, "true or false", value)
+    return value
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(key, "a non-empty string", value)
+    return value
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(key, "a non-empty string", value)
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in allowed:
+            raise _fail(key, " or ".join(repr(a) for a in allowed), value)
+        return str(value)
+
+    return check
+
+
+def _replay_store(key: str, value: Any) -> str:
+    if value == "memory" or (
+        isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        return str(value)
+    raise _fail(key, "'memory' or a redis:// URL", value)
+
+
+def _public_url(key: str, value: Any) -> str | None:
+    value = _optional_str(key, value)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise _fail(key, "an http:// or https:// URL", value)
+    return value.rstrip("/") if value is not None else None
+
+
+def _str_tuple(check_item: Callable[[str, Any], str]) -> Callable[[str, Any], tuple[str, ...]]:
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise _fail(key, "a list of strings", value)
+        return tuple(check_item(f"{key}[{i}]", item) for i, item in enumerate(value))
+
+    return check
+
+
+def _signature_method(key: str, value: Any) -> str:
+    if value not in SIGNATURE_METHODS:
+        raise _fail(key, "one of " + ", ".join(sorted(SIGNATURE_METHODS)), value)
+    return str(value)
+
+
+def _path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise _fail(key, "a path starting with /", value)
+    return value
+
+
+def _records(cls: type[Any]) -> Callable[[str, Any], tuple[Any, ...]]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+    def parse(key: str, value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _fail(key, "a list of tables", type(value).__name__)
+        records = []
+        for index, item in enumerate(value):
+            where = f"{key}[{index}]"
+            if isinstance(item, cls):
+                records.append(item)
+                continue
+            if not isinstance(item, Mapping):
+                raise _fail(where, "a table", type(item).__name__)
+            unknown = set(item) - names
+            if unknown:
+                raise SettingsError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+            absent = required - set(item)
+            if absent:
+                raise SettingsError(f"{where}: missing key {sorted(absent)[0]!r}")
+            records.append(cls(**item))
+        return tuple(records)
+
+    return parse
+
+
+def _check_integration(key: str, value: Integration) -> None:
+    for name in ("consumer_key", "consumer_secret"):
+        if not isinstance(getattr(value, name), str) or not getattr(value, name):
+            raise SettingsError(f"{key}.{name}: expected a non-empty string")
+    if value.state not in ("enabled", "blocked"):
+        raise _fail(f"{key}.state", "'enabled' or 'blocked'", value.state)
+    _bool(f"{key}.authorization_flow", value.authorization_flow)
+    _optional_str(f"{key}.callback_url", value.callback_url)
+
+
+def _check_token(key: str, value: Token) -> None:
+    for name in ("token_id", "token_secret", "consumer_key"):
+        if not isinstance(getattr(value, name), str) or not getattr(value, name):
+            raise SettingsError(f"{key}.{name}: expected a non-empty string")
+    for name in ("entity", "role"):
+        if not isinstance(getattr(value, name), str):
+            raise _fail(f"{key}.{name}", "a string", getattr(value, name))
+    _bool(f"{key}.active", value.active)
+    _bool(f"{key}.revoked", value.revoked)
+
+
+def _checked_records(
+    check_one: Callable[[str, Any], None],
+) -> Callable[[str, Any], tuple[Any, ...]]:
+    def check(key: str, value: Any) -> tuple[Any, ...]:
+        records = tuple(value)
+        for index, item in enumerate(records):
+            check_one(f"{key}[{index}]", item)
+        return records
+
+    return check
+
+
+def _text_int(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise _fail(key, "an integer", raw) from None
+
+
+def _text_float(key: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise _fail(key, "a number", raw) from None
+
+
+def _text_bool(key: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise _fail(key, "true or false", raw)
+
+
+def _text_list(key: str, raw: str) -> list[str]:
+    raw = raw.strip()
+    if raw.startswith("["):
+        return list(_text_json(key, raw))
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _text_json(key: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise _fail(key, "JSON", "text that does not parse") from None
+
+
+def _text_str(key: str, raw: str) -> str:
+    return raw
+
+
+def _same(key: str, value: Any) -> Any:
+    return value
+
+
+def _spec(
+    name: str,
+    check: Callable[[str, Any], Any],
+    from_text: Callable[[str, str], Any] = _text_str,
+    parse: Callable[[str, Any], Any] = _same,
+) -> _Field:
+    return _Field(name, parse, from_text, check)
+
+
+_FIELDS: dict[str, _Field] = {
+    spec.name: spec
+    for spec in (
+        _spec("realm", _optional_str),
+        _spec("timestamp_tolerance", _int(1), _text_int),
+        _spec("signature_methods", _str_tuple(_signature_method), _text_list),
+        _spec("nonce_min_length", _int(1), _text_int),
+        _spec("nonce_max_length", _int(1), _text_int),
+        _spec("feature_enabled", _bool, _text_bool),
+        _spec("error_detail", _choice("code", "opaque")),
+        _spec("replay_store", _replay_store),
+        _spec("replay_store_max_entries", _int(1), _text_int),
+        _spec("public_url", _public_url),
+        _spec("trust_forwarded_headers", _bool, _text_bool),
+        _spec("exempt_paths", _str_tuple(_path), _text_list),
+        _spec("max_header_length", _int(64), _text_int),
+        _spec("max_header_parameters", _int(8), _text_int),
+        _spec("max_body_bytes", _int(0), _text_int),
+        _spec("body_timeout", _number(0.001), _text_float),
+        _spec("credentials_cache_ttl", _number(0), _text_float),
+        _spec(
+            "integrations",
+            _checked_records(_check_integration),
+            _text_json,
+            _records(Integration),
+        ),
+        _spec("tokens", _checked_records(_check_token), _text_json, _records(Token)),
+    )
+}
