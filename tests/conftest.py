@@ -95,7 +95,7 @@ def oauth_header(
         if signature_method == "HMAC-SHA1":
             signature = oauth_signature.sign_hmac_sha1(base, consumer_secret, token_secret)
         elif signature_method == "HMAC-SHA512":
-            signature = oauth_signature.sign_hmac_sha512(base, consumer_secret, token_secret)
+            signature = oauth_signature._sign_hmac("SHA-512", base, consumer_secret, token_secret)
         elif signature_method == "PLAINTEXT":
             signature = oauth_signature.sign_plaintext(consumer_secret, token_secret)
         else:
@@ -116,6 +116,7 @@ def make_settings(**overrides: Any) -> GuardSettings:
         ],
         "tokens": [
             Token(TOKEN_ID, TOKEN_SECRET, CONSUMER_KEY, entity="38", role="3"),
+            Token("tk-bob", "ts-bob", CONSUMER_KEY, entity="41", role="1032"),
             Token("tk-inactive", "ts-inactive", CONSUMER_KEY, entity="39", role="3", active=False),
             Token("tk-revoked", "ts-revoked", CONSUMER_KEY, revoked=True),
             Token("tk-expired", "ts-expired", CONSUMER_KEY, expires_at=NOW - 1),

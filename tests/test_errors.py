@@ -1,0 +1,111 @@
+"""Rendering rejections: status, RESTlet JSON body, OAuth Problem Reporting header."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tba_guard import ErrorCode, TBAError
+from tba_guard.errors import CATALOG, error_response, missing, rejected
+
+
+def headers_of(response_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode(): value.decode() for name, value in response_headers}
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_every_code_has_a_status_a_problem_and_a_message(code: ErrorCode) -> None:
+    entry = CATALOG[code]
+    assert entry.status in (400, 401, 408, 413, 503)
+    assert entry.problem
+    assert len(entry.message) > 20
+
+
+def test_body_is_the_restlet_error_shape_and_never_cached() -> None:
+    response = error_response(TBAError(ErrorCode.INVALID_SIGNATURE), realm="123456")
+    assert response.status == 401
+    body = json.loads(response.body)
+    assert body["error"]["code"] == "InvalidSignature"
+    assert "signature" in body["error"]["message"].lower()
+    headers = headers_of(response.headers)
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["content-length"] == str(len(response.body))
+    assert headers["www-authenticate"] == (
+        'OAuth realm="123456", error="InvalidSignature", oauth_problem="signature_invalid"'
+    )
+
+
+def test_missing_and_rejected_parameters_are_listed_ampersand_joined() -> None:
+    absent = error_response(missing("oauth_nonce", "oauth_token"))
+    assert 'oauth_problem="parameter_absent"' in headers_of(absent.headers)["www-authenticate"]
+    assert (
+        'oauth_parameters_absent="oauth_nonce&oauth_token"'
+        in headers_of(absent.headers)["www-authenticate"]
+    )
+    twice = error_response(rejected("oauth_nonce"))
+    www = headers_of(twice.headers)["www-authenticate"]
+    assert 'oauth_problem="parameter_rejected"' in www
+    assert 'oauth_parameters_rejected="oauth_nonce"' in www
+
+
+def test_timestamp_rejection_carries_the_window_accepted_now() -> None:
+    error = TBAError(ErrorCode.INVALID_TIMESTAMP, acceptable_timestamps=(700, 1300))
+    www = headers_of(error_response(error).headers)["www-authenticate"]
+    assert 'oauth_problem="timestamp_refused"' in www
+    assert 'oauth_acceptable_timestamps="700-1300"' in www
+
+
+def test_invalid_callback_message_names_the_url_sent() -> None:
+    error = TBAError(ErrorCode.INVALID_CALLBACK, callback="https://evil.example/cb")
+    response = error_response(error)
+    assert response.status == 400
+    message = json.loads(response.body)["error"]["message"]
+    assert message.startswith("InvalidCallback https://evil.example/cb")
+    assert (
+        'oauth_parameters_rejected="oauth_callback"'
+        in headers_of(response.headers)["www-authenticate"]
+    )
+
+
+def test_token_problem_can_be_more_precise() -> None:
+    error = TBAError(ErrorCode.TOKEN_REJECTED, problem="token_expired")
+    assert (
+        'oauth_problem="token_expired"'
+        in headers_of(error_response(error).headers)["www-authenticate"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "wire_code", "wire_error"),
+    [
+        (ErrorCode.INVALID_SIGNATURE, 401, "INVALID_LOGIN_ATTEMPT", "token_rejected"),
+        (ErrorCode.UNKNOWN_INTEGRATION, 401, "INVALID_LOGIN_ATTEMPT", "token_rejected"),
+        (ErrorCode.NONCE_USED, 401, "INVALID_LOGIN_ATTEMPT", "token_rejected"),
+        (ErrorCode.VERSION_REJECTED, 400, "INVALID_REQUEST", "parameter_rejected"),
+        (ErrorCode.MISSING_REQUIRED_PARAMETER, 400, "INVALID_REQUEST", "parameter_rejected"),
+    ],
+)
+def test_opaque_mode_says_only_what_netsuite_says(
+    code: ErrorCode, status: int, wire_code: str, wire_error: str
+) -> None:
+    response = error_response(TBAError(code), realm="123456", detail="opaque")
+    assert response.status == status
+    assert json.loads(response.body)["error"]["code"] == wire_code
+    www = headers_of(response.headers)["www-authenticate"]
+    assert www == f'OAuth realm="123456", error="{wire_error}"'
+    assert code.value not in response.body.decode() + www
+
+
+def test_replay_store_outage_is_a_503_with_retry_after_in_both_modes() -> None:
+    for detail in ("code", "opaque"):
+        response = error_response(TBAError(ErrorCode.REPLAY_STORE_UNAVAILABLE), detail=detail)  # type: ignore[arg-type]
+        assert response.status == 503
+        assert headers_of(response.headers)["retry-after"] == "1"
+        assert json.loads(response.body)["error"]["code"] == "ReplayStoreUnavailable"
+
+
+def test_a_realm_with_quotes_cannot_break_the_header() -> None:
+    response = error_response(TBAError(ErrorCode.NONCE_USED), realm='a"b\\c')
+    assert headers_of(response.headers)["www-authenticate"].startswith('OAuth realm="a\\"b\\\\c"')

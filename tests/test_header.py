@@ -1,0 +1,100 @@
+"""Parsing the Authorization header: tolerant of spacing and order, strict about the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from tba_guard import ErrorCode, TBAError
+from tba_guard.header import parse_authorization
+
+
+def rejected_names(value: str, **limits: int) -> tuple[str, ...]:
+    with pytest.raises(TBAError) as caught:
+        parse_authorization(value, **limits)
+    assert caught.value.code is ErrorCode.MISSING_REQUIRED_PARAMETER
+    assert caught.value.oauth_problem == "parameter_rejected"
+    return caught.value.parameters_rejected
+
+
+def test_parameters_come_back_decoded_in_the_order_sent() -> None:
+    parsed = parse_authorization(
+        'OAuth realm="123456_SB1", oauth_nonce="a%20b", oauth_callback="http%3A%2F%2Fx%2Fy"'
+    )
+    assert list(parsed.items()) == [
+        ("realm", "123456_SB1"),
+        ("oauth_nonce", "a b"),
+        ("oauth_callback", "http://x/y"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'OAuth a="1",b="2"',
+        'OAuth   a = "1" ,  b="2"  ',
+        'oauth a="1",\tb="2"',
+        'OAUTH\ta="1", b="2",',
+        '  OAuth a="1" , , b="2"',
+    ],
+)
+def test_spacing_scheme_case_and_empty_list_elements_are_tolerated(value: str) -> None:
+    assert parse_authorization(value) == {"a": "1", "b": "2"}
+
+
+def test_raw_base64_signature_is_kept_as_sent() -> None:
+    # Some clients do not percent-encode the signature; '+' must stay '+', not become a space.
+    assert parse_authorization('OAuth oauth_signature="ab+/c="')["oauth_signature"] == "ab+/c="
+
+
+def test_an_empty_value_parses_so_the_check_can_name_it() -> None:
+    assert parse_authorization('OAuth oauth_nonce=""') == {"oauth_nonce": ""}
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ('OAuth a="1", a="2"', ("a",)),
+        ('OAuth a="1", a%5F="2", a_="3"', ("a_",)),
+        ('OAuth a="%zz"', ("a",)),
+        ('OAuth a="%C3"', ("a",)),
+        ('OAuth a="%FF%FE"', ("a",)),
+        ('OAuth a="x%00y"', ("a",)),
+    ],
+)
+def test_duplicates_and_broken_encoding_name_the_parameter(
+    value: str, named: tuple[str, ...]
+) -> None:
+    assert rejected_names(value) == named
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer abc",
+        "Basic dXNlcjpwYXNz",
+        'OAuthx a="1"',
+        "OAuth a=1",
+        'OAuth a="1" b="2"',
+        'OAuth a="1',
+        'OAuth a="1", b',
+        'OAuth a="1", b=',
+        'OAuth ="1"',
+        'OAuth a="x\\"y"',
+        'OAuth a="line\nbreak"',
+        'OAuth a="1"; b="2"',
+        "",
+    ],
+)
+def test_unparseable_headers_name_the_header(value: str) -> None:
+    assert rejected_names(value) == ("Authorization",)
+
+
+def test_header_length_is_bounded() -> None:
+    value = 'OAuth a="' + "x" * 5000 + '"'
+    assert rejected_names(value, max_length=4096) == ("Authorization",)
+
+
+def test_parameter_count_is_bounded() -> None:
+    value = "OAuth " + ", ".join(f'p{i}="v"' for i in range(40))
+    assert rejected_names(value, max_parameters=32) == ("Authorization",)
+    assert len(parse_authorization(value, max_parameters=40)) == 40
