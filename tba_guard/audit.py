@@ -8,11 +8,14 @@ signature, a nonce or a header.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 logger = logging.getLogger("tba_guard.audit")
+# A library does not print on its own: records reach whatever handlers the application set up.
+logging.getLogger("tba_guard").addHandler(logging.NullHandler())
 
 _MAX_FIELD = 128  # client-chosen identifiers are cut so a log line stays a line
 
@@ -34,9 +37,30 @@ class AuditEvent:
 AuditHook = Callable[[AuditEvent], None]
 
 
-def _clip(value: str) -> str:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _safe(value: str) -> str:
+    """No control characters (a decoded `%0A` in a consumer key would otherwise forge a second
+    audit line) and no lone surrogates (a log handler writing UTF-8 would fail on them)."""
     value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(_escape, value)
+
+
+def _clip(value: str) -> str:
+    value = _safe(value)
     return value if len(value) <= _MAX_FIELD else value[:_MAX_FIELD] + "…"
+
+
+def is_heard(outcome: str, hooks: tuple[AuditHook, ...]) -> bool:
+    """Whether a decision would reach anyone: skip building the record when it would not."""
+    level = logging.INFO if outcome == "accepted" else logging.WARNING
+    return bool(hooks) or logger.isEnabledFor(level)
 
 
 def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
@@ -48,9 +72,9 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
         _clip(event.realm),
         _clip(event.method),
         _clip(event.path),
-        event.client,
+        _clip(event.client),
         event.time,
-        event.reason,
+        _safe(event.reason),
     )
     level = logging.INFO if event.outcome == "accepted" else logging.WARNING
     if logger.isEnabledFor(level):

@@ -8,19 +8,24 @@ verified may write to it.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from .audit import AuditEvent, AuditHook, record
+from .audit import AuditEvent, AuditHook, is_heard, record
 from .credentials import CachedCredentials, CredentialStore, Integration, StaticCredentials, Token
-from .errors import ErrorCode, TBAError, missing, rejected
+from .errors import OPERATIONAL_CODES, ErrorCode, TBAError, missing, rejected
 from .header import HEADER_NAME
 from .replay import ReplayKey, ReplayStore, replay_store_for
 from .request import OAuthRequest, read_parameters, request_from_url
 from .settings import GuardSettings
 from .signature import PLAINTEXT, signature_matches
+from .tokens import RequestToken
 
 Clock = Callable[[], float]
 
@@ -45,6 +50,9 @@ STEP_PARAMETERS: dict[Step, tuple[str, ...]] = {
     Step.REQUEST_TOKEN: ("oauth_callback",),
     Step.ACCESS_TOKEN: ("oauth_token", "oauth_verifier"),
 }
+#: Required, yet may be empty: after Deny the callback carries an empty verifier, and a client
+#: that sends it on gets `InvalidVerifier` (step 11), which says what happened.
+MAY_BE_EMPTY = frozenset({"oauth_verifier"})
 _MAX_TIMESTAMP_DIGITS = 12  # past year 30000: anything longer is not a clock
 
 
@@ -88,10 +96,13 @@ def check_required_parameters(
         request, max_header_length=max_header_length, max_header_parameters=max_header_parameters
     )
     oauth = request.oauth
-    twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
-    if twice:
-        raise rejected(*twice, reason="given in the header and in the query or body")
-    empty = tuple(name for name in required if oauth.get(name) == "")
+    if request.params:
+        twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
+        if twice:
+            raise rejected(*twice, reason="given in the header and in the query or body")
+    if all([oauth.get(name) for name in required]):
+        return  # the common case: everything present and non-empty
+    empty = tuple(name for name in required if oauth.get(name) == "" and name not in MAY_BE_EMPTY)
     if empty:
         raise rejected(*empty, reason="empty")
     absent = tuple(name for name in required if name not in oauth)
@@ -284,12 +295,103 @@ def check_entity_and_role(token: Token) -> None:
         raise TBAError(ErrorCode.ENTITY_OR_ROLE_DISABLED, "the token's entity or role is inactive")
 
 
+def check_request_token(
+    token: RequestToken | None,
+    oauth: Mapping[str, str],
+    integration: Integration,
+    *,
+    realm: str | None,
+    now: float,
+) -> RequestToken:
+    """Step 9 of the access-token step: the request token exists, is this integration's and
+    account's, is unused and unexpired, and its user has decided (Deny is judged at step 11)."""
+    as_token = token.as_token() if token else None
+    check_token_usable(as_token, oauth, integration, realm=realm, now=now)
+    assert token is not None
+    sent_realm = realm_sent(oauth)
+    if sent_realm and token.realm and sent_realm != token.realm:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "the token is not of this account")
+    if token.uses:
+        raise TBAError(ErrorCode.TOKEN_REJECTED, "request token already used", problem="token_used")
+    if token.decision == "pending":
+        raise TBAError(
+            ErrorCode.TOKEN_REJECTED,
+            "request token not authorized yet",
+            problem="permission_unknown",
+        )
+    return token
+
+
 # --- 10. InvalidSignature ---------------------------------------------------------------------
 
 
 def check_signature(request: OAuthRequest, consumer_secret: str, token_secret: str = "") -> None:
     if not signature_matches(request, consumer_secret, token_secret):
         raise TBAError(ErrorCode.INVALID_SIGNATURE, "the signature does not match")
+
+
+# --- 11. InvalidCallback (request-token step), InvalidVerifier (access-token step) -----------
+
+_MAX_CALLBACK_LENGTH = 2048
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _callback_parts(url: str, *, wildcard: bool = False) -> tuple[str, str, int | None, str] | None:
+    """(scheme, host, port, path?query) of an absolute URL without userinfo or fragment."""
+    if len(url) > _MAX_CALLBACK_LENGTH or any(c <= " " or c == "\x7f" for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if not parts.scheme or not host or "@" in parts.netloc or "#" in url:
+        return None
+    if "*" in host and not (wildcard and host.startswith("*.") and "*" not in host[2:]):
+        return None
+    scheme = parts.scheme.lower()
+    port = port if port is not None else _DEFAULT_PORTS.get(scheme)
+    return scheme, host, port, f"{parts.path or '/'}?{parts.query}"
+
+
+def callback_allowed(callback: str, registered: str | None) -> bool:
+    """The integration's callback URL (scheme, host, port, path and query exactly; a host
+    `*.example.com` stands for one label), or `http://localhost` on any port and path, where
+    native and command-line clients listen."""
+    sent = _callback_parts(callback)
+    if sent is None:
+        return False
+    scheme, host, port, rest = sent
+    if scheme == "http" and host == "localhost":
+        return True
+    record = _callback_parts(registered, wildcard=True) if registered else None
+    if record is None or (scheme, port, rest) != (record[0], record[2], record[3]):
+        return False
+    if record[1].startswith("*."):
+        label, dot, domain = host.partition(".")
+        return bool(label) and bool(dot) and domain == record[1][2:]
+    return host == record[1]
+
+
+def check_callback(oauth: Mapping[str, str], integration: Integration) -> str:
+    callback = oauth["oauth_callback"]
+    if not callback_allowed(callback, integration.callback_url):
+        raise TBAError(
+            ErrorCode.INVALID_CALLBACK,
+            "not the integration's callback URL",
+            callback=callback,
+        )
+    return callback
+
+
+def check_verifier(token: RequestToken, oauth: Mapping[str, str]) -> None:
+    """The verifier the consent page gave on Allow, compared in constant time."""
+    if token.decision != "allowed" or not token.verifier:
+        raise TBAError(ErrorCode.INVALID_VERIFIER, "the user denied access")
+    sent = oauth["oauth_verifier"].encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(token.verifier.encode(), sent):
+        raise TBAError(ErrorCode.INVALID_VERIFIER, "the verifier does not match")
 
 
 # --- the pipeline -----------------------------------------------------------------------------
@@ -321,6 +423,8 @@ class Guard:
         self.credentials = credentials or credential_store_for(settings)
         self.replay_store = replay_store or replay_store_for(settings, clock=clock)
         self.audit_hooks = tuple(audit_hooks)
+        # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
+        self._dummy_secret = secrets.token_urlsafe(32)
 
     @property
     def replay_ttl(self) -> int:
@@ -356,15 +460,19 @@ class Guard:
             check_authorization_flow(integration)
         return integration
 
-    async def verify(self, request: OAuthRequest) -> Identity:
-        """Verify a request for a protected resource; return who it speaks for.
+    async def check_credentials(self, request: OAuthRequest) -> tuple[Integration, Token]:
+        """Steps 8 to 10 for a protected resource.
 
-        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
-        goes to the audit log.
+        In opaque mode the wire does not say which of these failed, and the work must not say it
+        either: an unknown consumer key, a blocked integration, an unusable token and a bad
+        signature each cost one integration lookup, one token lookup and one signature (against
+        a random dummy secret when the real one is unknown), so timing cannot reveal which
+        consumer keys or tokens exist.
         """
+        token_looked_up = False
         try:
-            key = await self.check_well_formed(request, Step.RESOURCE)
             integration = await self.check_integration(request, Step.RESOURCE)
+            token_looked_up = True
             token = await check_token(
                 self.credentials,
                 request.oauth,
@@ -373,7 +481,29 @@ class Guard:
                 now=self.clock(),
             )
             check_entity_and_role(token)
-            check_signature(request, integration.consumer_secret, token.token_secret)
+        except TBAError as error:
+            if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
+                await self._dummy_credential_work(request, lookup_token=not token_looked_up)
+            raise
+        check_signature(request, integration.consumer_secret, token.token_secret)
+        return integration, token
+
+    async def _dummy_credential_work(self, request: OAuthRequest, *, lookup_token: bool) -> None:
+        """The lookups and the signature a rejection skipped, with the results thrown away."""
+        if lookup_token:
+            with contextlib.suppress(Exception):  # the verdict is already decided
+                await self.credentials.token(request.oauth["oauth_token"])
+        signature_matches(request, self._dummy_secret, self._dummy_secret)
+
+    async def verify(self, request: OAuthRequest) -> Identity:
+        """Verify a request for a protected resource; return who it speaks for.
+
+        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
+        goes to the audit log.
+        """
+        try:
+            key = await self.check_well_formed(request, Step.RESOURCE)
+            integration, token = await self.check_credentials(request)
             await claim_nonce(self.replay_store, key, self.replay_ttl)
         except TBAError as error:
             self.audit(request, error)
@@ -399,6 +529,8 @@ class Guard:
         return await self.verify(request_from_url(method, url, headers, body))
 
     def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
+        if not is_heard("accepted" if error is None else "rejected", self.audit_hooks):
+            return
         oauth = request.oauth
         record(
             AuditEvent(

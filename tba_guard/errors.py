@@ -7,6 +7,7 @@ so that the checks only ever say *which* code applies and never how it is render
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -252,9 +253,14 @@ _OPAQUE_LOGIN = {"code": "INVALID_LOGIN_ATTEMPT", "message": "Invalid login atte
 _OPAQUE_BAD_REQUEST = {"code": "INVALID_REQUEST", "message": "Invalid request."}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _quote(value: str) -> str:
-    # Values are our own codes, names and integers, but a realm comes from settings: keep the
-    # header well formed whatever it holds.
+    # Values are our own codes and integers, but a realm comes from settings and a rejected
+    # parameter name from the client (percent-decoded, so `%0D%0A` is a real CR LF): escape
+    # control characters so that no value can end the header line or inject another header.
+    value = _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", value)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

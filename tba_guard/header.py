@@ -8,6 +8,7 @@ broken percent-encoding, oversize input). Every failure is `MissingRequiredParam
 from __future__ import annotations
 
 import re
+from collections import Counter
 from urllib.parse import unquote
 
 from .errors import rejected
@@ -20,16 +21,33 @@ HEADER_NAME = "Authorization"
 
 # name = "value", commas between, optional whitespace anywhere a client might put it. A value is
 # any run of visible characters but a quote or backslash: percent-encoded values never need them.
-_PARAMETER = re.compile(r'[ \t]*([A-Za-z0-9_.~%-]+)[ \t]*=[ \t]*"([^"\\\x00-\x1f\x7f]*)"[ \t]*')
+# The whole list is validated by one possessive (non-backtracking, so linear) match, then the
+# parameters are pulled out by splitting at the quotes.
+_NAME = r"[A-Za-z0-9_.~%-]++"
+_VALUE = r'[^"\\\x00-\x1f\x7f]*+'
+_ONE = rf'{_NAME}[ \t]*+=[ \t]*+"{_VALUE}"'
+_LIST = re.compile(rf"[ \t]*+(?:{_ONE})?[ \t]*+(?:,(?:[ \t]*+{_ONE})?[ \t]*+)*+")
 _SCHEME = re.compile(r"[ \t]*([^ \t]*)[ \t]*(.*)", re.DOTALL)
-_SEPARATOR = re.compile(r"[ \t]*(?:,[ \t]*)+")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+# Escapes of printable ASCII decode by table lookup; anything else (non-ASCII bytes, controls,
+# malformed escapes) takes the strict path through `unquote`.
+_PRINTABLE_ESCAPES = {
+    **{f"{i:02X}": chr(i) for i in range(0x20, 0x7F)},
+    **{f"{i:02x}": chr(i) for i in range(0x20, 0x7F)},
+}
 
 
 def percent_decode(value: str) -> str:
     """Strict RFC 3986 decoding: a stray `%`, a non-UTF-8 sequence or a NUL is an error."""
     if "%" not in value:
         return value
+    head, *escaped = value.split("%")
+    try:
+        return head + "".join([_PRINTABLE_ESCAPES[p[:2]] + p[2:] for p in escaped])
+    except KeyError:
+        pass
     if _BAD_ESCAPE.search(value):
         raise ValueError("malformed percent-encoding")
     try:
@@ -39,6 +57,21 @@ def percent_decode(value: str) -> str:
     if "\x00" in decoded:
         raise ValueError("NUL byte")
     return decoded
+
+
+def _decoded(raw: dict[str, str]) -> dict[str, str]:
+    """Percent-decode names and values; a name that decodes to another's is a duplicate."""
+    parameters: dict[str, str] = {}
+    for raw_name, raw_value in raw.items():
+        try:
+            name = percent_decode(raw_name)
+            value = percent_decode(raw_value)
+        except ValueError as exc:
+            raise rejected(raw_name, reason=f"{raw_name}: {exc}") from None
+        if name in parameters:
+            raise rejected(name, reason=f"{name} given twice in the header")
+        parameters[name] = value
+    return parameters
 
 
 def parse_authorization(
@@ -53,29 +86,26 @@ def parse_authorization(
     scheme, rest = _SCHEME.match(value).groups()  # type: ignore[union-attr]  # always matches
     if scheme.lower() != "oauth":
         raise rejected(HEADER_NAME, reason="the Authorization scheme is not OAuth")
-    parameters: dict[str, str] = {}
-    position, end = 0, len(rest)
-    while True:
-        separator = _SEPARATOR.match(rest, position)
-        if separator:
-            position = separator.end()
-        if position >= end or not rest[position:].strip(" \t"):
-            break
-        match = _PARAMETER.match(rest, position)
-        if match is None:
-            raise rejected(HEADER_NAME, reason=f"unparseable text at offset {position}")
-        position = match.end()
-        if position < end and rest[position] != ",":
-            raise rejected(HEADER_NAME, reason=f"expected a comma at offset {position}")
-        raw_name, raw_value = match.groups()
-        try:
-            name = percent_decode(raw_name)
-            decoded = percent_decode(raw_value)
-        except ValueError as exc:
-            raise rejected(raw_name, reason=f"{raw_name}: {exc}") from None
-        if name in parameters:
-            raise rejected(name, reason=f"{name} given twice in the header")
-        if len(parameters) >= max_parameters:
-            raise rejected(HEADER_NAME, reason=f"more than {max_parameters} parameters")
-        parameters[name] = decoded
+    if not _LIST.fullmatch(rest):
+        raise rejected(HEADER_NAME, reason="not a comma-separated list of name=\"value\"")
+    # The list is known to be well formed, and values hold no quote: splitting at the quotes
+    # gives the values at odd positions, each preceded by its `, name=` glue.
+    pieces = rest.split('"')
+    values = pieces[1::2]
+    if len(values) > max_parameters:
+        raise rejected(HEADER_NAME, reason=f"more than {max_parameters} parameters")
+    names = [glue.strip(" \t,=") for glue in pieces[0:-1:2]]
+    parameters = dict(zip(names, values, strict=True))
+    if len(parameters) < len(names):
+        twice = next(name for name, count in Counter(names).items() if count > 1)
+        raise rejected(twice, reason=f"{twice} given twice in the header")
+    if "%" in rest:
+        if "%" in "".join(names):
+            return _decoded(parameters)  # escaped names: rare, and may collide once decoded
+        for name, raw_value in parameters.items():  # usually just the signature
+            if "%" in raw_value:
+                try:
+                    parameters[name] = percent_decode(raw_value)
+                except ValueError as exc:
+                    raise rejected(name, reason=f"{name}: {exc}") from None
     return parameters

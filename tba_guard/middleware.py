@@ -8,6 +8,7 @@ body to the application unchanged. Any other body streams through untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -19,8 +20,9 @@ from .audit import AuditHook
 from .checks import Clock, Guard, Identity
 from .credentials import CredentialStore
 from .errors import ErrorCode, TBAError, error_response
+from .explain import development_hint
 from .replay import ReplayStore
-from .request import OAuthRequest, base_string_uri, is_form_content_type
+from .request import OAuthRequest, base_string_uri, is_form_content_type, read_parameters
 from .settings import GuardSettings
 
 
@@ -89,13 +91,25 @@ class TBAGuardMiddleware:
             identity = await self.guard.verify(request)
         except TBAError as error:
             if error.code in (ErrorCode.REQUEST_BODY_TOO_LARGE, ErrorCode.REQUEST_BODY_TIMEOUT):
-                self.guard.audit(request, error)
-            await self.reject(scope, receive, send, error)
+                self.audit_before_verification(request, error)
+            hint = development_hint(error, request) if self.settings.development_hints else None
+            await self.reject(scope, receive, send, error, hint=hint)
             return
         scope["tba"] = identity
         scope["auth"] = AuthCredentials(["authenticated"])
         scope["user"] = TBAUser(identity)
         await self.app(scope, receive, send)
+
+    def audit_before_verification(self, request: OAuthRequest, error: TBAError) -> None:
+        """Audit a body that failed before the checks ran, naming (unverified, as in every
+        rejection) the consumer key and token the header claims, if the header parses."""
+        with contextlib.suppress(TBAError):
+            read_parameters(
+                request,
+                max_header_length=self.settings.max_header_length,
+                max_header_parameters=self.settings.max_header_parameters,
+            )
+        self.guard.audit(request, error)
 
     def is_exempt(self, path: str) -> bool:
         return path in self.exempt_exact or (
@@ -167,9 +181,17 @@ class TBAGuardMiddleware:
                 ErrorCode.REQUEST_BODY_TIMEOUT, "the body did not arrive in time"
             ) from None
 
-    async def reject(self, scope: Scope, receive: Receive, send: Send, error: TBAError) -> None:
+    async def reject(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: TBAError,
+        *,
+        hint: str | None = None,
+    ) -> None:
         response = error_response(
-            error, realm=self.settings.realm or "", detail=self.settings.error_detail
+            error, realm=self.settings.realm or "", detail=self.settings.error_detail, hint=hint
         )
         if scope["type"] == "websocket":
             # Refuse the handshake before accepting it: with the denial-response extension the

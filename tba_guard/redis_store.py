@@ -1,14 +1,193 @@
-"""The Redis replay store (placeholder until issue 3 lands)."""
+"""The Redis replay store: replay protection shared by every worker and host using one Redis.
+
+The in-process store protects one process; behind `uvicorn --workers N` or several hosts a
+replay that lands on another worker would pass. Here each well-formed request costs one
+`EXISTS key` (step 7, a read) and each accepted one a `SET key 1 NX PX ttl` (step 12, the atomic
+claim). The key is the prefix plus a fixed-length digest of the replay key: one key per command,
+so Redis Cluster routes it unchanged, and nothing else is stored (not even the nonce).
+
+It fails closed: a refused connection, a timeout, an exhausted pool or an error reply raises
+`ReplayStoreError`, which the guard answers with the 503 and `Retry-After`. Every call is bounded
+by `timeout` in all (pool wait, connect and reply together), so a dead Redis cannot hang a
+request. No command is retried: a retried `SET NX` whose first attempt did land would turn a
+legitimate request into `NonceUsed`. A connection the server dropped is replaced from the pool on
+the next call, so requests succeed again as soon as Redis is back, without a restart.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import base64
+import hashlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+try:
+    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio.connection import parse_url
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "the Redis replay store needs the redis package: pip install 'tba-guard[redis]'"
+    ) from None
+
+from .replay import ReplayKey, ReplayStoreError
 
 if TYPE_CHECKING:
     from .settings import GuardSettings
 
+DEFAULT_PREFIX = "tba_guard:nonce:"
+DEFAULT_POOL_SIZE = 32
+DEFAULT_TIMEOUT = 0.25  # seconds; a loopback or same-zone Redis answers in well under 1 ms
+_DIGEST_BYTES = 20  # 160 bits: 27 characters of base64url, no accidental collision in practice
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (`user:pw@`, or `?password=` of `unix://`) replaced by `***`,
+    for messages, logs and `repr`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if "password=" in query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    # Rebuilt by hand: urlunsplit drops the `//` of `unix:///path` (an empty host).
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def url_password(url: str) -> str | None:
+    """The password a URL carries, so that it can be scrubbed from error messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        return parts.password
+    passwords = [v for k, v in parse_qsl(parts.query) if k == "password" and v]
+    return passwords[0] if passwords else None
+
+
+def key_digest(key: ReplayKey) -> str:
+    """A fixed-length name for a replay key: bounded whatever the client sent, and unkeyed so
+    that every worker and host derives the same name."""
+    digest = hashlib.blake2b(key.identity(), digest_size=_DIGEST_BYTES).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
 
 class RedisReplayStore:
+    """A `ReplayStore` in Redis (or Valkey): `redis://`, `rediss://` (TLS) or `unix://` URLs.
+
+    Connections belong to the event loop that opened them, so the store keeps one client per
+    running loop (in a server that is exactly one); call `aclose()` on shutdown.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.location = redact_url(url)
+        self.prefix = prefix
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._password = url_password(url)
+        try:
+            parse_url(url)  # a bad URL is a startup error, not a 503
+        except ValueError as exc:
+            raise ValueError(f"replay_store {self.location}: {exc}") from None
+        self._external: Redis | RedisCluster | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
+
     @classmethod
     def from_settings(cls, settings: GuardSettings) -> RedisReplayStore:
-        raise NotImplementedError("the Redis replay store is not built yet")
+        return cls(
+            settings.replay_store,
+            prefix=settings.redis_key_prefix,
+            pool_size=settings.redis_pool_size,
+            timeout=settings.redis_timeout,
+        )
+
+    @classmethod
+    def from_client(
+        cls,
+        client: Redis | RedisCluster,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> RedisReplayStore:
+        """Use a client you built (`RedisCluster`, Sentinel, custom TLS). You close it."""
+        store = cls.__new__(cls)
+        store.url = store.location = f"<{type(client).__name__}>"
+        store.prefix, store.pool_size, store.timeout = prefix, 0, timeout
+        store._password = None
+        store._external = client
+        store._clients = {}
+        return store
+
+    def __repr__(self) -> str:
+        return f"RedisReplayStore({self.location!r}, prefix={self.prefix!r})"
+
+    def redis_key(self, key: ReplayKey) -> str:
+        """The Redis key that remembers this replay key."""
+        return self.prefix + key_digest(key)
+
+    async def seen(self, key: ReplayKey) -> bool:
+        """One `EXISTS`: a read that never writes."""
+        found = await self._call("EXISTS", self.redis_key(key))
+        return bool(found)
+
+    async def claim(self, key: ReplayKey, ttl: int) -> bool:
+        """One `SET key 1 NX PX ttl`: atomic, so of two concurrent claims exactly one wins."""
+        created = await self._call("SET", self.redis_key(key), b"1", "NX", "PX", ttl * 1000)
+        return created is not None
+
+    async def aclose(self) -> None:
+        """Close the connections this store opened (not a client given to `from_client`)."""
+        clients, self._clients = self._clients, {}
+        loop = asyncio.get_running_loop()
+        for client_loop, client in clients.items():
+            if client_loop is loop:
+                await client.aclose(close_connection_pool=True)
+
+    def _client(self) -> Redis | RedisCluster:
+        if self._external is not None:
+            return self._external
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for stale in [other for other in self._clients if other.is_closed()]:
+                del self._clients[stale]
+            client = self._clients[loop] = self._new_client()
+        return client
+
+    def _new_client(self) -> Redis:
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.pool_size,
+            timeout=self.timeout,  # wait for a free connection at most this long
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return Redis(connection_pool=pool)
+
+    async def _call(self, *command: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._client().execute_command(*command)
+        except TimeoutError:  # asyncio's and the socket's; redis' own is a RedisError
+            raise self._failure(f"no answer within {self.timeout:g} s") from None
+        except (RedisError, OSError) as exc:
+            raise self._failure(f"{type(exc).__name__}: {exc}") from None
+
+    def _failure(self, why: str) -> ReplayStoreError:
+        if self._password:
+            why = why.replace(self._password, "***")
+        return ReplayStoreError(f"Redis at {self.location}: {why}")

@@ -71,14 +71,20 @@ class MemoryReplayStore:
         self._size = 0
         self._purged_at = float("-inf")
         self._salt = secrets.token_bytes(16)  # keyed: nobody can aim for a digest collision
+        self._last: tuple[ReplayKey | None, bytes] = (None, b"")
 
     def __len__(self) -> int:
         return self._size
 
     def _digest(self, key: ReplayKey) -> bytes:
+        last_key, last_digest = self._last
+        if key is last_key:  # the guard reads (`seen`) then claims one key: hash it once
+            return last_digest
         ck, token, nonce = key.consumer_key, key.token, key.nonce
         text = f"{len(ck)}:{ck}{len(token)}:{token}{nonce}".encode("utf-8", "surrogateescape")
-        return hashlib.blake2b(text, digest_size=16, key=self._salt).digest()
+        digest = hashlib.blake2b(text, digest_size=16, key=self._salt).digest()
+        self._last = (key, digest)
+        return digest
 
     async def seen(self, key: ReplayKey) -> bool:
         bucket = self._buckets.get(key.timestamp)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import SplitResult, unquote_plus, urlsplit
 
 from .header import DEFAULT_MAX_HEADER_LENGTH, DEFAULT_MAX_HEADER_PARAMETERS, parse_authorization
 
@@ -59,7 +59,10 @@ def base_string_uri(scheme: str, host: str, path: str) -> str:
 
 
 def base_string_uri_from_url(url: str) -> str:
-    parts = urlsplit(url)
+    return _uri_from_parts(urlsplit(url))
+
+
+def _uri_from_parts(parts: SplitResult) -> str:
     if not parts.scheme or not parts.netloc:
         raise ValueError("the URL needs a scheme and a host")
     host = parts.netloc.rpartition("@")[2]
@@ -117,7 +120,7 @@ def request_from_url(
     parts = urlsplit(url)
     return OAuthRequest(
         method=method.upper(),
-        uri=base_string_uri_from_url(url),
+        uri=_uri_from_parts(parts),
         query=parts.query,
         authorization=authorizations[0] if authorizations else None,
         authorization_count=len(authorizations),

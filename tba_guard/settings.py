@@ -18,10 +18,13 @@ from typing import Any
 from .credentials import Integration, Token
 from .errors import ErrorDetail
 from .signature import SIGNATURE_METHODS
+from .tokens import User
 
 ENV_PREFIX = "TBA_GUARD_"
 #: Variables with the prefix that are not settings (they steer the test suite or the CLI).
-_ENV_NOT_SETTINGS = frozenset({"TBA_GUARD_REQUIRE_REDIS", "TBA_GUARD_CONFIG"})
+_ENV_NOT_SETTINGS = frozenset(
+    {"TBA_GUARD_REQUIRE_REDIS", "TBA_GUARD_REQUIRE_BROWSER", "TBA_GUARD_CONFIG"}
+)
 
 
 class SettingsError(ValueError):
@@ -39,8 +42,11 @@ class GuardSettings:
     nonce_max_length: int = 64
     feature_enabled: bool = True
     error_detail: ErrorDetail = "code"
-    replay_store: str = "memory"
+    replay_store: str = field(default="memory", repr=False)  # a Redis URL may hold a password
     replay_store_max_entries: int = 1_000_000
+    redis_key_prefix: str = "tba_guard:nonce:"
+    redis_pool_size: int = 32  # connections per worker process
+    redis_timeout: float = 0.25  # seconds per replay-store call, in all; then 503
     public_url: str | None = None
     trust_forwarded_headers: bool = False
     exempt_paths: tuple[str, ...] = ()
@@ -49,8 +55,18 @@ class GuardSettings:
     max_body_bytes: int = 1_048_576
     body_timeout: float = 10.0
     credentials_cache_ttl: float = 0.0
+    development_hints: bool = False  # a one-line hint in error responses; never in production
     integrations: tuple[Integration, ...] = ()
     tokens: tuple[Token, ...] = field(default=(), repr=False)
+    # The authorization flow (tba_guard.flow): where it lives, what it stores, who may consent.
+    request_token_path: str = "/rest/requesttoken"
+    authorize_path: str = "/app/login/secure/authorizetoken.nl"
+    access_token_path: str = "/rest/accesstoken"
+    request_token_ttl: int = 600  # seconds a request token may wait for steps two and three
+    token_store: str = field(default="memory", repr=False)  # or a Redis URL (may hold a password)
+    token_store_key_prefix: str = "tba_guard:flow:"
+    session_secret: str | None = field(default=None, repr=False)  # consent-page cookies' key
+    users: tuple[User, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         for spec in _FIELDS.values():
@@ -85,10 +101,10 @@ class GuardSettings:
         for section, content in document.items():
             if section == "guard" and isinstance(content, dict):
                 for key, value in content.items():
-                    if key in ("integrations", "tokens"):
+                    if key in ("integrations", "tokens", "users"):
                         raise SettingsError(f"guard.{key}: use a [[{key}]] table")
                     data[key] = value
-            elif section in ("integrations", "tokens"):
+            elif section in ("integrations", "tokens", "users"):
                 data[section] = content
             else:
                 raise SettingsError(f"{path}: unknown section {section!r}")
@@ -261,6 +277,22 @@ def _check_token(key: str, value: Token) -> None:
     _bool(f"{key}.revoked", value.revoked)
 
 
+def _check_user(key: str, value: User) -> None:
+    for name in ("entity", "name"):
+        _str(f"{key}.{name}", getattr(value, name))
+    if not isinstance(value.password, str):
+        raise _fail(f"{key}.password", "a string", type(value.password).__name__)
+    _str_tuple(_str)(f"{key}.roles", value.roles)
+    _bool(f"{key}.active", value.active)
+
+
+def _session_secret(key: str, value: Any) -> str | None:
+    secret = _optional_str(key, value)
+    if secret is not None and len(secret) < 16:
+        raise SettingsError(f"{key}: expected at least 16 characters")
+    return secret
+
+
 def _checked_records(
     check_one: Callable[[str, Any], None],
 ) -> Callable[[str, Any], tuple[Any, ...]]:
@@ -339,6 +371,9 @@ _FIELDS: dict[str, _Field] = {
         _spec("error_detail", _choice("code", "opaque")),
         _spec("replay_store", _replay_store),
         _spec("replay_store_max_entries", _int(1), _text_int),
+        _spec("redis_key_prefix", _str),
+        _spec("redis_pool_size", _int(1), _text_int),
+        _spec("redis_timeout", _number(0.001), _text_float),
         _spec("public_url", _public_url),
         _spec("trust_forwarded_headers", _bool, _text_bool),
         _spec("exempt_paths", _str_tuple(_path), _text_list),
@@ -347,6 +382,7 @@ _FIELDS: dict[str, _Field] = {
         _spec("max_body_bytes", _int(0), _text_int),
         _spec("body_timeout", _number(0.001), _text_float),
         _spec("credentials_cache_ttl", _number(0), _text_float),
+        _spec("development_hints", _bool, _text_bool),
         _spec(
             "integrations",
             _checked_records(_check_integration),
@@ -354,5 +390,13 @@ _FIELDS: dict[str, _Field] = {
             _records(Integration),
         ),
         _spec("tokens", _checked_records(_check_token), _text_json, _records(Token)),
+        _spec("request_token_path", _path),
+        _spec("authorize_path", _path),
+        _spec("access_token_path", _path),
+        _spec("request_token_ttl", _int(1), _text_int),
+        _spec("token_store", _replay_store),
+        _spec("token_store_key_prefix", _str),
+        _spec("session_secret", _session_secret),
+        _spec("users", _checked_records(_check_user), _text_json, _records(User)),
     )
 }

@@ -11,7 +11,10 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from itertools import chain
 from urllib.parse import quote
 
 from .errors import TBAError
@@ -25,13 +28,26 @@ SIGNATURE_METHODS = frozenset({*HMAC_DIGESTS, PLAINTEXT})
 _UNSIGNED = frozenset({"realm", "oauth_signature"})
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+
+
 def percent_encode(value: str) -> str:
     """RFC 5849 section 3.6: everything but ALPHA / DIGIT / "-" / "." / "_" / "~" is escaped.
 
-    `quote` with no extra safe characters is exactly that set; surrogateescape lets bytes that
-    arrived as non-UTF-8 escapes in a query or form body come back out unchanged.
+    Most protocol values (keys, nonces, timestamps) need no escaping and are returned as they
+    are; the rest go through `quote`, whose default safe set is exactly the unreserved set.
+    surrogateescape lets bytes that arrived as non-UTF-8 escapes in a query or form body come
+    back out unchanged.
     """
+    if (value.isalnum() and value.isascii()) or _UNRESERVED.fullmatch(value):
+        return value
     return quote(value, safe="", errors="surrogateescape")
+
+
+@lru_cache(maxsize=512)
+def _encoded_uri(uri: str) -> str:
+    # A service has few distinct URIs; encoding one costs more than the cache lookup.
+    return percent_encode(uri)
 
 
 def signed_parameters(request: OAuthRequest) -> list[tuple[str, str]]:
@@ -41,26 +57,49 @@ def signed_parameters(request: OAuthRequest) -> list[tuple[str, str]]:
     return pairs
 
 
+def _encode_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    # One regex over all names and values together costs about what one per-item match does;
+    # protocol parameters and most queries need no escaping at all.
+    if _UNRESERVED.fullmatch("".join(chain.from_iterable(pairs))):
+        return pairs
+    encode = percent_encode
+    return [(encode(name), encode(value)) for name, value in pairs]
+
+
 def normalize_parameters(pairs: Iterable[tuple[str, str]]) -> str:
     """RFC 5849 section 3.4.1.3.2: encode, sort by name then value, join."""
-    encoded = sorted((percent_encode(name), percent_encode(value)) for name, value in pairs)
-    return "&".join(f"{name}={value}" for name, value in encoded)
+    encoded = sorted(_encode_pairs(list(pairs)))
+    return "&".join([f"{name}={value}" for name, value in encoded])
+
+
+def _normalize_request_parameters(request: OAuthRequest) -> str:
+    """`normalize_parameters(signed_parameters(request))`, with the header's parameters (almost
+    always unreserved) and the query and form's (often not) checked for escaping apart."""
+    protocol = [(name, value) for name, value in request.oauth.items() if name not in _UNSIGNED]
+    encoded = _encode_pairs(protocol)
+    if request.params:
+        encoded = encoded + _encode_pairs(request.params)
+    encoded.sort()
+    return "&".join([f"{name}={value}" for name, value in encoded])
 
 
 def base_string(method: str, uri: str, pairs: Iterable[tuple[str, str]]) -> str:
-    return "&".join(
-        (
-            percent_encode(method.upper()),
-            percent_encode(uri),
-            percent_encode(normalize_parameters(pairs)),
-        )
-    )
+    """RFC 5849 section 3.4.1.1."""
+    return _join_base_string(method, uri, normalize_parameters(pairs))
+
+
+def _join_base_string(method: str, uri: str, normalized: str) -> str:
+    # The normalized parameters hold only unreserved characters, `%XX`, `=` and `&`, so encoding
+    # them again is three plain replacements rather than a second pass through `quote`.
+    encoded = normalized.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
+    return f"{percent_encode(method.upper())}&{_encoded_uri(uri)}&{encoded}"
 
 
 def request_base_string(request: OAuthRequest) -> str:
-    return base_string(request.method, request.uri, signed_parameters(request))
+    return _join_base_string(request.method, request.uri, _normalize_request_parameters(request))
 
 
+@lru_cache(maxsize=1024)
 def signing_key(consumer_secret: str, token_secret: str) -> str:
     return f"{percent_encode(consumer_secret)}&{percent_encode(token_secret)}"
 

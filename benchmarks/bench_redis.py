@@ -1,0 +1,354 @@
+"""What the Redis replay store costs: one claim, and requests per second of the demo service.
+
+1. `claims`: the median (and p90/p99) µs of one `claim` with the Redis store on loopback against
+   the in-process store, in the same run, each call timed on its own over distinct keys.
+2. `serve`: requests per second of `tba-guard serve --workers 2` with Redis against `--workers 1`
+   with the in-process store (and `--workers 1` with Redis, to separate the store's cost from the
+   second worker's gain). The load generator is `wrk` (apt-get install wrk), bounded in time
+   and connections, sending pre-signed requests that each carry a fresh nonce, read from a
+   file, so every request is a full accepted verification and one Redis claim.
+
+    python benchmarks/bench_redis.py [claims|serve|all] [--claims N] [--duration S]
+        [--connections C] [--repeats R] [--connection close|keep-alive] [--redis-url URL]
+        [--json out.json]
+
+By default every request opens its own connection (`Connection: close`): uvicorn's workers share
+one listening socket, and wrk's long-lived connections may all be accepted by a single worker,
+which would measure one worker twice. Setups run interleaved, `--repeats` times each.
+
+Requests are signed here with a few lines of `hmac` (not with tba_guard): a 200 proves each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import redis
+
+from tba_guard.redis_store import RedisReplayStore
+from tba_guard.replay import MemoryReplayStore, ReplayKey, ReplayStore
+
+CONSUMER_KEY, CONSUMER_SECRET = "ck-bench", "cs-bench-secret"
+TOKEN_ID, TOKEN_SECRET = "tk-bench", "ts-bench-secret"
+PATH, QUERY = "/app/site/hosting/restlet.nl", (("script", "1"), ("deploy", "1"))
+
+
+# --- 1. one claim -----------------------------------------------------------------------------
+
+
+def summary(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
+    return {
+        "median_us": statistics.median(ordered) / 1000,
+        "p90_us": pick(0.9),
+        "p99_us": pick(0.99),
+    }
+
+
+async def time_claims(store: ReplayStore, count: int, tag: str) -> list[int]:
+    now = int(time.time())
+    keys = [ReplayKey(CONSUMER_KEY, TOKEN_ID, f"{tag}-{i:08d}", now) for i in range(count)]
+    for key in keys[:200]:  # warm up: connections open, code paths hot
+        await store.claim(key._replace(nonce="warm-" + key.nonce), 600)
+    clock = time.perf_counter_ns
+    samples = []
+    for key in keys:
+        start = clock()
+        first = await store.claim(key, 600)
+        samples.append(clock() - start)
+        assert first, "a distinct key must be claimed"
+    return samples
+
+
+async def bench_claims(count: int, redis_url: str) -> dict[str, Any]:
+    prefix = f"tba_guard_bench:{uuid.uuid4().hex[:8]}:"
+    memory = MemoryReplayStore()
+    store = RedisReplayStore(redis_url, prefix=prefix)
+    try:
+        results = {
+            "memory": summary(await time_claims(memory, count, "m")),
+            "redis": summary(await time_claims(store, count, "r")),
+        }
+    finally:
+        await store.aclose()
+        client = redis.Redis.from_url(redis_url)
+        for batch in _chunks(list(client.scan_iter(match=prefix + "*", count=1000)), 1000):
+            client.delete(*batch)
+        client.close()
+    results["claims"] = count
+    return results
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- 2. requests per second of `tba-guard serve` ----------------------------------------------
+
+
+def enc(value: str) -> str:
+    return quote(value, safe="-._~")
+
+
+def authorization(port: int, nonce: str, timestamp: int) -> str:
+    """An HMAC-SHA256 OAuth 1.0 header for GET PATH?QUERY on 127.0.0.1:port (RFC 5849 §3.4)."""
+    oauth = {
+        "oauth_consumer_key": CONSUMER_KEY,
+        "oauth_token": TOKEN_ID,
+        "oauth_nonce": nonce,
+        "oauth_timestamp": str(timestamp),
+        "oauth_signature_method": "HMAC-SHA256",
+        "oauth_version": "1.0",
+    }
+    pairs = sorted((enc(k), enc(v)) for k, v in [*oauth.items(), *QUERY])
+    normalized = "&".join(f"{k}={v}" for k, v in pairs)
+    base = "&".join(["GET", enc(f"http://127.0.0.1:{port}{PATH}"), enc(normalized)])
+    key = f"{enc(CONSUMER_SECRET)}&{enc(TOKEN_SECRET)}".encode()
+    signature = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha256).digest()).decode()
+    oauth["oauth_signature"] = signature
+    return "OAuth " + ", ".join(f'{k}="{enc(v)}"' for k, v in oauth.items())
+
+
+def write_headers(path: Path, port: int, count: int) -> None:
+    timestamp = int(time.time())
+    run = secrets.token_hex(4)
+    with path.open("w") as out:
+        for i in range(count):
+            out.write(authorization(port, f"{run}{i:09d}", timestamp) + "\n")
+
+
+WRK_SCRIPT = """
+local file = nil
+CONNECTION = "keep-alive"
+init = function(args)
+  file = assert(io.open(args[1], "r"))
+  CONNECTION = args[2]
+end
+request = function()
+  local header = file:read("*l")
+  if header == nil then file:seek("set", 0); header = file:read("*l") end
+  return wrk.format("GET", nil, {["Authorization"] = header, ["Connection"] = CONNECTION})
+end
+"""
+
+
+def write_config(directory: Path, store: str, prefix: str) -> Path:
+    config = directory / f"bench-{store.split(':')[0]}.toml"
+    config.write_text(
+        "[guard]\n"
+        f'replay_store = "{store}"\nredis_key_prefix = "{prefix}"\n'
+        'exempt_paths = ["/healthz"]\n'
+        f'\n[[integrations]]\nconsumer_key = "{CONSUMER_KEY}"\n'
+        f'consumer_secret = "{CONSUMER_SECRET}"\n'
+        f'\n[[tokens]]\ntoken_id = "{TOKEN_ID}"\ntoken_secret = "{TOKEN_SECRET}"\n'
+        f'consumer_key = "{CONSUMER_KEY}"\nentity = "38"\nrole = "3"\n'
+    )
+    return config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(config: Path, port: int, workers: int) -> Iterator[int]:
+    """`tba-guard serve` in its own process group until the block ends; yields its pid."""
+    command = [sys.executable, "-m", "tba_guard.cli", "serve", "--config", str(config)]
+    command += ["--port", str(port), "--workers", str(workers)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"tba-guard serve did not start ({command})") from None
+                time.sleep(0.1)
+        time.sleep(1.0 if workers > 1 else 0.2)  # let every worker finish its startup
+        yield process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def check_accepted(port: int, header: str) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{PATH}?script=1&deploy=1", headers={"Authorization": header}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # raises on 401/503
+        assert response.status == 200
+
+
+def run_wrk(
+    port: int, headers: Path, script: Path, seconds: int, connections: int, connection: str
+) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(script), f"http://127.0.0.1:{port}{PATH}?script=1&deploy=1"]
+    command += ["--", str(headers), connection]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    return {
+        "requests_per_s": rps,
+        "requests": total,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+        "latency_p50": p50.group(1) if p50 else "",
+        "latency_p99": p99.group(1) if p99 else "",
+    }
+
+
+def worker_cpu_seconds(parent: int) -> dict[int, float]:
+    """CPU seconds used so far by each process below `parent` (Linux /proc; else empty)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    result: dict[int, float] = {}
+    pending = [parent]
+    while pending:
+        pid = pending.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            pending += children
+            for child in children:
+                try:
+                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                result[child] = (int(fields[11]) + int(fields[12])) / tick
+    return result
+
+
+def bench_setup(
+    directory: Path, store: str, workers: int, prefix: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    script = directory / "fresh.lua"
+    script.write_text(WRK_SCRIPT)
+    port = free_port()
+    config = write_config(directory, store, prefix)
+    headers, warm = directory / "headers.txt", directory / "warm.txt"
+    # More fresh headers than a run can send: no request is a replay (the 200s prove it).
+    write_headers(headers, port, args.duration * 12_000 + 20_000)
+    write_headers(warm, port, 5_000)
+    with serving(config, port, workers) as parent:
+        check_accepted(port, authorization(port, secrets.token_hex(8), int(time.time())))
+        run_wrk(port, warm, script, 2, args.connections, args.connection)
+        before = worker_cpu_seconds(parent)
+        result = run_wrk(port, headers, script, args.duration, args.connections, args.connection)
+        after = worker_cpu_seconds(parent)
+    busy = [round(after[pid] - before.get(pid, 0.0), 2) for pid in sorted(after)]
+    result["process_cpu_s"] = [cpu for cpu in busy if cpu > 0.05]
+    return result
+
+
+def bench_serve(args: argparse.Namespace) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("the serve benchmark needs wrk: apt-get install wrk")
+    prefix = f"tba_guard_bench:{uuid.uuid4().hex[:8]}:"
+    setups = [
+        ("memory, 1 worker", "memory", 1),
+        ("redis, 1 worker", args.redis_url, 1),
+        ("redis, 2 workers", args.redis_url, 2),
+    ]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in setups}
+    try:
+        for repeat in range(args.repeats):  # interleaved, so drift on the machine hits all alike
+            for name, store, workers in setups:
+                with tempfile.TemporaryDirectory() as scratch:
+                    result = bench_setup(Path(scratch), store, workers, prefix, args)
+                runs[name].append(result)
+                print(f"  [{repeat + 1}/{args.repeats}] {name}: {result}", file=sys.stderr)
+    finally:
+        client = redis.Redis.from_url(args.redis_url)
+        for batch in _chunks(list(client.scan_iter(match=prefix + "*", count=5000)), 5000):
+            client.delete(*batch)
+        client.close()
+    summary_ = {
+        name: {
+            "median_requests_per_s": statistics.median(r["requests_per_s"] for r in results),
+            "runs": results,
+        }
+        for name, results in runs.items()
+    }
+    options = {"duration_s": args.duration, "connections": args.connections}
+    options |= {"connection": args.connection, "repeats": args.repeats}
+    return {"options": options, "setups": summary_}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", nargs="?", choices=["claims", "serve", "all"], default="all")
+    parser.add_argument("--claims", type=int, default=20_000)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each setup")
+    parser.add_argument(
+        "--connection",
+        choices=["close", "keep-alive"],
+        default="close",
+        help="close: a new connection per request, so uvicorn's workers share the load "
+        "(with keep-alive, all of wrk's connections may land on one worker)",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    if args.what in ("claims", "all"):
+        report["claim"] = asyncio.run(bench_claims(args.claims, args.redis_url))
+        m, r = report["claim"]["memory"], report["claim"]["redis"]
+        print(f"one claim, median µs: memory {m['median_us']:.2f}, redis {r['median_us']:.2f}")
+    if args.what in ("serve", "all"):
+        report["serve"] = bench_serve(args)
+        for name, result in report["serve"]["setups"].items():
+            print(f"{name}: {result['median_requests_per_s']:.0f} requests/s (median)")
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""In-process cost of verifying one request: tba_guard against oauthlib and Authlib.
+
+Every request carries a fresh nonce; signing happens before timing starts. Each call is timed
+on its own (perf_counter_ns) and the report gives the median and the 10th-90th percentile
+spread, in µs, with every figure also as a ratio to oauthlib's median in the same run.
+
+    python benchmarks/bench_verify.py [--requests N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import binascii
+import gc
+import hmac
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from competitors import (
+    CONSUMER_SECRET,
+    HOST,
+    SHAPES,
+    TOKEN_SECRET,
+    AuthlibProtector,
+    Shape,
+    oauthlib_endpoint,
+    signed_headers,
+    tba_guard_instance,
+)
+
+from tba_guard.request import read_parameters, request_from_url
+from tba_guard.signature import request_base_string, signing_key
+
+
+def percentiles(samples: list[int]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
+    return {"median": statistics.median(ordered) / 1000, "p10": pick(0.10), "p90": pick(0.90)}
+
+
+def prepare(shape: Shape, count: int) -> list[dict[str, str]]:
+    return [signed_headers(shape) for _ in range(count)]
+
+
+def time_sync(call: Callable[[dict[str, str]], Any], batch: list[dict[str, str]]) -> list[int]:
+    samples = []
+    clock = time.perf_counter_ns
+    for headers in batch:
+        start = clock()
+        call(headers)
+        samples.append(clock() - start)
+    return samples
+
+
+async def time_tba_guard(shape: Shape, batch: list[dict[str, str]]) -> list[int]:
+    guard = tba_guard_instance()
+    url = HOST + shape.path
+    body = shape.body.encode()
+    samples = []
+    clock = time.perf_counter_ns
+    verify = guard.verify
+    for headers in batch:
+        start = clock()
+        await verify(request_from_url(shape.method, url, headers, body))
+        samples.append(clock() - start)
+    return samples
+
+
+def hmac_floor(shape: Shape, batch: list[dict[str, str]]) -> list[int]:
+    """HMAC-SHA256 of the base string, base64, constant-time compare: the irreducible part."""
+    url = HOST + shape.path
+    key = signing_key(CONSUMER_SECRET, TOKEN_SECRET).encode()
+    prepared = []
+    for headers in batch:
+        request = request_from_url(shape.method, url, headers, shape.body)
+        read_parameters(request)
+        prepared.append((request_base_string(request).encode(), request.oauth["oauth_signature"]))
+    samples = []
+    clock = time.perf_counter_ns
+    for base, sent in prepared:
+        start = clock()
+        digest = hmac.digest(key, base, "sha256")
+        hmac.compare_digest(binascii.b2a_base64(digest, newline=False), sent.encode())
+        samples.append(clock() - start)
+    return samples
+
+
+def measure_shape(shape: Shape, count: int) -> dict[str, Any]:
+    url = HOST + shape.path
+    endpoint = oauthlib_endpoint()
+    protector = AuthlibProtector()
+
+    def oauthlib_call(headers: dict[str, str]) -> None:
+        valid, _ = endpoint.validate_protected_resource_request(
+            url, shape.method, shape.body or None, headers
+        )
+        assert valid, "oauthlib rejected a valid request"
+
+    def authlib_call(headers: dict[str, str]) -> None:
+        protector.validate_request(shape.method, url, shape.body or None, headers)
+
+    gc.collect()
+    row: dict[str, Any] = {
+        "HMAC floor": percentiles(hmac_floor(shape, prepare(shape, count))),
+        "tba_guard": percentiles(asyncio.run(time_tba_guard(shape, prepare(shape, count)))),
+        "oauthlib ResourceEndpoint": percentiles(time_sync(oauthlib_call, prepare(shape, count))),
+        "Authlib ResourceProtector": percentiles(time_sync(authlib_call, prepare(shape, count))),
+    }
+    baseline = row["oauthlib ResourceEndpoint"]["median"]
+    for figures in row.values():
+        figures["ratio_to_oauthlib"] = figures["median"] / baseline
+    return row
+
+
+def run(count: int) -> dict[str, Any]:
+    return {shape.name: measure_shape(shape, count) for shape in SHAPES}
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| request | implementation | median µs | p10-p90 µs | × oauthlib |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for shape, row in results.items():
+        for name, f in row.items():
+            lines.append(
+                f"| {shape} | {name} | {f['median']:.1f} | {f['p10']:.1f}-{f['p90']:.1f}"
+                f" | {f['ratio_to_oauthlib']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000, help="requests per shape")
+    parser.add_argument("--json", help="write the figures here too")
+    args = parser.parse_args()
+    results = run(args.requests)
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Coverage-guided fuzzing of the Authorization header parser (atheris / libFuzzer).
+
+Any input must either parse into at most `max_parameters` parameters or be refused with
+`MissingRequiredParameter`; anything else (another exception, a hang) is a finding.
+
+    python fuzz/fuzz_header.py -max_total_time=60 CORPUS_DIR   # see README, "Fuzzing"
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["tba_guard"]):
+    from tba_guard.errors import ErrorCode, TBAError
+    from tba_guard.header import parse_authorization
+
+MAX_PARAMETERS = 32
+
+
+def parse(value: str) -> dict[str, str] | TBAError:
+    try:
+        return parse_authorization(value, max_parameters=MAX_PARAMETERS)
+    except TBAError as error:
+        return error
+
+
+def test_one_input(data: bytes) -> None:
+    # An ASGI server hands header values over as bytes; the middleware decodes them as latin-1.
+    value = data.decode("latin-1")
+    parsed = parse(value)
+    if isinstance(parsed, TBAError):
+        assert parsed.code is ErrorCode.MISSING_REQUIRED_PARAMETER, parsed.code
+        assert parsed.status == 400
+        return
+    assert len(parsed) <= MAX_PARAMETERS
+    assert value.lstrip(" \t")[:5].lower() == "oauth"
+    for name, decoded in parsed.items():
+        assert "\x00" not in name + decoded
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""The `tba-guard` command: `serve` (the demo service), `sign` and `explain`.
+
+Usage and configuration errors print one line naming the problem and exit with status 2,
+never a traceback; `explain` exits 1 when the request would be rejected. No subcommand ever
+prints a secret: `sign` prints a signature, which is safe to show, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from .credentials import Integration, Token
+from .demo import CONFIG_ENV, RESTLET_PATH, build_app, load_settings
+from .request import FORM_CONTENT_TYPE
+from .settings import GuardSettings, SettingsError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+DEMO_FACTORY = "tba_guard.demo:create_app"
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the settings: one line to stderr, exit 2."""
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def check_workers(settings: GuardSettings, workers: int) -> None:
+    """Several workers with the in-process replay store would each remember their own nonces,
+    so a request replayed to another worker would be accepted: refuse to start."""
+    if workers > 1 and settings.replay_store == "memory":
+        raise UsageError(
+            f"--workers {workers} needs a shared replay store: the in-process store "
+            '(replay_store = "memory") lets a replay through on another worker. Configure a '
+            'Redis replay store (replay_store = "redis://127.0.0.1:6379/0") or use --workers 1.'
+        )
+
+
+def uvicorn_target(config: str | None, settings: GuardSettings, workers: int) -> tuple[Any, bool]:
+    """What uvicorn should run, and whether it is a factory.
+
+    One worker runs the app object; several need an import string that each worker process
+    imports, so the factory reads the settings path from the environment.
+    """
+    if workers == 1:
+        return build_app(settings), False
+    if config is None:
+        os.environ.pop(CONFIG_ENV, None)
+    else:
+        os.environ[CONFIG_ENV] = os.path.abspath(config)
+    return DEMO_FACTORY, True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the audit log at INFO so the demo shows every decision."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["tba_guard.audit"] = {
+        "handlers": ["default"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def public_base(settings: GuardSettings, host: str, port: int) -> str:
+    """The base URL a client on this machine signs: `public_url`, or the listening address."""
+    if settings.public_url:
+        return settings.public_url
+    if host in ("", "0.0.0.0"):  # noqa: S104 - only turns "all interfaces" into loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def first_request_lines(settings: GuardSettings, config: str | None, base: str) -> list[str]:
+    """The exact shell lines for a first signed request and a first rejection (the same header
+    again), naming keys but never a secret."""
+    pair = _demo_credentials(settings)
+    if pair is None:
+        return ["(No enabled integration with an active token in the settings: nothing to sign.)"]
+    integration, token = pair
+    url = f"{base}{RESTLET_PATH}?script=1&deploy=1"
+    sign = [*own_command(), "sign"]
+    if config is not None:
+        sign += ["--config", config]
+    sign += ["--consumer-key", integration.consumer_key, "--token", token.token_id, "GET"]
+    sign_line = " ".join(shlex.quote(part) for part in sign)
+    return [
+        "A first signed request, and a first rejection (the same header again), from a shell:",
+        f"  URL={shlex.quote(url)}",
+        f'  AUTH=$({sign_line} "$URL")',
+        '  curl -i -H "Authorization: $AUTH" "$URL"   # 200: the verified identity',
+        '  curl -i -H "Authorization: $AUTH" "$URL"   # 401: NonceUsed',
+    ]
+
+
+def own_command() -> list[str]:
+    """How to run this very `tba-guard` from another shell: its name when it is the one on
+    PATH, else its full path (a virtualenv that is not activated), else `python -m`."""
+    invoked = sys.argv[0]
+    if os.path.basename(invoked) == "tba-guard":
+        full = os.path.abspath(invoked)
+        found = shutil.which("tba-guard")
+        return ["tba-guard"] if found and os.path.abspath(found) == full else [full]
+    return [sys.executable, "-m", "tba_guard.cli"]
+
+
+def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | None:
+    enabled = {i.consumer_key: i for i in settings.integrations if i.state == "enabled"}
+    for token in settings.tokens:
+        if token.consumer_key in enabled and token.active and not token.revoked:
+            return enabled[token.consumer_key], token
+    return None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    check_workers(settings, args.workers)
+    try:
+        import uvicorn
+    except ImportError:
+        raise UsageError("serve needs uvicorn: pip install 'tba-guard[cli]'") from None
+    target, factory = uvicorn_target(args.config, settings, args.workers)
+    base = public_base(settings, args.host, args.port)
+    where = args.config or "the embedded demo settings (published secrets: demo only)"
+    lines = [
+        f"tba-guard demo service on http://{args.host}:{args.port}, settings from {where}",
+        f"Guarded: {RESTLET_PATH} and /services/rest/{{path}}; not guarded: /healthz",
+        *first_request_lines(settings, args.config, base),
+    ]
+    print("\n".join(lines), flush=True)
+    uvicorn.run(
+        target,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        factory=factory,
+        http="h11",
+        log_config=log_config(),
+    )
+    return EXIT_OK
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+
+def authorization_header(
+    settings: GuardSettings,
+    method: str,
+    url: str,
+    *,
+    consumer_key: str,
+    token_id: str | None = None,
+    realm: str | None = None,
+    body: str | None = None,
+    content_type: str | None = None,
+) -> str:
+    """An `Authorization` value signed by oauthlib's `Client`, the signer most Python clients
+    use, with the first signature method of the settings and the secrets they hold.
+
+    `realm` None means the configured realm; "" means none. A body without a content type is
+    form-encoded (what `curl -d` sends), so its parameters are signed.
+    """
+    from oauthlib.oauth1 import Client
+
+    verb = method.upper()
+    if verb not in HTTP_METHODS:
+        raise UsageError(f"METHOD {method!r}: expected one of {', '.join(HTTP_METHODS)}")
+    integration = next((i for i in settings.integrations if i.consumer_key == consumer_key), None)
+    if integration is None:
+        raise UsageError(f"--consumer-key {consumer_key!r}: no such integration in the settings")
+    token = None
+    if token_id is not None:
+        token = next((t for t in settings.tokens if t.token_id == token_id), None)
+        if token is None:
+            raise UsageError(f"--token {token_id!r}: no such token in the settings")
+        if token.consumer_key != consumer_key:
+            raise UsageError(
+                f"--token {token_id!r} belongs to integration {token.consumer_key!r}, "
+                f"not {consumer_key!r}"
+            )
+    headers = {}
+    if body is not None or content_type is not None:
+        headers["Content-Type"] = content_type or FORM_CONTENT_TYPE
+    client = Client(
+        integration.consumer_key,
+        client_secret=integration.consumer_secret,
+        resource_owner_key=token.token_id if token else None,
+        resource_owner_secret=token.token_secret if token else None,
+        signature_method=settings.signature_methods[0],
+        realm=(settings.realm if realm is None else realm) or None,
+    )
+    try:
+        _, signed, _ = client.sign(url, http_method=cast(Any, verb), body=body, headers=headers)
+    except ValueError as exc:
+        raise UsageError(f"cannot sign this request: {exc}") from None
+    return str(signed["Authorization"])
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(
+        authorization_header(
+            settings,
+            args.method,
+            args.url,
+            consumer_key=args.consumer_key,
+            token_id=args.token,
+            realm=args.realm,
+            body=args.body,
+            content_type=args.content_type,
+        )
+    )
+    return EXIT_OK
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+
+def run_explain_command(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from .explain import run_explain  # lazy: only this subcommand needs it
+
+    lines, accepted = run_explain(
+        settings,
+        args.method,
+        args.url,
+        args.header,
+        args.body,
+        args.now,
+        content_type=args.content_type,
+    )
+    print("\n".join(lines))
+    return EXIT_OK if accepted else EXIT_REJECTED
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text}")
+    return value
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (TOML, see the README); default: the embedded demo settings",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tba-guard",
+        description="NetSuite-style OAuth 1.0 (TBA) request validation: demo service and tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the demo service behind the guard (uvicorn)")
+    _add_config(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); more than one needs a Redis replay store",
+    )
+    serve.set_defaults(run=run_serve)
+
+    sign = commands.add_parser("sign", help="print a signed Authorization header value")
+    _add_config(sign)
+    sign.add_argument("--consumer-key", required=True, metavar="K", help="integration to sign as")
+    sign.add_argument("--token", metavar="T", help="token ID (omit for a request without token)")
+    sign.add_argument(
+        "--realm", metavar="R", help='realm to send (default: the configured one; "" for none)'
+    )
+    sign.add_argument("--body", metavar="B", help="request body to sign")
+    sign.add_argument(
+        "--content-type",
+        metavar="CT",
+        help=f"the body's content type (default {FORM_CONTENT_TYPE}, as curl -d sends)",
+    )
+    sign.add_argument("method", metavar="METHOD")
+    sign.add_argument("url", metavar="URL", help="the full URL the request goes to")
+    sign.set_defaults(run=run_sign)
+
+    explain = commands.add_parser(
+        "explain", help="run every check on a request, without touching any replay store"
+    )
+    _add_config(explain)
+    explain.add_argument("method", metavar="METHOD")
+    explain.add_argument("url", metavar="URL")
+    explain.add_argument("--header", required=True, metavar="VALUE", help="Authorization value")
+    explain.add_argument("--body", default="", metavar="B", help="request body")
+    explain.add_argument(
+        "--content-type", metavar="CT", help="the body's content type (a form body is signed)"
+    )
+    explain.add_argument("--now", type=float, metavar="TS", help="server clock (epoch seconds)")
+    explain.set_defaults(run=run_explain_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (UsageError, SettingsError) as exc:
+        print(f"tba-guard {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,625 @@
+"""The three-step TBA authorization flow, as NetSuite runs it, in front of any ASGI app.
+
+1. `POST /rest/requesttoken`: signed with the consumer secret alone; answers a request token.
+2. `GET /app/login/secure/authorizetoken.nl?oauth_token=…`: a consent page where a signed-in
+   user picks a role and allows or denies; the browser is sent back to the callback.
+3. `POST /rest/accesstoken`: signed with the consumer and request-token secrets, carrying the
+   verifier; answers an access token, which the guard accepts at once.
+
+Steps one and three run the checks of SPEC section 2 in order, with the guard's own functions,
+so every rejection carries the code NetSuite gives for that step. `TBAFlow(app, settings)` is
+also the guard for `app`: every other path goes through `TBAGuardMiddleware` with the same
+guard, whose credential store knows the issued tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import html
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Router
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .audit import AuditEvent, AuditHook, record
+from .checks import (
+    Clock,
+    Guard,
+    Step,
+    check_callback,
+    check_entity_and_role,
+    check_request_token,
+    check_signature,
+    check_verifier,
+    claim_nonce,
+    credential_store_for,
+    realm_sent,
+)
+from .credentials import CredentialStore, Token
+from .errors import ErrorCode, TBAError
+from .middleware import TBAGuardMiddleware
+from .replay import ReplayStore
+from .request import OAuthRequest
+from .settings import GuardSettings
+from .tokens import (
+    FlowCredentials,
+    RequestToken,
+    TokenStore,
+    TokenStoreError,
+    User,
+    UserLookup,
+    settings_user_lookup,
+    token_store_for,
+)
+
+#: The host application says who is signed in (None: nobody) from the consent page's request.
+CurrentUser = Callable[[Request], Awaitable[User | None]]
+
+SESSION_COOKIE = "tba_session"
+CSRF_COOKIE = "tba_csrf"
+SESSION_SECONDS = 3600
+_MAX_FORM_BYTES = 16 * 1024
+_MAX_STATE_LENGTH = 512
+_SECRET_BYTES = 32  # token ids, secrets and verifiers: 64 hex characters, as NetSuite's
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    # No script, no frames (a consent page must not be clickjacked), no Referer to the callback.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class PageError(Exception):
+    """A consent-page failure: shown to the person as a page, never a redirect."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+@asynccontextmanager
+async def token_store_errors() -> AsyncIterator[None]:
+    """A failing token store fails closed: the 503 the guard gives for a failing store."""
+    try:
+        yield
+    except TokenStoreError as exc:
+        raise TBAError(
+            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"token store failed: {exc}"
+        ) from exc
+
+
+class TBAFlow:
+    """The flow's three endpoints, and `TBAGuardMiddleware` in front of `app` for every other
+    path (use it in place of the middleware). Without `app`, other paths answer 404.
+
+    Who may consent: pass `current_user` (an async callable from the consent page's request to
+    a `User` or None) and, so that step three and the middleware notice a user or role that was
+    disabled since, `user_lookup` (entity to `User`). Without `current_user` the flow signs in
+    the `users` of the settings with a form of its own.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        settings: GuardSettings | None = None,
+        *,
+        tokens: TokenStore | None = None,
+        current_user: CurrentUser | None = None,
+        user_lookup: UserLookup | None = None,
+        sign_in_url: str | None = None,
+        credentials: CredentialStore | None = None,
+        replay_store: ReplayStore | None = None,
+        clock: Clock = time.time,
+        audit_hooks: Iterable[AuditHook] = (),
+    ) -> None:
+        self.settings = settings = settings or GuardSettings()
+        self.clock = clock
+        self.tokens = tokens or token_store_for(settings, clock=clock)
+        builtin_sign_in = current_user is None
+        if user_lookup is None and builtin_sign_in:
+            user_lookup = settings_user_lookup(settings.users)
+        self.user_lookup = user_lookup
+        self.current_user: CurrentUser = current_user or self.session_user
+        self.builtin_sign_in = builtin_sign_in
+        self.sign_in_url = sign_in_url
+        self.credentials = FlowCredentials(
+            credentials or credential_store_for(settings), self.tokens, user_lookup
+        )
+        self.guard = Guard(
+            settings,
+            credentials=self.credentials,
+            replay_store=replay_store,
+            clock=clock,
+            audit_hooks=audit_hooks,
+        )
+        self.middleware = TBAGuardMiddleware(app or Router(), guard=self.guard)
+        # Signs the session and CSRF cookies. Random per process unless configured: set
+        # `session_secret` when several processes serve the consent page.
+        self._key = (settings.session_secret or secrets.token_hex(32)).encode()
+        self._users_by_name = {user.name: user for user in settings.users}
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            s = self.settings
+            if path == s.request_token_path:
+                await self.oauth_endpoint(scope, receive, send, Step.REQUEST_TOKEN)
+                return
+            if path == s.access_token_path:
+                await self.oauth_endpoint(scope, receive, send, Step.ACCESS_TOKEN)
+                return
+            if path == s.authorize_path:
+                request = Request(scope, receive)
+                response = await self.consent(request)
+                await response(scope, receive, send)
+                return
+        await self.middleware(scope, receive, send)
+
+    async def oauth_endpoint(self, scope: Scope, receive: Receive, send: Send, step: Step) -> None:
+        """Steps one and three: a signed POST in, form-encoded credentials out."""
+        if scope["method"] != "POST":
+            refusal = PlainTextResponse("Use POST.", 405, headers={"Allow": "POST"})
+            await refusal(scope, receive, send)
+            return
+        middleware = self.middleware
+        request = middleware.request_from_scope(scope)
+        try:
+            body_signed = request.authorization is not None and (
+                request.is_form or "oauth_body_hash" in request.authorization
+            )
+            if body_signed and self.settings.feature_enabled:
+                try:
+                    body = await middleware.read_body(receive)
+                except TBAError as error:
+                    self.guard.audit(request, error)
+                    raise
+                if body is None:
+                    return  # the client went away
+                request.body = body
+            if step is Step.REQUEST_TOKEN:
+                answer = await self.issue_request_token(request)
+            else:
+                answer = await self.issue_access_token(request)
+        except TBAError as error:
+            await middleware.reject(scope, receive, send, error)
+            return
+        body_bytes = urlencode(answer, quote_via=quote).encode()
+        response = Response(
+            body_bytes, 200, media_type=_FORM_TYPE, headers={"Cache-Control": "no-store"}
+        )
+        await response(scope, receive, send)
+
+    # --- step one ------------------------------------------------------------------------------
+
+    async def issue_request_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
+        """SPEC section 2 for the request-token step; the answer's form fields."""
+        guard, step = self.guard, Step.REQUEST_TOKEN
+        try:
+            key = await guard.check_well_formed(request, step)  # 1-7
+            integration = await guard.check_integration(request, step)  # 8
+            # 9: there is no token yet
+            check_signature(request, integration.consumer_secret)  # 10: key `cs&`
+            callback = check_callback(request.oauth, integration)  # 11
+            await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
+            role = request.oauth.get("role", "")
+            token = RequestToken(
+                token_id=secrets.token_hex(_SECRET_BYTES),
+                token_secret=secrets.token_hex(_SECRET_BYTES),
+                consumer_key=integration.consumer_key,
+                callback=callback,
+                expires_at=self.clock() + self.settings.request_token_ttl,
+                realm=self.settings.realm or realm_sent(request.oauth),
+                requested_role=role,
+            )
+            async with token_store_errors():
+                await self.tokens.put_request_token(token)
+        except TBAError as error:
+            guard.audit(request, error)
+            raise
+        guard.audit(request, None)
+        answer = [
+            ("oauth_token", token.token_id),
+            ("oauth_token_secret", token.token_secret),
+            ("oauth_callback_confirmed", "true"),
+        ]
+        return [*answer, ("role", role)] if role else answer
+
+    # --- step three ----------------------------------------------------------------------------
+
+    async def issue_access_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
+        """SPEC section 2 for the access-token step; the answer's form fields.
+
+        The request token is consumed by the first exchange whose signature verified, even one
+        with a wrong verifier: a verifier can be tried once.
+        """
+        guard, step = self.guard, Step.ACCESS_TOKEN
+        try:
+            key = await guard.check_well_formed(request, step)  # 1-7
+            oauth = request.oauth  # read by the checks above
+            integration = await guard.check_integration(request, step)  # 8
+            token_id = oauth["oauth_token"]
+            async with token_store_errors():
+                found = await self.tokens.request_token(token_id)
+            request_token = check_request_token(  # 9
+                found, oauth, integration, realm=self.settings.realm, now=self.clock()
+            )
+            access = Token(
+                token_id=secrets.token_hex(_SECRET_BYTES),
+                token_secret=secrets.token_hex(_SECRET_BYTES),
+                consumer_key=integration.consumer_key,
+                entity=request_token.entity,
+                role=request_token.role,
+                account=request_token.realm or None,
+            )
+            if request_token.decision == "allowed":
+                usable = await self.user_usable(request_token.entity, request_token.role)
+                check_entity_and_role(dataclasses.replace(access, active=usable))  # 9
+            check_signature(request, integration.consumer_secret, request_token.token_secret)
+            try:
+                check_verifier(request_token, oauth)  # 11
+            except TBAError:
+                async with token_store_errors():
+                    await self.tokens.consume(token_id)
+                raise
+            await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
+            async with token_store_errors():
+                if not await self.tokens.consume(token_id):
+                    raise TBAError(
+                        ErrorCode.TOKEN_REJECTED,
+                        "request token used by a concurrent request",
+                        problem="token_used",
+                    )
+                await self.tokens.put_access_token(access)
+        except TBAError as error:
+            guard.audit(request, error)
+            raise
+        guard.audit(request, None)
+        return [("oauth_token", access.token_id), ("oauth_token_secret", access.token_secret)]
+
+    async def user_usable(self, entity: str, role: str) -> bool:
+        """Whether the user who consented may still act in that role (no lookup: yes)."""
+        if self.user_lookup is None:
+            return True
+        try:
+            user = await self.user_lookup(entity)
+        except Exception as exc:  # a failing directory fails closed, never a 500
+            raise TBAError(
+                ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"user lookup failed: {exc!r}"
+            ) from exc
+        return user is not None and user.may_use(role)
+
+    # --- step two: the consent page ------------------------------------------------------------
+
+    async def consent(self, request: Request) -> Response:
+        try:
+            if request.method == "GET":
+                return await self.consent_page(request)
+            if request.method == "POST":
+                return await self.consent_decision(request)
+            return PlainTextResponse("Use GET or POST.", 405, headers={"Allow": "GET, POST"})
+        except PageError as error:
+            return _page(error.title, f"<p>{_e(error.detail)}</p>", status=error.status)
+        except (TokenStoreError, TBAError):
+            title = "Try again in a moment"
+            detail = "<p>The sign-in service cannot reach its token store.</p>"
+            return _page(title, detail, status=503, headers={"Retry-After": "1"})
+
+    async def consent_page(self, request: Request) -> Response:
+        token_id = _single(request.query_params.multi_items(), "oauth_token")
+        state = _checked_state(_single(request.query_params.multi_items(), "state"))
+        token = await self.pending_token(token_id)
+        integration_name = await self.integration_name(token)
+        csrf_cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(32)
+        csrf = self.csrf_field(csrf_cookie, token_id)
+        user = await self.current_user(request)
+        if user is None:
+            if self.builtin_sign_in:
+                response = self.sign_in_form(token, state, csrf, integration_name)
+            elif self.sign_in_url:
+                return RedirectResponse(
+                    f"{self.sign_in_url}?{urlencode({'next': str(request.url)})}", 303
+                )
+            else:
+                raise PageError(401, "Sign in first", "Sign in to the application, then retry.")
+        elif not user.active or not user.roles:
+            raise PageError(403, "No usable role", "Your account has no role that may do this.")
+        else:
+            response = self.consent_form(token, state, csrf, integration_name, user)
+        if request.cookies.get(CSRF_COOKIE) != csrf_cookie:
+            self.set_cookie(request, response, CSRF_COOKIE, csrf_cookie, None)
+        return response
+
+    async def consent_decision(self, request: Request) -> Response:
+        form = await _read_form(request)
+        token_id = form.get("oauth_token", "")
+        state = _checked_state(form.get("state", ""))
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(
+            self.csrf_field(cookie, token_id), form.get("csrf", "")
+        ):
+            raise PageError(403, "Expired form", "Reload the page and try again.")
+        if form.get("action") == "sign_in" and self.builtin_sign_in:
+            return await self.sign_in(request, form, token_id, state)
+        token = await self.pending_token(token_id)
+        user = await self.current_user(request)
+        if user is None or not user.active:
+            raise PageError(401, "Sign in first", "Your session ended. Sign in and retry.")
+        decision = form.get("decision")
+        if decision == "allow":
+            role = form.get("role", "")
+            if not user.may_use(role):
+                raise PageError(400, "Choose a role", "Choose one of your roles.")
+            verifier = secrets.token_hex(_SECRET_BYTES)
+            async with token_store_errors():
+                done = await self.tokens.decide(
+                    token_id, "allowed", verifier=verifier, entity=user.entity, role=role
+                )
+            answer = [("oauth_verifier", verifier), ("company", token.realm)]
+            answer += [("role", role), ("entity", user.entity)]
+        elif decision == "deny":
+            async with token_store_errors():
+                done = await self.tokens.decide(
+                    token_id, "denied", verifier="", entity=user.entity, role=""
+                )
+            answer = [("oauth_verifier", ""), ("company", token.realm)]
+        else:
+            raise PageError(400, "Choose Allow or Deny", "The form was not sent as shown.")
+        if not done:
+            raise PageError(400, "Already decided", "This request was already answered.")
+        self.audit_consent(request, token, user, decision)
+        answer = [("oauth_token", token_id), *answer]
+        if state:
+            answer.append(("state", state))
+        return RedirectResponse(_with_query(token.callback, answer), 303, headers=_PAGE_HEADERS)
+
+    async def pending_token(self, token_id: str) -> RequestToken:
+        """The request token a consent page is about: known, unexpired, undecided."""
+        if not token_id:
+            raise PageError(400, "No request", "The link carries no oauth_token.")
+        async with token_store_errors():
+            token = await self.tokens.request_token(token_id)
+        if token is None:
+            raise PageError(400, "Unknown request", "Start again from the application.")
+        if self.clock() >= token.expires_at:
+            raise PageError(400, "Expired request", "This request expired. Start again.")
+        if token.decision != "pending" or token.uses:
+            raise PageError(400, "Already decided", "This request was already answered.")
+        return token
+
+    async def integration_name(self, token: RequestToken) -> str:
+        integration = await self.credentials.integration(token.consumer_key)
+        if integration is None or integration.state != "enabled":
+            raise PageError(400, "Unavailable", "This application can no longer be authorized.")
+        return integration.name or integration.consumer_key[:12]
+
+    def audit_consent(
+        self, request: Request, token: RequestToken, user: User, decision: str
+    ) -> None:
+        """The user's decision, on the audit log: accepted (the form was valid), with the
+        decision as the reason."""
+        client = request.client
+        record(
+            AuditEvent(
+                outcome="accepted",
+                code="",
+                consumer_key=token.consumer_key,
+                token_id=token.token_id,
+                realm=token.realm,
+                method=request.method,
+                path=request.url.path,
+                client=client.host if client else "",
+                time=self.clock(),
+                reason=f"consent {decision} by entity {user.entity}",
+            ),
+            self.guard.audit_hooks,
+        )
+
+    # --- built-in sign-in for `users` of the settings ------------------------------------------
+
+    async def session_user(self, request: Request) -> User | None:
+        """The user of a valid session cookie (the built-in sign-in)."""
+        value = request.cookies.get(SESSION_COOKIE, "")
+        encoded, _, rest = value.partition(".")
+        expires, _, mac = rest.partition(".")
+        if not (encoded and expires.isdigit() and mac):
+            return None
+        if not hmac.compare_digest(self.mac("session", encoded, expires), mac):
+            return None
+        if int(expires) <= self.clock() or self.user_lookup is None:
+            return None
+        try:
+            entity = base64.urlsafe_b64decode(encoded.encode()).decode()
+        except ValueError:
+            return None
+        user = await self.user_lookup(entity)
+        return user if user is not None and user.active else None
+
+    async def sign_in(
+        self, request: Request, form: dict[str, str], token_id: str, state: str
+    ) -> Response:
+        token = await self.pending_token(token_id)
+        user = self._users_by_name.get(form.get("name", ""))
+        password = form.get("password", "").encode()
+        expected = user.password.encode() if user else secrets.token_bytes(16)
+        # Compare even for an unknown name, so timing does not tell which names exist.
+        if not (hmac.compare_digest(expected, password) and user and user.password and user.active):
+            integration_name = await self.integration_name(token)
+            csrf = self.csrf_field(request.cookies.get(CSRF_COOKIE, ""), token_id)
+            response = self.sign_in_form(
+                token, state, csrf, integration_name, failed=True, status=401
+            )
+            return response
+        query = [("oauth_token", token_id)] + ([("state", state)] if state else [])
+        response = RedirectResponse(
+            f"{request.url.path}?{urlencode(query)}", 303, headers=_PAGE_HEADERS
+        )
+        expires = str(int(self.clock()) + SESSION_SECONDS)
+        encoded = base64.urlsafe_b64encode(user.entity.encode()).decode()
+        value = f"{encoded}.{expires}.{self.mac('session', encoded, expires)}"
+        self.set_cookie(request, response, SESSION_COOKIE, value, SESSION_SECONDS)
+        return response
+
+    # --- cookies and pages ---------------------------------------------------------------------
+
+    def mac(self, *parts: str) -> str:
+        return hmac.new(self._key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+    def csrf_field(self, cookie: str, token_id: str) -> str:
+        """The form's CSRF value: bound to the browser's cookie and to this request token."""
+        return self.mac("csrf", cookie, token_id)
+
+    def set_cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: int | None
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="lax",
+        )
+
+    def hidden_fields(self, token: RequestToken, state: str, csrf: str) -> str:
+        fields = [("oauth_token", token.token_id), ("csrf", csrf)]
+        fields += [("state", state)] if state else []
+        return "".join(
+            f'<input type="hidden" name="{_e(name)}" value="{_e(value)}">' for name, value in fields
+        )
+
+    def sign_in_form(
+        self,
+        token: RequestToken,
+        state: str,
+        csrf: str,
+        integration_name: str,
+        *,
+        failed: bool = False,
+        status: int = 200,
+    ) -> Response:
+        notice = '<p class="error">Wrong name or password.</p>' if failed else ""
+        body = f"""<p><strong>{_e(integration_name)}</strong> asks for access to your account.
+Sign in to continue.</p>{notice}
+<form method="post" action="{_e(self.settings.authorize_path)}">
+{self.hidden_fields(token, state, csrf)}<input type="hidden" name="action" value="sign_in">
+<label>Name <input name="name" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password"
+ required></label>
+<button type="submit">Sign in</button>
+</form>"""
+        return _page("Sign in", body, status=status)
+
+    def consent_form(
+        self, token: RequestToken, state: str, csrf: str, integration_name: str, user: User
+    ) -> Response:
+        options = "".join(
+            f'<option value="{_e(role)}"{" selected" if role == token.requested_role else ""}>'
+            f"{_e(role)}</option>"
+            for role in user.roles
+        )
+        account = f" of account <strong>{_e(token.realm)}</strong>" if token.realm else ""
+        body = f"""<p><strong>{_e(integration_name)}</strong> asks to act as you,
+<strong>{_e(user.name)}</strong>{account}.</p>
+<form method="post" action="{_e(self.settings.authorize_path)}">
+{self.hidden_fields(token, state, csrf)}
+<label>Role <select name="role">{options}</select></label>
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>"""
+        return _page(f"Authorize {integration_name}", body)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below any mount point (Starlette keeps the full path in `path`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _e(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _single(items: Iterable[tuple[str, str]], name: str) -> str:
+    values = [value for key, value in items if key == name]
+    if len(values) > 1:
+        raise PageError(400, "Bad link", f"{name} is given twice.")
+    return values[0] if values else ""
+
+
+def _checked_state(state: str) -> str:
+    """`state` is optional, alphanumeric, at most 512 characters (NetSuite's rule)."""
+    if state and not (len(state) <= _MAX_STATE_LENGTH and state.isascii() and state.isalnum()):
+        raise PageError(400, "Bad link", "state must be letters and digits, 512 at most.")
+    return state
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """The consent form's fields; small, form-encoded and each name once."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != _FORM_TYPE:
+        raise PageError(400, "Bad form", "The form was not sent as a form.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_FORM_BYTES:
+            raise PageError(413, "Bad form", "The form is too large.")
+        chunks.append(chunk)
+    try:
+        pairs = parse_qsl(b"".join(chunks).decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise PageError(400, "Bad form", "The form is not UTF-8.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise PageError(400, "Bad form", f"{name} is given twice.")
+        form[name] = value
+    return form
+
+
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
+    """The callback with our parameters added after any query of its own."""
+    query = urlencode(params, quote_via=quote)
+    if "?" not in url:
+        return f"{url}?{query}"
+    return f"{url}{'' if url.endswith(('?', '&')) else '&'}{query}"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}"
+    "label{display:block;margin:.75rem 0}input,select{display:block;margin-top:.25rem}"
+    "button{margin:.5rem .5rem 0 0;padding:.4rem 1.2rem}.error{color:#b00020}"
+)
+
+
+def _page(
+    title: str, body: str, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    document = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{_e(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(document, status, headers={**_PAGE_HEADERS, **(headers or {})})
