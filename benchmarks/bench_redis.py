@@ -241,25 +241,24 @@ def run_wrk(
     }
 
 
-def worker_cpu_seconds(parent: int) -> dict[int, float]:
-    """CPU seconds used so far by each process below `parent` (Linux /proc; else empty)."""
+def process_cpu_seconds(parent: int) -> dict[int, float]:
+    """CPU seconds used so far by `parent` and each process below it (Linux /proc; else
+    empty): shows whether both workers took a share of the load."""
     tick = os.sysconf("SC_CLK_TCK")
     result: dict[int, float] = {}
     pending = [parent]
     while pending:
         pid = pending.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        result[pid] = (int(fields[11]) + int(fields[12])) / tick
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
-                children = [int(c) for c in (task / "children").read_text().split()]
+                pending += [int(c) for c in (task / "children").read_text().split()]
             except OSError:
                 continue
-            pending += children
-            for child in children:
-                try:
-                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                result[child] = (int(fields[11]) + int(fields[12])) / tick
     return result
 
 
@@ -277,9 +276,9 @@ def bench_setup(
     with serving(config, port, workers) as parent:
         check_accepted(port, authorization(port, secrets.token_hex(8), int(time.time())))
         run_wrk(port, warm, script, 2, args.connections, args.connection)
-        before = worker_cpu_seconds(parent)
+        before = process_cpu_seconds(parent)
         result = run_wrk(port, headers, script, args.duration, args.connections, args.connection)
-        after = worker_cpu_seconds(parent)
+        after = process_cpu_seconds(parent)
     busy = [round(after[pid] - before.get(pid, 0.0), 2) for pid in sorted(after)]
     result["process_cpu_s"] = [cpu for cpu in busy if cpu > 0.05]
     return result

@@ -46,64 +46,73 @@ class ReplayStore(Protocol):
         ...
 
 
-class _Bucket:
+class _Generation:
     __slots__ = ("digests", "expires")
 
     def __init__(self) -> None:
         self.expires = 0.0
-        self.digests: set[bytes] = set()
+        self.digests: set[int] = set()
 
 
 class MemoryReplayStore:
     """The in-process store: one worker process, bounded by entry count.
 
-    Keys are grouped by their timestamp, so a lookup touches one set and expiry drops whole
-    groups; each entry is a 16-byte keyed BLAKE2b digest in a set (about 100 bytes with the set
-    slot, against about 250 for cachetools' TTLCache, which also keeps a linked list per entry:
-    see benchmarks). When full of live keys it raises rather than forget one, because forgetting
-    a live key lets its replay through.
+    Each entry is a keyed digest held as a small int in a set: about 60-100 bytes an entry,
+    against about 400 for cachetools' TTLCache, whose entries also carry a linked-list node and
+    the full key (benchmarks/bench_replay.py). Digests are grouped by when they were claimed
+    (`generation_seconds`), so expiry drops a whole set at once and a lookup tests a handful of
+    sets. When full of live keys it raises rather than forget one, because forgetting a live key
+    lets its replay through.
     """
 
-    def __init__(self, max_entries: int = 1_000_000, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        max_entries: int = 1_000_000,
+        *,
+        clock: Callable[[], float] = time.time,
+        generation_seconds: int = 120,
+    ) -> None:
         self.max_entries = max_entries
         self._clock = clock
-        self._buckets: dict[int, _Bucket] = {}
+        self._generation_seconds = generation_seconds
+        self._generations: dict[int, _Generation] = {}
         self._size = 0
         self._purged_at = float("-inf")
         self._salt = secrets.token_bytes(16)  # keyed: nobody can aim for a digest collision
-        self._last: tuple[ReplayKey | None, bytes] = (None, b"")
+        self._last: tuple[ReplayKey | None, int] = (None, 0)
 
     def __len__(self) -> int:
         return self._size
 
-    def _digest(self, key: ReplayKey) -> bytes:
+    def _digest(self, key: ReplayKey) -> int:
+        """60 bits of a keyed BLAKE2b: a small int (32 bytes) rather than a bytes object.
+
+        A collision can only refuse a fresh request as `NonceUsed` (about one in 10^12 with a
+        million live keys), never accept a replay, and nobody can aim for one without the key.
+        """
         last_key, last_digest = self._last
         if key is last_key:  # the guard reads (`seen`) then claims one key: hash it once
             return last_digest
-        ck, token, nonce = key.consumer_key, key.token, key.nonce
-        text = f"{len(ck)}:{ck}{len(token)}:{token}{nonce}".encode("utf-8", "surrogateescape")
-        digest = hashlib.blake2b(text, digest_size=16, key=self._salt).digest()
+        raw = hashlib.blake2b(key.identity(), digest_size=8, key=self._salt).digest()
+        digest = int.from_bytes(raw, "big") >> 4
         self._last = (key, digest)
         return digest
 
+    def _remembers(self, digest: int, now: float) -> bool:
+        for generation in self._generations.values():
+            if digest in generation.digests and generation.expires > now:
+                return True
+        return False
+
     async def seen(self, key: ReplayKey) -> bool:
-        bucket = self._buckets.get(key.timestamp)
-        if bucket is None or bucket.expires <= self._clock():
-            return False
-        return self._digest(key) in bucket.digests
+        return self._remembers(self._digest(key), self._clock())
 
     async def claim(self, key: ReplayKey, ttl: int) -> bool:
         now = self._clock()
         if now - self._purged_at >= 1.0:
             self.purge(now)
-        bucket = self._buckets.get(key.timestamp)
-        if bucket is None:
-            bucket = self._buckets[key.timestamp] = _Bucket()
-        elif bucket.expires <= now:
-            self._size -= len(bucket.digests)
-            bucket.digests.clear()
         digest = self._digest(key)
-        if digest in bucket.digests:
+        if self._remembers(digest, now):
             return False
         if self._size >= self.max_entries:
             self.purge(now)
@@ -111,18 +120,22 @@ class MemoryReplayStore:
                 raise ReplayStoreError(
                     f"in-process replay store full ({self.max_entries} live entries)"
                 )
-        bucket.digests.add(digest)
-        bucket.expires = max(bucket.expires, now + ttl)
+        number = int(now // self._generation_seconds)
+        generation = self._generations.get(number)
+        if generation is None:
+            generation = self._generations[number] = _Generation()
+        generation.digests.add(digest)
+        generation.expires = max(generation.expires, now + ttl)
         self._size += 1
         return True
 
     def purge(self, now: float | None = None) -> None:
-        """Forget every group whose keys can no longer pass the timestamp window."""
+        """Forget every generation whose keys can no longer pass the timestamp window."""
         now = self._clock() if now is None else now
         self._purged_at = now
-        expired = [ts for ts, bucket in self._buckets.items() if bucket.expires <= now]
-        for timestamp in expired:
-            self._size -= len(self._buckets.pop(timestamp).digests)
+        expired = [n for n, generation in self._generations.items() if generation.expires <= now]
+        for number in expired:
+            self._size -= len(self._generations.pop(number).digests)
 
 
 def replay_store_for(

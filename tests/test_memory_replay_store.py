@@ -51,14 +51,25 @@ async def test_a_key_expires_after_its_ttl(clock: Clock) -> None:
     assert len(store) == 1
 
 
-async def test_purge_forgets_only_expired_groups(clock: Clock) -> None:
-    store = MemoryReplayStore(clock=clock)
-    await store.claim(key("old", NOW - 100), ttl=10)
-    await store.claim(key("new", NOW), ttl=600)
-    clock.now += 11
+async def test_purge_forgets_only_expired_generations(clock: Clock) -> None:
+    store = MemoryReplayStore(clock=clock, generation_seconds=60)
+    await store.claim(key("old"), ttl=10)
+    clock.now += 60  # the next generation
+    await store.claim(key("new"), ttl=600)
     store.purge()
     assert len(store) == 1
     assert await store.seen(key("new"))
+    assert not await store.seen(key("old"))
+
+
+async def test_a_generation_lives_as_long_as_its_longest_lived_key(clock: Clock) -> None:
+    store = MemoryReplayStore(clock=clock, generation_seconds=60)
+    await store.claim(key("short"), ttl=10)
+    await store.claim(key("long"), ttl=600)
+    clock.now += 11
+    store.purge()
+    assert await store.seen(key("long"))  # never forgotten early
+    assert len(store) == 2  # the short one is kept a little longer than asked: allowed
 
 
 async def test_full_store_refuses_instead_of_forgetting(clock: Clock) -> None:
