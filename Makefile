@@ -14,7 +14,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+$(VENV)/.installed-cli: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[cli]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+demo: $(VENV)/.installed-cli
 	$(BIN)/tba-guard serve
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build): install it
@@ -32,6 +40,13 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check tba_guard tests benchmarks
 	$(BIN)/ruff format --check tba_guard tests benchmarks
 	$(BIN)/mypy --strict tba_guard
+
+# Every benchmark in one run: benchmarks/RESULTS.md and its charts (needs wrk and Redis).
+bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+	cd benchmarks && ../$(BIN)/python run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -80,7 +80,7 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
     if logger.isEnabledFor(level):
         logger.log(
             level,
-            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s",
+            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s",
             event.outcome,
             event.code or "-",
             event.method,
@@ -89,6 +89,7 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
             event.token_id,
             event.realm,
             event.client,
+            event.reason or "-",
             extra={"tba_audit": asdict(event)},
         )
     for hook in hooks:

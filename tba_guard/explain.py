@@ -41,11 +41,12 @@ from .checks import (
     replay_key,
 )
 from .credentials import Integration, Token
-from .errors import CATALOG, ErrorCode, TBAError
+from .errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
 from .replay import MemoryReplayStore
 from .request import OAuthRequest, base_string_uri, form_pairs, request_from_url
 from .settings import GuardSettings
 from .signature import (
+    SIGNATURE_METHODS,
     base_string,
     percent_encode,
     request_base_string,
@@ -84,8 +85,8 @@ FIXES: dict[ErrorCode, str] = {
     ),
     _C.ENTITY_OR_ROLE_DISABLED: "make the token's entity and role active",
     _C.INVALID_SIGNATURE: (
-        "rebuild the base string exactly as the server did (printed above) and sign it with "
-        "the consumer secret and the token secret"
+        "rebuild the base string exactly as the server does (tba-guard explain prints it) and "
+        "sign it with the consumer secret and the token secret"
     ),
     _C.INVALID_CALLBACK: "send the callback URL of the integration record",
     _C.INVALID_VERIFIER: "send the verifier that came back with the authorized request token",
@@ -164,21 +165,25 @@ async def _attempt_async(check: Awaitable[object]) -> TBAError | None:
     return None
 
 
-def _server_url(settings: GuardSettings, url: str) -> tuple[str, str | None]:
-    """The base string URI the server verifies against, and a note when it is not the URL given.
-
-    The URL given is the one the client called; behind a proxy (`public_url`) the server uses
-    public_url's scheme and host with the path the client sent.
-    """
-    given = urlsplit(url)
+def _server_uri(settings: GuardSettings, request: OAuthRequest) -> str | None:
+    """Behind a proxy (`public_url`) the server verifies public_url's scheme and host with the
+    path the client sent: point the request there, and say so when that differs from the URL
+    given (which is the one the client called)."""
     if settings.public_url is None:
-        return base_string_uri(given.scheme, given.netloc.rpartition("@")[2], given.path), None
+        return None
     public = urlsplit(settings.public_url)
-    uri = base_string_uri(public.scheme, public.netloc, given.path.replace(" ", "%20"))
-    own = base_string_uri(given.scheme, given.netloc.rpartition("@")[2], given.path)
-    if own != uri:
-        return uri, f"public_url is set: the server verifies {uri}, not {own}"
-    return uri, None
+    given = request.uri
+    path = "/" + given.partition("://")[2].partition("/")[2]
+    request.uri = base_string_uri(public.scheme, public.netloc, path)
+    if request.uri == given:
+        return None
+    return f"public_url is set: the server verifies {request.uri}, not {given}"
+
+
+def _printable(line: str) -> str:
+    """A line safe for a terminal: arguments may carry control characters or undecodable bytes."""
+    line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
 
 
 async def explain(
@@ -201,11 +206,13 @@ async def explain(
     if content_type:
         headers.append(("Content-Type", content_type))
     try:
-        request = request_from_url(method, url, headers, body)
-        client_uri = request.uri
-        request.uri, url_note = _server_url(settings, url)
+        # Arguments may hold bytes that are not UTF-8 (surrogates): send them as they came.
+        request = request_from_url(method, url, headers, body.encode("utf-8", "surrogateescape"))
     except ValueError as exc:
-        return [*lines, f"Rejected: the URL cannot be used: {exc}"], False
+        lines.append(f"Rejected: the URL cannot be used: {exc}")
+        return [_printable(line) for line in lines], False
+    client_uri = request.uri
+    url_note = _server_uri(settings, request)
     if url_note:
         lines.append(f"Note: {url_note}")
     lines.append("")
@@ -213,14 +220,15 @@ async def explain(
     context = await _run_checks(report, settings, request, step, clock, client_uri)
     lines += report.lines
     lines.append("")
-    if report.first is None:
+    accepted = report.first is None
+    if accepted:
         lines.append(
             "Accepted: the request passes every check. The real server also claims the nonce, "
             "so sending this same header again is NonceUsed."
         )
-        return lines, True
-    lines += _conclusion(report, settings, request, context, clock)
-    return lines, False
+    else:
+        lines += _conclusion(report, settings, request, context, clock)
+    return [_printable(line) for line in lines], accepted
 
 
 def run_explain(
@@ -239,7 +247,7 @@ def run_explain(
 def _describe_body(body: str, content_type: str | None) -> str:
     if not body:
         return "Body: none"
-    size = len(body.encode())
+    size = len(body.encode("utf-8", "surrogateescape"))
     if content_type is None:
         return (
             f"Body: {size} bytes, no Content-Type given, so not signed "
@@ -303,10 +311,10 @@ async def _run_checks(
             )
         ),
     )
-    raw_timestamp = oauth["oauth_timestamp"]
-    if raw_timestamp.isascii() and raw_timestamp.isdigit():
+    timestamp = _timestamp_value(oauth["oauth_timestamp"])
+    if timestamp is not None:
         throwaway = MemoryReplayStore(1, clock=lambda: now)  # never the configured store
-        key = replay_key(oauth, int(raw_timestamp))
+        key = replay_key(oauth, timestamp)
         report.verdict(
             "7",
             "NonceUsed",
@@ -385,27 +393,27 @@ def _conclusion(
     assert first is not None
     status = first.status
     lines = [f"Rejected: {first.code.value} (HTTP {status})"]
-    if settings.error_detail == "opaque" and first.code not in (
-        _C.REQUEST_BODY_TOO_LARGE,
-        _C.REQUEST_BODY_TIMEOUT,
-        _C.REPLAY_STORE_UNAVAILABLE,
-        _C.CREDENTIAL_STORE_UNAVAILABLE,
-    ):
+    if settings.error_detail == "opaque" and first.code not in OPERATIONAL_CODES:
         lines.append("  (opaque mode: the client sees only INVALID_LOGIN_ATTEMPT or a bare 400)")
     lines.append(f"Reason: {first.reason or CATALOG[first.code].message}")
-    pitfalls = _pitfalls_for(first, settings, request, context, now)
-    if _C.INVALID_SIGNATURE in report.failed:
-        lines.append(f"Base string the server built: {request_base_string(request)}")
-        if first.code is not _C.INVALID_SIGNATURE:
-            lines.append("The signature is wrong as well:")
-        pitfalls += [p for p in _signature_pitfalls(request, context) if p not in pitfalls]
-        if not pitfalls and first.code is _C.INVALID_SIGNATURE:
-            pitfalls.append(_NO_KNOWN_SIGNATURE_PITFALL)
-    for pitfall in pitfalls:
-        lines.append(f"Likely cause: {pitfall.cause}")
-        lines.append(f"  Fix: {pitfall.fix}")
-    if not pitfalls:
+    causes = _pitfalls_for(first, settings, request, context, now)
+    lines += _cause_lines(causes)
+    bad_signature = _C.INVALID_SIGNATURE in report.failed
+    if not causes and not (bad_signature and first.code is _C.INVALID_SIGNATURE):
         lines.append(f"Fix: {FIXES[first.code]}")
+    if bad_signature:
+        if first.code is not _C.INVALID_SIGNATURE:
+            lines.append("The signature does not match either.")
+        lines.append(f"Base string the server built: {request_base_string(request)}")
+        signature_causes = [p for p in _signature_pitfalls(request, context) if p not in causes]
+        lines += _cause_lines(signature_causes or [_NO_KNOWN_SIGNATURE_PITFALL])
+    return lines
+
+
+def _cause_lines(pitfalls: Iterable[Pitfall]) -> list[str]:
+    lines = []
+    for pitfall in pitfalls:
+        lines += [f"Likely cause: {pitfall.cause}", f"  Fix: {pitfall.fix}"]
     return lines
 
 
@@ -479,10 +487,10 @@ def _timestamp_pitfalls(
     raw: str, settings: GuardSettings, request: OAuthRequest, context: _Context, now: float
 ) -> list[Pitfall]:
     tolerance = settings.timestamp_tolerance
-    if not (raw.isascii() and raw.isdigit()):
+    value = _timestamp_value(raw)
+    if value is None:
         return []
-    value = int(raw)
-    if len(raw) >= 13 and abs(value / 1000 - now) <= tolerance:
+    if len(raw) >= 13 and abs(value // 1000 - now) <= tolerance:
         return [
             Pitfall(
                 "the timestamp is in milliseconds",
@@ -506,6 +514,14 @@ def _timestamp_pitfalls(
             )
         ]
     return []
+
+
+def _timestamp_value(raw: str) -> int | None:
+    """The timestamp as a number when it is one a clock could give (seconds or milliseconds);
+    None for anything else, including digit strings too long for `int` to take."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 16:
+        return int(raw)
+    return None
 
 
 def _signature_is_right(request: OAuthRequest, context: _Context) -> bool:
@@ -534,7 +550,7 @@ def _matches(
     """Whether signing this variant of the request gives the signature that was sent."""
     sent = request.oauth.get("oauth_signature", "")
     signature_method = signature_method or request.oauth.get("oauth_signature_method", "")
-    if signature_method not in ("HMAC-SHA1", "HMAC-SHA256", "HMAC-SHA512", "PLAINTEXT"):
+    if signature_method not in SIGNATURE_METHODS:
         return False
     consumer_secret, token_secret = secrets
     if not consumer_secret:

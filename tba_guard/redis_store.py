@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import warnings
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -103,6 +104,8 @@ class RedisReplayStore:
         except ValueError as exc:
             raise ValueError(f"replay_store {self.location}: {exc}") from None
         self._external: Redis | RedisCluster | None = None
+        self._external_ready = True
+        self._external_lock: asyncio.Lock | None = None
         self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
 
     @classmethod
@@ -122,12 +125,28 @@ class RedisReplayStore:
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> RedisReplayStore:
-        """Use a client you built (`RedisCluster`, Sentinel, custom TLS). You close it."""
+        """Use a client you built (`RedisCluster`, Sentinel, custom TLS). You close it.
+
+        Build it with retries off (`retry=Retry(NoBackoff(), 0)`): a client that retries a
+        `SET NX` whose first attempt did land answers a genuine request `NonceUsed`. A
+        `RedisCluster` is initialized once, before its first command, because a cold cluster
+        client that many requests use at once fails some of them.
+        """
+        if _retries(client):
+            warnings.warn(
+                "RedisReplayStore.from_client: this client retries failed commands, so a "
+                "retried claim can refuse a genuine request as NonceUsed; build it with "
+                "retry=Retry(NoBackoff(), 0)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         store = cls.__new__(cls)
         store.url = store.location = f"<{type(client).__name__}>"
         store.prefix, store.pool_size, store.timeout = prefix, 0, timeout
         store._password = None
         store._external = client
+        store._external_ready = not isinstance(client, RedisCluster)
+        store._external_lock = None
         store._clients = {}
         return store
 
@@ -167,6 +186,18 @@ class RedisReplayStore:
             client = self._clients[loop] = self._new_client()
         return client
 
+    async def _initialized(self) -> Redis | RedisCluster:
+        """The given cluster client, initialized by exactly one caller."""
+        assert self._external is not None
+        if self._external_lock is None:
+            self._external_lock = asyncio.Lock()
+        async with self._external_lock:
+            if not self._external_ready:
+                assert isinstance(self._external, RedisCluster)
+                await self._external.initialize()
+                self._external_ready = True
+        return self._external
+
     def _new_client(self) -> Redis:
         pool = BlockingConnectionPool.from_url(
             self.url,
@@ -181,13 +212,20 @@ class RedisReplayStore:
     async def _call(self, *command: Any) -> Any:
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._client().execute_command(*command)
+                client = self._client() if self._external_ready else await self._initialized()
+                return await client.execute_command(*command)
         except TimeoutError:  # asyncio's and the socket's; redis' own is a RedisError
             raise self._failure(f"no answer within {self.timeout:g} s") from None
         except (RedisError, OSError) as exc:
             raise self._failure(f"{type(exc).__name__}: {exc}") from None
 
     def _failure(self, why: str) -> ReplayStoreError:
-        if self._password:
-            why = why.replace(self._password, "***")
+        if self._password:  # as written in the URL, and percent-decoded as redis-py sends it
+            for secret in {self._password, unquote(self._password)}:
+                why = why.replace(secret, "***")
         return ReplayStoreError(f"Redis at {self.location}: {why}")
+
+
+def _retries(client: Redis | RedisCluster) -> int:
+    retry = client.retry if isinstance(client, RedisCluster) else client.get_retry()
+    return retry.get_retries() if retry is not None else 0

@@ -9,6 +9,7 @@ never touches the shared one. Where no Redis is reachable the tests skip with th
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -68,6 +69,20 @@ def free_port() -> int:
         return port
 
 
+def cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)  # a port, not a secret
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 class PrivateRedis:
     """A `redis-server` of our own on a free loopback port (TCP, TLS or a unix socket):
     stopped and restarted at will, on the same address."""
@@ -80,7 +95,7 @@ class PrivateRedis:
         self.directory = directory
         self.extra = extra
         self.transport = transport
-        self.port = free_port()
+        self.port = cluster_port() if transport == "cluster" else free_port()
         self.socket_path = directory / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
         if transport == "tls":
@@ -106,6 +121,8 @@ class PrivateRedis:
             command += ["--tls-ca-cert-file", cert]
         else:
             command += ["--port", str(self.port)]
+        if self.transport == "cluster":
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         return [*command, *self.extra]
 
     def start(self) -> None:
@@ -143,7 +160,7 @@ class PrivateRedis:
 def make_certificate(directory: Path) -> Path:
     """A self-signed certificate for localhost, which the client trusts as its CA."""
     if shutil.which("openssl") is None:
-        unavailable("openssl is not installed: cannot make a certificate for the TLS test")
+        pytest.skip("openssl is not installed: cannot make a certificate for the TLS test")
     key, cert = str(directory / "key.pem"), str(directory / "cert.pem")
     names = "subjectAltName=DNS:localhost,IP:127.0.0.1"
     command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
@@ -153,9 +170,53 @@ def make_certificate(directory: Path) -> Path:
 
 
 @contextmanager
+def private_cluster(directory: Path, nodes: int = 3) -> Iterator[list[PrivateRedis]]:
+    """A Redis Cluster of `nodes` masters of our own, the slots spread over all of them."""
+    servers: list[PrivateRedis] = []
+    try:
+        for index in range(nodes):
+            node_dir = directory / f"node{index}"
+            node_dir.mkdir()
+            servers.append(PrivateRedis(node_dir, transport="cluster"))
+            servers[-1].start()
+        addresses = [f"127.0.0.1:{server.port}" for server in servers]
+        create = ["redis-cli", "--cluster", "create", *addresses]
+        subprocess.run(
+            [*create, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        wait_for_cluster(servers)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def wait_for_cluster(servers: list[PrivateRedis]) -> None:
+    deadline = time.monotonic() + 20
+    for server in servers:
+        client = redis.Redis(port=server.port, socket_timeout=1)
+        try:
+            while client.cluster("INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+
+@contextmanager
 def private_redis(directory: Path, *extra: str, transport: str = "tcp") -> Iterator[PrivateRedis]:
     server = PrivateRedis(directory, *extra, transport=transport)
-    server.start()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        if transport == "tls":
+            pytest.skip(f"this redis-server does not serve TLS ({exc})")
+        raise
     try:
         yield server
     finally:

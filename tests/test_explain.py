@@ -10,14 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
+from starlette.testclient import TestClient
 
-from tba_guard import Guard, GuardSettings, Integration, TBAError, Token
+from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddleware, Token
 from tba_guard.errors import ErrorCode
 from tba_guard.explain import FIXES, run_explain
 from tba_guard.explain import explain as explain_request
 
-from .conftest import BASE_URL, NOW, REALM, Clock, oauth_header
+from .conftest import BASE_URL, NOW, REALM, Clock, echo_app, oauth_header
 
 CONSUMER_KEY = "ck-explain"
 CONSUMER_SECRET = "cs-EXPLAIN-consumer-secret-7Q2"
@@ -432,12 +436,6 @@ def test_plaintext_signatures_which_are_the_secrets_are_never_printed() -> None:
 
 
 def hinted(value: str, **overrides: Any) -> dict[str, str]:
-    from starlette.testclient import TestClient
-
-    from tba_guard import TBAGuardMiddleware
-
-    from .conftest import echo_app
-
     app = TBAGuardMiddleware(echo_app(), settings(**overrides), clock=Clock())
     with TestClient(app, base_url=BASE_URL) as client:
         response = client.get(RESTLET, headers={"Authorization": value})
@@ -476,3 +474,42 @@ def test_development_hints_come_from_every_settings_source(tmp_path: Any) -> Non
     config = tmp_path / "tba.toml"
     config.write_text("[guard]\ndevelopment_hints = true\n")
     assert GuardSettings.from_toml(config).development_hints
+
+
+# --- hostile arguments ------------------------------------------------------------------------
+
+
+argument = st.text(max_size=60) | st.binary(max_size=60).map(
+    lambda raw: raw.decode("utf-8", "surrogateescape")  # what argv holds for non-UTF-8 bytes
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    url_tail=argument,
+    value=argument | st.builds(lambda v: header("GET", RESTLET) + v, argument),
+    body=argument,
+    content_type=st.sampled_from([None, FORM, "application/json"]),
+    public=st.booleans(),
+)
+def test_explain_answers_any_arguments_with_printable_lines_and_no_secret(
+    url_tail: str, value: str, body: str, content_type: str | None, public: bool
+) -> None:
+    config = settings(public_url=BASE_URL) if public else settings()
+    text, accepted = explain(
+        "POST", f"{BASE_URL}/{url_tail}", value, body, content_type=content_type, config=config
+    )
+    assert not accepted
+    assert "Rejected" in text
+    assert all(line.isprintable() for line in text.splitlines())
+    text.encode("utf-8")  # printable to any UTF-8 terminal
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 5000, str(2**64), "0", "-1", "１７００００００００"])
+def test_huge_or_malformed_timestamps_are_explained_not_crashed_on(timestamp: str) -> None:
+    config = settings(max_header_length=20_000)
+    text, accepted = explain(
+        "GET", RESTLET, header("GET", RESTLET, timestamp=timestamp), config=config
+    )
+    assert not accepted
+    assert "Rejected: InvalidTimestamp (HTTP 400)" in text

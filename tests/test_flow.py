@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
+import httpx2 as httpx
 import pytest
 import requests
 from requests_oauthlib import OAuth1Session
@@ -1136,29 +1136,33 @@ def server_config(path: Path, callback: str, extra: str = "") -> Path:
 
 
 class FlowServer:
-    """`TBAFlow` in front of a small app, in a uvicorn process of its own on a free port."""
+    """A server process on a free loopback port: by default `TBAFlow` in front of a small app
+    in uvicorn (`SERVER`), or any command given; its output goes to a file, and it is stopped
+    on leaving."""
 
-    def __init__(self, config: Path, port: int | None = None) -> None:
-        self.config = config
+    def __init__(
+        self, config: Path, port: int | None = None, command: list[str] | None = None
+    ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.command = command or [sys.executable, "-c", SERVER, str(config), str(self.port)]
+        self.log = config.with_suffix(f".{self.port}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> FlowServer:
-        command = [sys.executable, "-c", SERVER, str(self.config), str(self.port)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"server exited: {output}")
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
             try:
                 if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
                     return self
             except requests.ConnectionError:
                 time.sleep(0.05)
         self.__exit__()
-        raise RuntimeError("server did not come up")
+        raise RuntimeError(f"server did not come up: {self.log.read_text()}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -1168,8 +1172,6 @@ class FlowServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None and self.process.stdout:
-            self.process.stdout.close()
 
 
 def sign_in_and_allow(browser: requests.Session, authorization_url: str, role: str = "3") -> str:

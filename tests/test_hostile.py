@@ -121,11 +121,12 @@ async def drive(
     replay_store: Any = None,
     stall: bool = False,
     hooks: Sequence[Any] = (),
+    guard: Guard | None = None,
 ) -> Outcome:
     """Run one request through a fresh middleware; collect what it sent."""
     app = RecordingApp()
     middleware = TBAGuardMiddleware(
-        app, settings, clock=Clock(), replay_store=replay_store, audit_hooks=hooks
+        app, settings, clock=Clock(), replay_store=replay_store, audit_hooks=hooks, guard=guard
     )
     pending = [
         # A client that stalls promises more body after its last chunk.

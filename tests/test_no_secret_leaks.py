@@ -26,14 +26,13 @@ from tba_guard import (
     Integration,
     MemoryReplayStore,
     TBAError,
-    TBAGuardMiddleware,
     Token,
 )
 from tba_guard.audit import AuditEvent
 
 from .conftest import BASE_URL, NOW, REALM, oauth_header
 from .redis_support import SHARED_REDIS_URL, delete_prefix, shared_redis, unique_prefix
-from .test_hostile import FailingStore, Outcome, RecordingApp, Request, drive, scope_for
+from .test_hostile import FailingStore, Outcome, Request, drive
 
 CANARY = uuid.uuid4().hex
 CONSUMER_SECRET = f"cs-{CANARY[:16]}-consumer"
@@ -108,30 +107,9 @@ def one(
             headers.append((b"content-type", FORM.encode()))
         request = Request("POST" if body or chunks else "GET", PATH, b"", headers, chunks or [body])
         guard = Guard(settings, clock=lambda: NOW, **kwargs) if kwargs else None
-        if guard is None:
-            return [asyncio.run(drive(request, settings, stall=stall))]
-        return [asyncio.run(drive_guard(request, guard))]
+        return [asyncio.run(drive(request, settings, stall=stall, guard=guard))]
 
     return run
-
-
-async def drive_guard(request: Request, guard: Guard) -> Outcome:
-    """`drive`, with a guard built by the test (its stores, its audit hooks)."""
-    app = RecordingApp()
-    middleware = TBAGuardMiddleware(app, guard=guard)
-    sent: list[dict[str, Any]] = []
-    pending = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return pending.pop(0) if pending else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await middleware(scope_for(request), receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return Outcome(start["status"], list(start["headers"]), body, app.calls)
 
 
 def replayed(settings: GuardSettings) -> list[Outcome]:
@@ -139,7 +117,7 @@ def replayed(settings: GuardSettings) -> list[Outcome]:
     guard = Guard(settings, clock=lambda: NOW, replay_store=MemoryReplayStore(clock=lambda: NOW))
     value = signed(nonce=f"nonce-replayed-{uuid.uuid4().hex[:8]}")
     request = Request("GET", PATH, b"", [(b"authorization", value.encode())])
-    return [asyncio.run(drive_guard(request, guard)) for _ in range(2)]
+    return [asyncio.run(drive(request, settings, guard=guard)) for _ in range(2)]
 
 
 def plaintext_over(secure: bool) -> Callable[[GuardSettings], list[Outcome]]:
@@ -254,8 +232,11 @@ def test_no_secret_in_any_response_or_log_record_for_any_code(
     settings = leak_settings(error_detail=detail, development_hints=hints)
     texts = [repr(settings), str(settings), repr(settings.integrations), repr(settings.tokens)]
     statuses = set()
-    for scenario in SCENARIOS.values():
+    for name, scenario in SCENARIOS.items():
+        already = len(caplog.records)
         outcomes = scenario.run(settings)
+        codes = [r.tba_audit["code"] for r in caplog.records[already:] if hasattr(r, "tba_audit")]
+        assert codes[-1] == scenario.code, name  # the scenario drives the code it is named for
         statuses |= {outcome.status for outcome in outcomes}
         texts += outcome_texts(outcomes)
     audited = {

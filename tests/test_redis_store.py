@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 import redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tba_guard import GuardSettings, ReplayKey, ReplayStoreError, SettingsError, TBAGuardMiddleware
 from tba_guard.checks import Guard
@@ -27,6 +29,7 @@ from .redis_support import (
     delete_prefix,
     free_port,
     keys_under,
+    private_cluster,
     private_redis,
     shared_redis,
     unique_prefix,
@@ -36,6 +39,7 @@ PATH = "/services/rest/record/v1/salesOrder"
 URL = BASE_URL + PATH
 HANG_GUARD = 10.0  # seconds: only to turn a hang into a failure, never a performance bound
 PASSWORD = "hunter2-redis-password"
+NO_RETRY = Retry(NoBackoff(), 0)  # what the README asks of a client given to from_client
 
 
 @pytest.fixture
@@ -243,12 +247,19 @@ async def test_rediss_url_speaks_tls(tmp_path: Path) -> None:
 
 
 async def test_from_client_uses_the_given_client(prefix: str) -> None:
-    client = redis.asyncio.Redis.from_url(SHARED_REDIS_URL)
+    client = redis.asyncio.Redis.from_url(SHARED_REDIS_URL, retry=NO_RETRY)
     store = RedisReplayStore.from_client(client, prefix=prefix)
     assert await store.claim(key(), 600) is True
     assert await client.get(store.redis_key(key())) == b"1"
     await store.aclose()
     assert await client.ping()  # the store did not close a client it does not own
+    await client.aclose()
+
+
+async def test_from_client_warns_about_a_client_that_retries_claims() -> None:
+    client = redis.asyncio.Redis(host="127.0.0.1")  # this constructor retries by default
+    with pytest.warns(RuntimeWarning, match="NonceUsed"):
+        RedisReplayStore.from_client(client)
     await client.aclose()
 
 
@@ -435,3 +446,18 @@ async def test_silent_redis_answers_503_instead_of_hanging() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_store_works_unchanged_on_a_redis_cluster(tmp_path: Path) -> None:
+    """One key per command: a cluster client routes each claim to its slot's node."""
+    with private_cluster(tmp_path) as nodes:
+        client = redis.asyncio.RedisCluster(host="127.0.0.1", port=nodes[0].port, retry=NO_RETRY)
+        store = RedisReplayStore.from_client(client, prefix="tba_guard_test:cluster:")
+        keys = [key(f"cluster-{i:04d}") for i in range(60)]
+        assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [True] * 60
+        assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [False] * 60
+        assert all(await asyncio.gather(*(store.seen(k) for k in keys)))
+        await client.aclose()
+        per_node = [redis.Redis(port=node.port).dbsize() for node in nodes]
+    assert sum(per_node) == 60
+    assert sum(1 for count in per_node if count) >= 2  # the keys really are spread out

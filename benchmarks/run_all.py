@@ -1,0 +1,182 @@
+"""Every benchmark in one run, written to benchmarks/RESULTS.md with two PNG charts.
+
+    python benchmarks/run_all.py [--quick]
+
+In process (bench_verify.py), the replay store at scale (bench_replay.py), the Redis store's
+claim latency (bench_redis.py claims), and over HTTP (bench_http.py). Each figure is a ratio to
+something measured in the same run, so the machine's speed cancels out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import bench_http
+import bench_replay
+import bench_verify
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    packages = ", ".join(
+        f"{name} {version(name)}"
+        for name in ("tba-guard", "oauthlib", "authlib", "starlette", "uvicorn", "redis")
+    )
+    return (
+        f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
+        f"load average {load:.2f} when the run started\n"
+        f"- Python {platform.python_version()}; {packages}\n"
+        f"- Load generator: {wrk.strip() or 'wrk'}"
+    )
+
+
+def redis_claims(count: int) -> dict[str, Any] | None:
+    """The Redis store's claim latency next to the in-process store's, if Redis is reachable."""
+    try:
+        import bench_redis
+
+        result: dict[str, Any] = asyncio.run(
+            bench_redis.bench_claims(count, "redis://127.0.0.1:6379/0")
+        )
+        return {name: figures for name, figures in result.items() if isinstance(figures, dict)}
+    except Exception as exc:  # no Redis here: say so in the results rather than fail the run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def chart_scaling(replay: dict[str, Any], path: Path) -> None:
+    sizes = [int(size) for size in replay]
+    rows = list(replay.values())
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, key in (
+        ("tba_guard", "tba_guard MemoryReplayStore bytes/entry"),
+        ("cachetools TTLCache", "cachetools TTLCache bytes/entry"),
+        ("dict[str, float]", "dict[str, float] bytes/entry"),
+    ):
+        left.plot(sizes, [row[key] for row in rows], marker="o", label=label)
+    left.axhline(150, color="grey", linestyle="--", label="target: 150 bytes")
+    left.set(xscale="log", xlabel="live entries", ylabel="bytes per entry", title="Memory")
+    left.legend()
+    right.plot(sizes, [row["check median_us"] for row in rows], marker="o", label="median")
+    right.plot(sizes, [row["check p90_us"] for row in rows], marker="o", label="p90")
+    right.set(
+        xscale="log",
+        xlabel="live entries",
+        ylabel="µs (seen + claim)",
+        title="Cost per check",
+        ylim=(0, None),
+    )
+    right.legend()
+    figure.suptitle("In-process replay store at scale")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def chart_http(http: dict[str, Any], path: Path) -> None:
+    names = list(http)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    positions = range(len(names))
+    axis.bar(
+        [p - 0.2 for p in positions], [http[n]["rps_ratio"] for n in names], 0.4, label="req/s"
+    )
+    axis.bar(
+        [p + 0.2 for p in positions],
+        [1 / http[n]["p99_ratio"] for n in names],
+        0.4,
+        label="1 / p99 latency",
+    )
+    axis.axhline(0.85, color="grey", linestyle="--", label="target: 85 % of bare")
+    axis.set_xticks(list(positions), names)
+    axis.set(ylabel="× bare app (higher is better)", title="Hello-world behind each guard")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = parser.parse_args()
+    quick = args.quick
+    header = machine()
+    verify = bench_verify.run(500 if quick else 5000)
+    replay = bench_replay.run([1_000, 10_000] if quick else [1_000, 100_000, 1_000_000])
+    redis = redis_claims(1000 if quick else 20_000)
+    http = bench_http.run(2 if quick else 10, 32, 1 if quick else 3)
+
+    chart_scaling(replay, HERE / "scaling.png")
+    chart_http(http, HERE / "http.png")
+    if isinstance(redis, dict) and "error" not in redis:
+        redis_table = (
+            "| store | median µs | p90 µs | p99 µs |\n|---|---:|---:|---:|\n"
+            + "\n".join(
+                f"| {name} | {figures['median_us']:.1f} | {figures['p90_us']:.1f}"
+                f" | {figures['p99_us']:.1f} |"
+                for name, figures in redis.items()
+            )
+        )
+    else:
+        redis_table = f"Not measured: {redis.get('error') if redis else 'no result'}."
+    command = "python benchmarks/run_all.py" + (" --quick" if quick else "")
+    text = f"""# Benchmark results
+
+Produced by `{command}` (or `make bench`). Every figure is a ratio to something measured in
+the same run; absolute µs depend on the machine and on what else it was doing.
+
+{header}
+
+## In process, per request
+
+Whole verification of one request with a fresh nonce (tba_guard: all checks of SPEC section 2,
+in-process stores, `Guard.verify`), CPU time of each call (`thread_time_ns`).
+
+{bench_verify.table(verify)}
+
+## Replay store at scale
+
+{bench_replay.table(replay)}
+
+![scaling](scaling.png)
+
+### Redis store: one claim on loopback, beside the in-process store
+
+{redis_table}
+
+## Over HTTP
+
+uvicorn, one worker, h11; a Starlette hello-world; wrk on loopback (one thread, 32
+connections), every request pre-signed with its own nonce; medians over alternating rounds.
+
+{bench_http.table(http)}
+
+![http](http.png)
+"""
+    (HERE / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
