@@ -10,6 +10,7 @@ import itertools
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -92,14 +93,13 @@ def oauth_header(
             oauth_signature.base_string_uri(url),
             oauth_signature.normalize_parameters(collected),
         )
-        if signature_method == "HMAC-SHA1":
-            signature = oauth_signature.sign_hmac_sha1(base, consumer_secret, token_secret)
-        elif signature_method == "HMAC-SHA512":
-            signature = oauth_signature._sign_hmac("SHA-512", base, consumer_secret, token_secret)
-        elif signature_method == "PLAINTEXT":
-            signature = oauth_signature.sign_plaintext(consumer_secret, token_secret)
-        else:
-            signature = oauth_signature.sign_hmac_sha256(base, consumer_secret, token_secret)
+        signer = {
+            "HMAC-SHA1": oauth_signature.sign_hmac_sha1_with_client,
+            "HMAC-SHA512": oauth_signature.sign_hmac_sha512_with_client,
+            "PLAINTEXT": oauth_signature.sign_plaintext_with_client,
+        }.get(signature_method, oauth_signature.sign_hmac_sha256_with_client)
+        client = SimpleNamespace(client_secret=consumer_secret, resource_owner_secret=token_secret)
+        signature = signer(base, client)
     if "oauth_signature" not in drop:
         params["oauth_signature"] = signature
     parts = [f'realm="{realm}"'] if realm is not None else []

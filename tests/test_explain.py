@@ -7,6 +7,7 @@ other. The secrets are distinctive, and no line explain prints may contain them.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -79,7 +80,9 @@ def mistaken_signature(
     base = oauth_signature.signature_base_string(
         method, oauth_signature.base_string_uri(signed_url), normalized
     )
-    return oauth_signature.sign_hmac_sha256(base, CONSUMER_SECRET, TOKEN_SECRET)
+    return oauth_signature.sign_hmac_sha256_with_client(
+        base, SimpleNamespace(client_secret=CONSUMER_SECRET, resource_owner_secret=TOKEN_SECRET)
+    )
 
 
 def explain(

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -192,7 +193,9 @@ def signed_by_hand(method: str, extra_normalized: str, nonce: str) -> str:
     base = oauth_signature.signature_base_string(
         method, oauth_signature.base_string_uri(URL), normalized
     )
-    signature = oauth_signature.sign_hmac_sha256(base, CONSUMER_SECRET, TOKEN_SECRET)
+    signature = oauth_signature.sign_hmac_sha256_with_client(
+        base, SimpleNamespace(client_secret=CONSUMER_SECRET, resource_owner_secret=TOKEN_SECRET)
+    )
     return oauth_header(method, URL, nonce=nonce, signature=signature)
 
 

@@ -7,6 +7,7 @@ test keeps it equal to oauthlib's `signature_base_string`, `base_string_uri` and
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from urllib.parse import quote
 
 from hypothesis import given, settings
@@ -109,7 +110,9 @@ def test_base_string_equals_oauthlibs(
     assert signature_base_string(method, url, headers, body) == expected
 
     # And a signature made by oauthlib over that base string verifies.
-    signed = oauth_signature.sign_hmac_sha256(expected, "c s", "t&s")
+    signed = oauth_signature.sign_hmac_sha256_with_client(
+        expected, SimpleNamespace(client_secret="c s", resource_owner_secret="t&s")
+    )
     headers["Authorization"] = header_for([*oauth, ("oauth_signature", signed)], realm)
     assert verify_signature(method, url, headers, body, "c s", "t&s")
     assert not verify_signature(method, url, headers, body, "c s", "t&t")
