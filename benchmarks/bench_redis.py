@@ -165,6 +165,8 @@ def write_config(directory: Path, store: str, prefix: str) -> Path:
     config.write_text(
         "[guard]\n"
         f'replay_store = "{store}"\nredis_key_prefix = "{prefix}"\n'
+        f'token_store = "{store}"\ntoken_store_key_prefix = "{prefix}flow:"\n'
+        'session_secret = "benchmark-session-secret-0123456"\n'
         'exempt_paths = ["/healthz"]\n'
         f'\n[[integrations]]\nconsumer_key = "{CONSUMER_KEY}"\n'
         f'consumer_secret = "{CONSUMER_SECRET}"\n'

@@ -130,13 +130,10 @@ def main() -> None:
     chart_scaling(replay, HERE / "scaling.png")
     chart_http(http, HERE / "http.png")
     if isinstance(redis, dict) and "error" not in redis:
-        redis_table = (
-            "| store | median µs | p90 µs | p99 µs |\n|---|---:|---:|---:|\n"
-            + "\n".join(
-                f"| {name} | {figures['median_us']:.1f} | {figures['p90_us']:.1f}"
-                f" | {figures['p99_us']:.1f} |"
-                for name, figures in redis.items()
-            )
+        redis_table = "| store | median µs | p90 µs | p99 µs |\n|---|---:|---:|---:|\n" + "\n".join(
+            f"| {name} | {figures['median_us']:.1f} | {figures['p90_us']:.1f}"
+            f" | {figures['p99_us']:.1f} |"
+            for name, figures in redis.items()
         )
     else:
         redis_table = f"Not measured: {redis.get('error') if redis else 'no result'}."

@@ -42,6 +42,17 @@ def check_workers(settings: GuardSettings, workers: int) -> None:
             '(replay_store = "memory") lets a replay through on another worker. Configure a '
             'Redis replay store (replay_store = "redis://127.0.0.1:6379/0") or use --workers 1.'
         )
+    if workers > 1 and settings.token_store == "memory":
+        raise UsageError(
+            f"--workers {workers} needs a shared token store: with the in-process store "
+            '(token_store = "memory") a token issued by one worker is unknown to the others. '
+            'Configure token_store = "redis://127.0.0.1:6379/0" or use --workers 1.'
+        )
+    if workers > 1 and settings.session_secret is None:
+        raise UsageError(
+            f"--workers {workers} needs a shared session_secret: each worker would otherwise "
+            "sign consent-page cookies with its own random key. Set session_secret."
+        )
 
 
 def uvicorn_target(config: str | None, settings: GuardSettings, workers: int) -> tuple[Any, bool]:
@@ -139,6 +150,8 @@ def run_serve(args: argparse.Namespace) -> int:
     lines = [
         f"tba-guard demo service on http://{args.host}:{args.port}, settings from {where}",
         f"Guarded: {RESTLET_PATH} and /services/rest/{{path}}; not guarded: /healthz",
+        f"Authorization flow: POST {settings.request_token_path}, "
+        f"GET {settings.authorize_path}, POST {settings.access_token_path}",
         *first_request_lines(settings, args.config, base),
     ]
     print("\n".join(lines), flush=True)

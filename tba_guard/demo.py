@@ -10,21 +10,24 @@ settings file named by `TBA_GUARD_CONFIG` (the embedded demo settings when unset
 
 from __future__ import annotations
 
+import html
 import os
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .checks import Identity
-from .middleware import TBAGuardMiddleware
+from .flow import TBAFlow
 from .settings import GuardSettings, SettingsError
 
 CONFIG_ENV = "TBA_GUARD_CONFIG"
 HEALTH_PATH = "/healthz"
+#: Where the demo flow integration's callback lands: a page showing what it received.
+CALLBACK_PATH = "/tba/callback"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 REST_PATH = "/services/rest/{path:path}"
 # NetSuite RESTlets take these four; the REST web services also PATCH.
@@ -70,18 +73,41 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+async def callback(request: Request) -> HTMLResponse:
+    """The demo client's callback (authorization flow, step two's redirect): shows what it
+    received, which a real client would exchange at step three."""
+    rows = "".join(
+        f'<tr><th>{html.escape(name)}</th><td><code id="{html.escape(name)}">'
+        f"{html.escape(value)}</code></td></tr>"
+        for name, value in request.query_params.multi_items()
+    )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Callback received</title></head><body><h1>Callback received</h1>"
+        f"<table>{rows}</table><p>A client now exchanges <code>oauth_token</code> and "
+        "<code>oauth_verifier</code> at <code>POST /rest/accesstoken</code>, signed with its "
+        "consumer secret and the request-token secret.</p></body></html>"
+    )
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return HTMLResponse(page, headers=headers)
+
+
 def build_app(settings: GuardSettings) -> ASGIApp:
-    """The demo application wrapped in the guard; `/healthz` is exempt whatever the settings say."""
-    if HEALTH_PATH not in settings.exempt_paths:
-        settings = settings.replace(exempt_paths=(*settings.exempt_paths, HEALTH_PATH))
+    """The demo application behind the guard, with the authorization flow's three endpoints;
+    `/healthz` and the demo callback page are exempt whatever the settings say."""
+    unguarded = [path for path in (HEALTH_PATH, CALLBACK_PATH) if path not in settings.exempt_paths]
+    if unguarded:
+        settings = settings.replace(exempt_paths=(*settings.exempt_paths, *unguarded))
     app = Starlette(
         routes=[
             Route(RESTLET_PATH, echo, methods=RESTLET_METHODS),
             Route(REST_PATH, echo, methods=REST_METHODS),
             Route(HEALTH_PATH, health, methods=["GET"]),
+            Route(CALLBACK_PATH, callback, methods=["GET"]),
         ]
     )
-    return TBAGuardMiddleware(app, settings)
+    # The guard in front of the app, and the authorization flow's three endpoints beside it.
+    return TBAFlow(app, settings)
 
 
 def create_app() -> ASGIApp:

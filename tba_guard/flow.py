@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.requests import Request
@@ -353,6 +354,12 @@ class TBAFlow:
         if not cookie or not hmac.compare_digest(
             self.csrf_field(cookie, token_id), form.get("csrf", "")
         ):
+            self.audit_page(
+                request,
+                "consent form without a valid CSRF value",
+                token_id=token_id,
+                outcome="rejected",
+            )
             raise PageError(403, "Expired form", "Reload the page and try again.")
         if form.get("action") == "sign_in" and self.builtin_sign_in:
             return await self.sign_in(request, form, token_id, state)
@@ -382,7 +389,7 @@ class TBAFlow:
             raise PageError(400, "Choose Allow or Deny", "The form was not sent as shown.")
         if not done:
             raise PageError(400, "Already decided", "This request was already answered.")
-        self.audit_consent(request, token, user, decision)
+        self.audit_page(request, f"consent {decision} by entity {user.entity}", token=token)
         answer = [("oauth_token", token_id), *answer]
         if state:
             answer.append(("state", state))
@@ -408,24 +415,31 @@ class TBAFlow:
             raise PageError(400, "Unavailable", "This application can no longer be authorized.")
         return integration.name or integration.consumer_key[:12]
 
-    def audit_consent(
-        self, request: Request, token: RequestToken, user: User, decision: str
+    def audit_page(
+        self,
+        request: Request,
+        reason: str,
+        *,
+        token: RequestToken | None = None,
+        token_id: str = "",
+        outcome: Literal["accepted", "rejected"] = "accepted",
     ) -> None:
-        """The user's decision, on the audit log: accepted (the form was valid), with the
-        decision as the reason."""
+        """A consent-page event on the audit log: a decision, a sign-in, a refused form. There
+        is no catalog code for these; the reason says what happened (never a name typed in the
+        sign-in form: people type passwords there by mistake)."""
         client = request.client
         record(
             AuditEvent(
-                outcome="accepted",
+                outcome=outcome,
                 code="",
-                consumer_key=token.consumer_key,
-                token_id=token.token_id,
-                realm=token.realm,
+                consumer_key=token.consumer_key if token else "",
+                token_id=token.token_id if token else token_id,
+                realm=token.realm if token else "",
                 method=request.method,
                 path=request.url.path,
                 client=client.host if client else "",
                 time=self.clock(),
-                reason=f"consent {decision} by entity {user.entity}",
+                reason=reason,
             ),
             self.guard.audit_hooks,
         )
@@ -459,12 +473,14 @@ class TBAFlow:
         expected = user.password.encode() if user else secrets.token_bytes(16)
         # Compare even for an unknown name, so timing does not tell which names exist.
         if not (hmac.compare_digest(expected, password) and user and user.password and user.active):
+            self.audit_page(request, "sign-in failed", token=token, outcome="rejected")
             integration_name = await self.integration_name(token)
             csrf = self.csrf_field(request.cookies.get(CSRF_COOKIE, ""), token_id)
             response = self.sign_in_form(
                 token, state, csrf, integration_name, failed=True, status=401
             )
             return response
+        self.audit_page(request, f"signed in as entity {user.entity}", token=token)
         query = [("oauth_token", token_id)] + ([("state", state)] if state else [])
         response = RedirectResponse(
             f"{request.url.path}?{urlencode(query)}", 303, headers=_PAGE_HEADERS

@@ -87,7 +87,7 @@ def parse_authorization(
     if scheme.lower() != "oauth":
         raise rejected(HEADER_NAME, reason="the Authorization scheme is not OAuth")
     if not _LIST.fullmatch(rest):
-        raise rejected(HEADER_NAME, reason="not a comma-separated list of name=\"value\"")
+        raise rejected(HEADER_NAME, reason='not a comma-separated list of name="value"')
     # The list is known to be well formed, and values hold no quote: splitting at the quotes
     # gives the values at odd positions, each preceded by its `, name=` glue.
     pieces = rest.split('"')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import SplitResult, unquote_plus, urlsplit
 
 from .header import DEFAULT_MAX_HEADER_LENGTH, DEFAULT_MAX_HEADER_PARAMETERS, parse_authorization
@@ -51,6 +52,7 @@ def netloc(scheme: str, host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=1024)  # a service sees few distinct (scheme, host, path) triples
 def base_string_uri(scheme: str, host: str, path: str) -> str:
     """RFC 5849 section 3.4.1.2 from parts: the path is kept exactly as the client sent it."""
     scheme = scheme.lower()

@@ -47,6 +47,8 @@ CONFIG = """
 realm = "7654321_SB1"
 signature_methods = {methods}
 replay_store = "{store}"
+token_store = "{store}"
+session_secret = "cli-test-session-secret-0123456789"
 
 [[integrations]]
 name = "Order sync"
@@ -298,6 +300,25 @@ def test_serve_with_several_workers_and_the_memory_store_refuses_with_the_redis_
         assert "replay_store" in done.stderr
         assert "Traceback" not in done.stderr
         assert "Uvicorn running" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("replace", "named"),
+    [
+        ('token_store = "redis://127.0.0.1:6379/0"', "token_store"),
+        ('session_secret = "cli-test-session-secret-0123456789"', "session_secret"),
+    ],
+)
+def test_serve_with_several_workers_refuses_a_per_process_token_store_or_session_key(
+    tmp_path: Path, replace: str, named: str
+) -> None:
+    config = write_config(tmp_path, store="redis://127.0.0.1:6379/0")
+    replacement = 'token_store = "memory"' if named == "token_store" else ""
+    config.write_text(config.read_text().replace(replace, replacement))
+    done = run_cli("serve", "--port", str(free_port()), "--config", str(config), "--workers", "2")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -813,12 +813,29 @@ async def test_flow_decisions_are_audited_without_secrets(
     token_id, secret, verifier = await fc.through_consent()
     answer = form(await fc.access_token(token_id, secret, verifier))
     events = [record.tba_audit for record in caplog.records if hasattr(record, "tba_audit")]
-    assert [e["path"] for e in events] == [REQUEST_TOKEN_PATH, AUTHORIZE_PATH, ACCESS_TOKEN_PATH]
+    paths = [REQUEST_TOKEN_PATH, AUTHORIZE_PATH, AUTHORIZE_PATH, ACCESS_TOKEN_PATH]
+    assert [e["path"] for e in events] == paths
     assert all(e["outcome"] == "accepted" for e in events)
-    assert "consent allow" in events[1]["reason"]
+    assert events[1]["reason"] == f"signed in as entity {ALICE.entity}"
+    assert events[2]["reason"] == f"consent allow by entity {ALICE.entity}"
+    assert events[3]["token_id"] == token_id
     logged = caplog.text + repr(events)
     for value in (secret, verifier, answer["oauth_token_secret"], FLOW_SECRET, ALICE.password):
         assert value not in logged
+
+
+async def test_failed_sign_in_is_audited_without_what_was_typed(
+    fc: FlowClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="tba_guard.audit")
+    token_id, _ = await fc.new_request_token()
+    typed = User(ALICE.entity, "password-typed-as-name", "typed-password", ALICE.roles)
+    assert (await fc.sign_in(token_id, typed)).status_code == 401
+    events = [record.tba_audit for record in caplog.records if hasattr(record, "tba_audit")]
+    assert events[-1]["outcome"] == "rejected"
+    assert events[-1]["reason"] == "sign-in failed"
+    assert events[-1]["token_id"] == token_id
+    assert "typed" not in caplog.text + repr(events)
 
 
 # --- the NetSuite vectors through the endpoints -----------------------------------------------
@@ -1270,3 +1287,58 @@ def test_tokens_cross_uvicorn_processes_through_redis(tmp_path: Path, redis_pref
             response = api.get(server.base + "/app/site/hosting/restlet.nl")
             assert response.status_code == 200, response.text
             assert response.json()["entity"] == ALICE.entity
+
+
+def test_demo_service_runs_the_flow_for_its_demo_user(tmp_path: Path) -> None:
+    """`tba-guard serve` on its embedded settings: the demo flow integration and user go through
+    the three steps, the demo's callback page shows what it received, and the issued token
+    opens the demo RESTlet."""
+    from tba_guard.demo import CALLBACK_PATH, load_settings
+
+    demo = load_settings(None)
+    integration = next(i for i in demo.integrations if i.authorization_flow)
+    user = demo.users[0]
+    port = free_port()
+    script = Path(sys.executable).parent / "tba-guard"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.cli"]
+    command += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    with FlowServer(tmp_path / "demo.toml", port, command) as server:
+        callback = f"http://localhost:{port}{CALLBACK_PATH}"
+        client = OAuth1Session(
+            integration.consumer_key,
+            client_secret=integration.consumer_secret,
+            signature_method="HMAC-SHA256",
+            callback_uri=callback,
+        )
+        client.fetch_request_token(server.base + REQUEST_TOKEN_PATH, realm=[demo.realm or ""])
+        browser = requests.Session()
+        authorization_url = client.authorization_url(server.base + AUTHORIZE_PATH, state="demo1")
+        page = browser.get(authorization_url)
+        token_id = query_of(authorization_url)["oauth_token"]
+        data = {"oauth_token": token_id, "csrf": csrf_of(page.text), "action": "sign_in"}
+        data |= {"name": user.name, "password": user.password, "state": "demo1"}
+        consent = browser.post(server.base + AUTHORIZE_PATH, data=data)
+        assert 'value="allow"' in consent.text
+        data = {"oauth_token": token_id, "csrf": csrf_of(consent.text), "state": "demo1"}
+        data |= {"decision": "allow", "role": user.roles[0]}
+        decided = browser.post(server.base + AUTHORIZE_PATH, data=data, allow_redirects=False)
+        location = decided.headers["location"]
+        assert location.startswith(callback + "?")
+        shown = browser.get(location.replace("localhost", "127.0.0.1", 1))
+        assert "Callback received" in shown.text
+        assert f'id="oauth_verifier">{query_of(location)["oauth_verifier"]}<' in shown.text
+        client.parse_authorization_response(location)
+        issued = client.fetch_access_token(server.base + ACCESS_TOKEN_PATH)
+        api = OAuth1Session(
+            integration.consumer_key,
+            client_secret=integration.consumer_secret,
+            resource_owner_key=issued["oauth_token"],
+            resource_owner_secret=issued["oauth_token_secret"],
+            signature_method="HMAC-SHA256",
+            realm=demo.realm,
+        )
+        response = api.get(server.base + "/app/site/hosting/restlet.nl?script=1&deploy=1")
+        assert response.status_code == 200, response.text
+        assert response.json()["token_id"] == issued["oauth_token"]
+        assert response.json()["entity"] == user.entity
+        assert response.json()["role"] == user.roles[0]

@@ -50,6 +50,9 @@ def write_config(directory: Path, prefix: str) -> Path:
     config.write_text(
         "[guard]\n"
         f'replay_store = "{SHARED_REDIS_URL}"\n'
+        f'token_store = "{SHARED_REDIS_URL}"\n'
+        f'token_store_key_prefix = "{prefix}flow:"\n'
+        'session_secret = "workers-test-session-secret-0123"\n'
         f'redis_key_prefix = "{prefix}"\n'
         'exempt_paths = ["/healthz"]\n'
         "\n[[integrations]]\n"
