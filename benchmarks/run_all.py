@@ -116,6 +116,31 @@ def chart_http(http: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def targets(verify: dict[str, Any], replay: dict[str, Any], http: dict[str, Any]) -> str:
+    """Where each target of issue 5 stands in this run."""
+    worst_ratio = max(row["tba_guard"]["ratio_to_oauthlib"] for row in verify.values())
+    kept = http["tba_guard"]["rps_ratio"]
+    largest = max(row["tba_guard MemoryReplayStore bytes/entry"] for row in replay.values())
+    costs = [row["check median_us"] for row in replay.values()]
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**not met**"
+
+    return "\n".join(
+        [
+            "| target | this run | |",
+            "|---|---|---|",
+            f"| whole verification ≤ 0.1 × oauthlib, every shape | worst {worst_ratio:.2f} ×"
+            f" | {verdict(worst_ratio <= 0.1)} |",
+            f"| app keeps ≥ 85 % of bare requests/s | {kept:.0%} | {verdict(kept >= 0.85)} |",
+            f"| ≤ 150 bytes per live replay entry | at most {largest:.0f} bytes"
+            f" | {verdict(largest <= 150)} |",
+            f"| cost per check does not grow from 10^3 to 10^6 entries"
+            f" | {costs[0]:.1f} → {costs[-1]:.1f} µs (median) | see chart |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
@@ -151,6 +176,10 @@ Whole verification of one request with a fresh nonce (tba_guard: all checks of S
 in-process stores, `Guard.verify`), CPU time of each call (`thread_time_ns`).
 
 {bench_verify.table(verify)}
+
+## Targets
+
+{targets(verify, replay, http)}
 
 ## Replay store at scale
 
