@@ -214,15 +214,20 @@ def realm_mismatch(oauth: Mapping[str, str], configured: str | None) -> bool:
     return configured is not None and bool(sent) and sent != configured
 
 
+def _credentials_unavailable(exc: Exception) -> TBAError:
+    return TBAError(
+        ErrorCode.CREDENTIAL_STORE_UNAVAILABLE,
+        f"credential store failed: {type(exc).__name__}: {exc}",
+    )
+
+
 async def check_integration_known(
     credentials: CredentialStore, oauth: Mapping[str, str], *, realm: str | None, step: Step
 ) -> Integration:
     try:
         integration = await credentials.integration(oauth["oauth_consumer_key"])
-    except Exception as exc:
-        raise TBAError(
-            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"credential store failed: {exc!r}"
-        ) from exc
+    except Exception as exc:  # any store failure fails closed, never a 500
+        raise _credentials_unavailable(exc) from exc
     if integration is None:
         raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "no integration has this consumer key")
     if step is Step.REQUEST_TOKEN and realm_mismatch(oauth, realm):
@@ -262,9 +267,7 @@ async def check_token(
     try:
         token = await credentials.token(oauth["oauth_token"])
     except Exception as exc:
-        raise TBAError(
-            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"credential store failed: {exc!r}"
-        ) from exc
+        raise _credentials_unavailable(exc) from exc
     check_token_usable(token, oauth, integration, realm=realm, now=now)
     assert token is not None
     return token
