@@ -7,6 +7,7 @@ that stop Redis or change its configuration start a private `redis-server`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -190,8 +191,9 @@ async def test_wrong_password_is_a_replay_store_error_that_hides_it(tmp_path: Pa
         await store.aclose()
 
 
-async def test_silent_redis_times_out_into_replay_store_error() -> None:
-    """A server that accepts the connection and never answers: the timeout must end it."""
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers; yields its port."""
     held: list[asyncio.StreamWriter] = []
 
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -200,16 +202,24 @@ async def test_silent_redis_times_out_into_replay_store_error() -> None:
 
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
     try:
-        with pytest.raises(ReplayStoreError, match=r"no answer within 0\.2 s|Timeout"):
-            await asyncio.wait_for(store.claim(key(), 600), HANG_GUARD)
+        yield port
     finally:
         for writer in held:
             writer.close()
         server.close()
         await server.wait_closed()
-        await store.aclose()
+
+
+async def test_silent_redis_times_out_into_replay_store_error() -> None:
+    """A server that accepts the connection and never answers: the timeout must end it."""
+    async with silent_server() as port:
+        store = RedisReplayStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+        try:
+            with pytest.raises(ReplayStoreError, match=r"no answer within 0\.2 s|Timeout"):
+                await asyncio.wait_for(store.claim(key(), 600), HANG_GUARD)
+        finally:
+            await store.aclose()
 
 
 async def test_store_reconnects_after_redis_restarts(tmp_path: Path) -> None:
@@ -427,25 +437,12 @@ async def test_redis_down_answers_503_with_retry_after_and_back_up_accepts(
 
 
 async def test_silent_redis_answers_503_instead_of_hanging() -> None:
-    held: list[asyncio.StreamWriter] = []
-
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        await reader.read()
-
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = make_settings(replay_store=f"redis://127.0.0.1:{port}/0", redis_timeout=0.2)
-    try:
+    async with silent_server() as port:
+        settings = make_settings(replay_store=f"redis://127.0.0.1:{port}/0", redis_timeout=0.2)
         async with guarded(settings) as client:
             response = await asyncio.wait_for(client.get(PATH, headers=signed()), HANG_GUARD)
-        assert response.status_code == 503
-        assert error_code(response) == "ReplayStoreUnavailable"
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    assert response.status_code == 503
+    assert error_code(response) == "ReplayStoreUnavailable"
 
 
 async def test_store_works_unchanged_on_a_redis_cluster(tmp_path: Path) -> None:
