@@ -33,6 +33,7 @@ from competitors import (
     tba_guard_instance,
 )
 
+from tba_guard import Guard
 from tba_guard.request import read_parameters, request_from_url
 from tba_guard.signature import request_base_string, signing_key
 
@@ -57,8 +58,7 @@ def time_sync(call: Callable[[dict[str, str]], Any], batch: list[dict[str, str]]
     return samples
 
 
-async def time_tba_guard(shape: Shape, batch: list[dict[str, str]]) -> list[int]:
-    guard = tba_guard_instance()
+async def time_tba_guard(guard: Guard, shape: Shape, batch: list[dict[str, str]]) -> list[int]:
     url = HOST + shape.path
     body = shape.body.encode()
     samples = []
@@ -90,10 +90,16 @@ def hmac_floor(shape: Shape, batch: list[dict[str, str]]) -> list[int]:
     return samples
 
 
+ROUNDS = 10
+
+
 def measure_shape(shape: Shape, count: int) -> dict[str, Any]:
+    """The four implementations take turns, ROUNDS times a share of `count` each, so that a
+    machine that slows down or speeds up during the run weighs on all of them alike."""
     url = HOST + shape.path
     endpoint = oauthlib_endpoint()
     protector = AuthlibProtector()
+    guard = tba_guard_instance()
 
     def oauthlib_call(headers: dict[str, str]) -> None:
         valid, _ = endpoint.validate_protected_resource_request(
@@ -104,13 +110,20 @@ def measure_shape(shape: Shape, count: int) -> dict[str, Any]:
     def authlib_call(headers: dict[str, str]) -> None:
         protector.validate_request(shape.method, url, shape.body or None, headers)
 
-    gc.collect()
-    row: dict[str, Any] = {
-        "HMAC floor": percentiles(hmac_floor(shape, prepare(shape, count))),
-        "tba_guard": percentiles(asyncio.run(time_tba_guard(shape, prepare(shape, count)))),
-        "oauthlib ResourceEndpoint": percentiles(time_sync(oauthlib_call, prepare(shape, count))),
-        "Authlib ResourceProtector": percentiles(time_sync(authlib_call, prepare(shape, count))),
+    timers: dict[str, Callable[[list[dict[str, str]]], list[int]]] = {
+        "HMAC floor": lambda batch: hmac_floor(shape, batch),
+        "tba_guard": lambda batch: asyncio.run(time_tba_guard(guard, shape, batch)),
+        "oauthlib ResourceEndpoint": lambda batch: time_sync(oauthlib_call, batch),
+        "Authlib ResourceProtector": lambda batch: time_sync(authlib_call, batch),
     }
+    samples: dict[str, list[int]] = {name: [] for name in timers}
+    share = max(1, count // ROUNDS)
+    for _ in range(ROUNDS):
+        for name, timer in timers.items():
+            batch = prepare(shape, share)
+            gc.collect()
+            samples[name] += timer(batch)
+    row = {name: percentiles(values) for name, values in samples.items()}
     baseline = row["oauthlib ResourceEndpoint"]["median"]
     for figures in row.values():
         figures["ratio_to_oauthlib"] = figures["median"] / baseline

@@ -44,7 +44,12 @@ def machine() -> str:
         f"{name} {version(name)}"
         for name in ("tba-guard", "oauthlib", "authlib", "starlette", "uvicorn", "redis")
     )
+    import tba_guard.checks
+
+    build = "pure Python" if (tba_guard.checks.__file__ or "").endswith(".py") else "compiled"
     return (
+        f"- tba_guard build: {build} (the hot path compiled by mypyc unless `pure Python`; "
+        "see setup.py)\n"
         f"- Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
         f"load average {load:.2f} when the run started\n"
         f"- Python {platform.python_version()}; {packages}\n"

@@ -9,45 +9,83 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Final
 from urllib.parse import unquote
 
 from .errors import rejected
 
-DEFAULT_MAX_HEADER_LENGTH = 4096
-DEFAULT_MAX_HEADER_PARAMETERS = 32
+DEFAULT_MAX_HEADER_LENGTH: Final = 4096
+DEFAULT_MAX_HEADER_PARAMETERS: Final = 32
 
 #: The header as a whole is named in `oauth_parameters_rejected` when it cannot be parsed.
-HEADER_NAME = "Authorization"
+HEADER_NAME: Final = "Authorization"
 
 # name = "value", commas between, optional whitespace anywhere a client might put it. A value is
 # any run of visible characters but a quote or backslash: percent-encoded values never need them.
-# The whole list is validated by one possessive (non-backtracking, so linear) match, then the
-# parameters are pulled out by splitting at the quotes.
-_NAME = r"[A-Za-z0-9_.~%-]++"
-_VALUE = r'[^"\\\x00-\x1f\x7f]*+'
-_ONE = rf'{_NAME}[ \t]*+=[ \t]*+"{_VALUE}"'
-_LIST = re.compile(rf"[ \t]*+(?:{_ONE})?[ \t]*+(?:,(?:[ \t]*+{_ONE})?[ \t]*+)*+")
-_SCHEME = re.compile(r"[ \t]*([^ \t]*)[ \t]*(.*)", re.DOTALL)
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# A list in the form clients write is recognised without scanning every value (see
+# `_names_as_clients_write`); any other is validated by one possessive (non-backtracking, so
+# linear) match. Either way the parameters are pulled out by splitting at the quotes.
+_NAME: Final = r"[A-Za-z0-9_.~%-]++"
+_VALUE: Final = r'[^"\\\x00-\x1f\x7f]*+'
+_ONE: Final = rf'{_NAME}[ \t]*+=[ \t]*+"{_VALUE}"'
+_LIST: Final = re.compile(rf"[ \t]*+(?:{_ONE})?[ \t]*+(?:,(?:[ \t]*+{_ONE})?[ \t]*+)*+")
+_SCHEME: Final = re.compile(r"[ \t]*([^ \t]*)[ \t]*(.*)", re.DOTALL)
+# Printable ASCII but the backslash (the quote included); and the characters of a name.
+_PLAIN_BYTES: Final = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
+_NAME_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~%-"
+_PROTOCOL_NAMES: Final = frozenset(
+    {
+        "realm",
+        "oauth_consumer_key",
+        "oauth_token",
+        "oauth_signature_method",
+        "oauth_signature",
+        "oauth_timestamp",
+        "oauth_nonce",
+        "oauth_version",
+        "oauth_body_hash",
+        "oauth_callback",
+        "oauth_verifier",
+    }
+)
+_BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 # Escapes of printable ASCII decode by table lookup; anything else (non-ASCII bytes, controls,
 # malformed escapes) takes the strict path through `unquote`.
-_PRINTABLE_ESCAPES = {
+_PRINTABLE_ESCAPES: Final = {
     **{f"{i:02X}": chr(i) for i in range(0x20, 0x7F)},
     **{f"{i:02x}": chr(i) for i in range(0x20, 0x7F)},
 }
+
+
+def decode_printable_escapes(value: str) -> str | None:
+    """`value` with each `%XX` decoded, when every escape in it is of printable ASCII (as in a
+    base64 signature, or `%26` in a form value); None when some escape is anything else."""
+    pieces = value.split("%")
+    parts = [pieces[0]]
+    table = _PRINTABLE_ESCAPES
+    for piece in pieces[1:]:
+        char = table.get(piece[:2])
+        if char is None:
+            return None
+        parts.append(char)
+        parts.append(piece[2:])
+    return "".join(parts)
 
 
 def percent_decode(value: str) -> str:
     """Strict RFC 3986 decoding: a stray `%`, a non-UTF-8 sequence or a NUL is an error."""
     if "%" not in value:
         return value
-    head, *escaped = value.split("%")
-    try:
-        return head + "".join([_PRINTABLE_ESCAPES[p[:2]] + p[2:] for p in escaped])
-    except KeyError:
-        pass
+    # The usual escapes are a base64 signature's: three replacements decode them. If a `%` is
+    # left, the value takes the general path from the start.
+    decoded = value.replace("%3D", "=").replace("%2B", "+").replace("%2F", "/")
+    if "%" not in decoded:
+        return decoded
+    printable = decode_printable_escapes(value)
+    if printable is not None:
+        return printable
     if _BAD_ESCAPE.search(value):
         raise ValueError("malformed percent-encoding")
     try:
@@ -74,6 +112,36 @@ def _decoded(raw: dict[str, str]) -> dict[str, str]:
     return parameters
 
 
+def _names_as_clients_write(rest: str, pieces: list[str]) -> list[str] | None:
+    """The names, when the list is written as clients write it: `name="value"` joined by `, `
+    or by `,`, nothing else, in printable ASCII. Then the glue between the values, joined at
+    the quotes, is the names joined by `=", ` and ended by `="`; one split undoes that, and
+    names of name characters only prove the shape. Anything else (blanks elsewhere, tabs,
+    empty elements, non-ASCII values) returns None and meets the full grammar, `_LIST`; this
+    path only saves scanning every value with a regular expression.
+    """
+    if not rest.isascii() or rest.encode("ascii").translate(None, _PLAIN_BYTES):
+        return None  # a tab, a control character or a backslash: for `_LIST` to judge
+    glue = '"'.join(pieces[0::2])
+    if not glue.endswith('="'):
+        return None
+    names = glue[:-2].split('=", ' if '=", ' in glue else '=",')
+    if _PROTOCOL_NAMES.issuperset(names):
+        return names  # the usual names: no need to look at their characters
+    if not all(names) or "".join(names).encode("ascii").translate(None, _NAME_BYTES):
+        return None
+    return names
+
+
+def _names_from_glue(pieces: list[str]) -> list[str]:
+    """The names of a list `_LIST` accepted: its glue holds only commas, blanks, the names and
+    their `=`, so dropping all but the names and the `=` that ends each leaves one split."""
+    glue = "".join(pieces[0:-1:2]).replace(",", "").replace(" ", "")
+    if "\t" in glue:
+        glue = glue.replace("\t", "")
+    return glue.split("=")[:-1]
+
+
 def parse_authorization(
     value: str,
     *,
@@ -83,19 +151,26 @@ def parse_authorization(
     """Return the header's parameters, decoded, in the order sent (`realm` included)."""
     if len(value) > max_length:
         raise rejected(HEADER_NAME, reason=f"header longer than {max_length} characters")
-    scheme, rest = _SCHEME.match(value).groups()  # type: ignore[union-attr]  # always matches
-    if scheme.lower() != "oauth":
-        raise rejected(HEADER_NAME, reason="the Authorization scheme is not OAuth")
-    if not _LIST.fullmatch(rest):
-        raise rejected(HEADER_NAME, reason='not a comma-separated list of name="value"')
-    # The list is known to be well formed, and values hold no quote: splitting at the quotes
-    # gives the values at odd positions, each preceded by its `, name=` glue.
+    if value.startswith("OAuth "):  # as nearly every client writes it
+        rest = value[6:]
+    else:
+        scheme, rest = _SCHEME.match(value).groups()  # type: ignore[union-attr]  # always matches
+        if scheme.lower() != "oauth":
+            raise rejected(HEADER_NAME, reason="the Authorization scheme is not OAuth")
+    # Values hold no quote, so splitting at the quotes puts the values at odd positions, each
+    # after its `, name=` glue.
     pieces = rest.split('"')
+    names = _names_as_clients_write(rest, pieces)
+    if names is None:
+        if not _LIST.fullmatch(rest):
+            raise rejected(HEADER_NAME, reason='not a comma-separated list of name="value"')
+        names = _names_from_glue(pieces)
     values = pieces[1::2]
     if len(values) > max_parameters:
         raise rejected(HEADER_NAME, reason=f"more than {max_parameters} parameters")
-    names = [glue.strip(" \t,=") for glue in pieces[0:-1:2]]
-    parameters = dict(zip(names, values, strict=True))
+    parameters: dict[str, str] = {}
+    for index, name in enumerate(names):
+        parameters[name] = values[index]
     if len(parameters) < len(names):
         twice = next(name for name, count in Counter(names).items() if count > 1)
         raise rejected(twice, reason=f"{twice} given twice in the header")

@@ -7,38 +7,74 @@ scope. Nothing here judges the request; `checks.check_required_parameters` does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import SplitResult, unquote_plus, urlsplit
+from typing import Final
+from urllib.parse import SplitResult, unquote, urlsplit
 
-from .header import DEFAULT_MAX_HEADER_LENGTH, DEFAULT_MAX_HEADER_PARAMETERS, parse_authorization
+from .header import (
+    DEFAULT_MAX_HEADER_LENGTH,
+    DEFAULT_MAX_HEADER_PARAMETERS,
+    decode_printable_escapes,
+    parse_authorization,
+)
 
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 # A websocket handshake is an HTTP GET: clients sign it with the HTTP scheme.
-_SIGNED_SCHEMES = {"ws": "http", "wss": "https"}
+_SIGNED_SCHEMES: Final = {"ws": "http", "wss": "https"}
 
 
-@dataclass(slots=True)
 class OAuthRequest:
     """One request to verify. `authorization` is None when the header is absent.
 
     `oauth` and `params` are filled by the required-parameter check, which is where parsing
-    can fail with the right code.
+    can fail with the right code. A plain class rather than a dataclass: one is built per
+    request, and the compiled build constructs a plain class about ten times faster.
     """
 
-    method: str
-    uri: str
-    query: str = ""
-    authorization: str | None = None
-    authorization_count: int = 0
-    body: bytes = b""
-    is_form: bool = False
-    secure: bool = False
-    path: str = ""
-    client: str = ""
-    oauth: dict[str, str] = field(default_factory=dict)
-    params: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = (
+        "authorization",
+        "authorization_count",
+        "body",
+        "client",
+        "is_form",
+        "method",
+        "oauth",
+        "params",
+        "path",
+        "query",
+        "secure",
+        "uri",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        query: str = "",
+        authorization: str | None = None,
+        authorization_count: int = 0,
+        body: bytes = b"",
+        is_form: bool = False,
+        secure: bool = False,
+        path: str = "",
+        client: str = "",
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.query = query
+        self.authorization = authorization
+        self.authorization_count = authorization_count
+        self.body = body
+        self.is_form = is_form
+        self.secure = secure
+        self.path = path
+        self.client = client
+        self.oauth: dict[str, str] = {}
+        self.params: list[tuple[str, str]] = []
+
+    def __repr__(self) -> str:  # never the header: it carries the signature
+        return f"OAuthRequest(method={self.method!r}, uri={self.uri!r})"
 
 
 def netloc(scheme: str, host: str) -> str:
@@ -82,27 +118,24 @@ def form_pairs(data: str) -> list[tuple[str, str]]:
         if not item:
             continue
         name, _, value = item.partition("=")
-        if "%" in name or "+" in name:
-            name = unquote_plus(name, errors="surrogateescape")
-        if "%" in value or "+" in value:
-            value = unquote_plus(value, errors="surrogateescape")
-        pairs.append((name, value))
+        pairs.append((_form_decoded(name), _form_decoded(value)))
     return pairs
+
+
+def _form_decoded(text: str) -> str:
+    """`unquote_plus(text, errors="surrogateescape")`, faster for the usual escapes."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    decoded = decode_printable_escapes(text)
+    return decoded if decoded is not None else unquote(text, errors="surrogateescape")
 
 
 def is_form_content_type(content_type: str | None) -> bool:
     if not content_type:
         return False
     return content_type.partition(";")[0].strip().lower() == FORM_CONTENT_TYPE
-
-
-def header_lookup(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Header names lower-cased, every value kept (a repeated Authorization is a fault)."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    found: dict[str, list[str]] = {}
-    for name, value in items:
-        found.setdefault(name.lower(), []).append(value)
-    return found
 
 
 def request_from_url(
@@ -116,9 +149,15 @@ def request_from_url(
     """Build the request from a full URL, as a client or a test has it."""
     if isinstance(body, str):
         body = body.encode()
-    found = header_lookup(headers)
-    authorizations = found.get("authorization", [])
-    content_type = found.get("content-type", [None])[0]
+    # Every Authorization header is kept (a repeated one is a fault); the first Content-Type.
+    authorizations: list[str] = []
+    content_type: str | None = None
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
+        lowered = name.lower()
+        if lowered == "authorization":
+            authorizations.append(value)
+        elif lowered == "content-type" and content_type is None:
+            content_type = value
     parts = urlsplit(url)
     return OAuthRequest(
         method=method.upper(),

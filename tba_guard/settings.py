@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .credentials import Integration, Token
@@ -225,8 +226,13 @@ def _path(key: str, value: Any) -> str:
     return value
 
 
-def _records(cls: type[Any]) -> Callable[[str, Any], tuple[Any, ...]]:
+def _records(
+    cls: type[Any], check_one: Callable[[str, Any], None]
+) -> Callable[[str, Any], tuple[Any, ...]]:
     names = {f.name for f in dataclasses.fields(cls)}
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+    }
     required = {
         f.name
         for f in dataclasses.fields(cls)
@@ -250,6 +256,9 @@ def _records(cls: type[Any]) -> Callable[[str, Any], tuple[Any, ...]]:
             absent = required - set(item)
             if absent:
                 raise SettingsError(f"{where}: missing key {sorted(absent)[0]!r}")
+            # Checked before it is built: the compiled build's records insist on their field
+            # types, and a TypeError would not name the key.
+            check_one(where, SimpleNamespace(**{**defaults, **item}))
             records.append(cls(**item))
         return tuple(records)
 
@@ -262,6 +271,8 @@ def _check_integration(key: str, value: Integration) -> None:
             raise SettingsError(f"{key}.{name}: expected a non-empty string")
     if value.state not in ("enabled", "blocked"):
         raise _fail(f"{key}.state", "'enabled' or 'blocked'", value.state)
+    if not isinstance(value.name, str):
+        raise _fail(f"{key}.name", "a string", value.name)
     _bool(f"{key}.authorization_flow", value.authorization_flow)
     _optional_str(f"{key}.callback_url", value.callback_url)
 
@@ -275,6 +286,12 @@ def _check_token(key: str, value: Token) -> None:
             raise _fail(f"{key}.{name}", "a string", getattr(value, name))
     _bool(f"{key}.active", value.active)
     _bool(f"{key}.revoked", value.revoked)
+    expires_at = value.expires_at
+    if expires_at is not None and (
+        isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+    ):
+        raise _fail(f"{key}.expires_at", "a number of epoch seconds", expires_at)
+    _optional_str(f"{key}.account", value.account)
 
 
 def _check_user(key: str, value: User) -> None:
@@ -387,9 +404,9 @@ _FIELDS: dict[str, _Field] = {
             "integrations",
             _checked_records(_check_integration),
             _text_json,
-            _records(Integration),
+            _records(Integration, _check_integration),
         ),
-        _spec("tokens", _checked_records(_check_token), _text_json, _records(Token)),
+        _spec("tokens", _checked_records(_check_token), _text_json, _records(Token, _check_token)),
         _spec("request_token_path", _path),
         _spec("authorize_path", _path),
         _spec("access_token_path", _path),
@@ -397,6 +414,6 @@ _FIELDS: dict[str, _Field] = {
         _spec("token_store", _replay_store),
         _spec("token_store_key_prefix", _str),
         _spec("session_secret", _session_secret),
-        _spec("users", _checked_records(_check_user), _text_json, _records(User)),
+        _spec("users", _checked_records(_check_user), _text_json, _records(User, _check_user)),
     )
 }

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tba_guard import ErrorCode, TBAError
-from tba_guard.header import parse_authorization
+from tba_guard.header import (
+    _LIST,
+    _names_as_clients_write,
+    _names_from_glue,
+    decode_printable_escapes,
+    parse_authorization,
+)
 
 
 def rejected_names(value: str, **limits: int) -> tuple[str, ...]:
@@ -98,3 +108,56 @@ def test_parameter_count_is_bounded() -> None:
     value = "OAuth " + ", ".join(f'p{i}="v"' for i in range(40))
     assert rejected_names(value, max_parameters=32) == ("Authorization",)
     assert len(parse_authorization(value, max_parameters=40)) == 40
+
+
+# --- the shortcut for the usual form agrees with the full grammar ----------------------------
+
+# Pieces a header's list is made of, and the characters that could make it malformed.
+_glue = st.sampled_from(["", " ", ",", ", ", " ,", ",,", "\t", "=", '"', " = "])
+_names = st.sampled_from(["realm", "oauth_nonce", "a", "n%41", "b-c.d~e", "", "a b", "ü", "x=y"])
+_values = st.text(
+    st.sampled_from(list('abcXYZ019%=+/ ,"\\\t\x00\x7fé')) | st.characters(), max_size=8
+)
+
+
+@st.composite
+def header_lists(draw: st.DrawFn) -> str:
+    """Mostly well-formed lists (`name="value"` joined as clients join them) with a little of
+    everything that could break them."""
+    separator = draw(st.sampled_from([", ", ",", " , ", ",\t"]))
+    items = [
+        f'{draw(_names)}{draw(_glue) if draw(st.integers(0, 9)) == 0 else "="}"{draw(_values)}"'
+        for _ in range(draw(st.integers(0, 6)))
+    ]
+    text = separator.join(items)
+    if draw(st.booleans()):
+        text = draw(_glue) + text + draw(_glue)
+    return text
+
+
+@settings(max_examples=600, deadline=None)
+@given(rest=header_lists() | st.text(max_size=40))
+def test_the_usual_form_shortcut_accepts_only_what_the_full_grammar_accepts(rest: str) -> None:
+    """The shortcut may pass a list on to the grammar, but what it accepts the grammar accepts,
+    with the same names."""
+    pieces = rest.split('"')
+    names = _names_as_clients_write(rest, pieces)
+    if names is not None:
+        assert _LIST.fullmatch(rest)
+        assert names == _names_from_glue(pieces)
+
+
+def test_the_shortcut_takes_the_forms_clients_send() -> None:
+    for rest in ('a="1", b="2%3D", realm=""', 'a="1",b="2"', 'oauth_signature="x"'):
+        assert _names_as_clients_write(rest, rest.split('"')) is not None
+    for rest in ('a = "1"', 'a="1",\tb="2"', 'a="1", , b="2"', 'a="é"', ""):
+        assert _names_as_clients_write(rest, rest.split('"')) is None
+        assert parse_authorization(f"OAuth {rest}") == parse_authorization(f"OAuth  {rest} ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(st.sampled_from(list("%+ 02aFgé")) | st.characters(), max_size=16))
+def test_decoding_usual_escapes_equals_unquote(value: str) -> None:
+    decoded = decode_printable_escapes(value)
+    if decoded is not None:
+        assert decoded == unquote(value, errors="strict")

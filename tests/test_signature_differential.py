@@ -130,3 +130,41 @@ def test_percent_encoding_equals_oauthlibs_escape(value: str) -> None:
     except UnicodeEncodeError:  # lone surrogates: oauthlib cannot encode them at all
         return
     assert percent_encode(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(st.characters(codec="utf-8") | st.sampled_from(["\udc80", "\udcff"])))
+def test_percent_encoding_keeps_non_utf8_bytes_as_quote_does(value: str) -> None:
+    """A query or form body that was not UTF-8 arrives with surrogates for its bytes."""
+    from tba_guard.signature import percent_encode
+
+    assert percent_encode(value) == quote(value, safe="", errors="surrogateescape")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.text(max_size=300),
+    message=st.binary(max_size=300),
+    digest=st.sampled_from(["sha1", "sha256", "sha512"]),
+)
+def test_hmac_from_cached_keyed_states_equals_the_standard_librarys(
+    key: str, message: bytes, digest: str
+) -> None:
+    """Keys shorter and longer than the hash's block, for every digest a signature uses."""
+    import hmac
+
+    from tba_guard.signature import hmac_digest
+
+    assert hmac_digest(key, message, digest) == hmac.digest(key.encode(), message, digest)
+    assert hmac_digest(key, message, digest) == hmac.digest(key.encode(), message, digest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(st.sampled_from(list("%+=&2aFgé ")) | st.characters(), max_size=16))
+def test_form_decoding_equals_unquote_plus(value: str) -> None:
+    from urllib.parse import unquote_plus
+
+    from tba_guard.request import form_pairs
+
+    value = value.replace("&", "%26")  # one pair: `&` would start another
+    assert form_pairs(f"n={value}") == [("n", unquote_plus(value, errors="surrogateescape"))]
