@@ -43,8 +43,8 @@ test: $(VENV)/.installed chromium
 	PYTHONPATH=$(CURDIR) TBA_GUARD_BUILD=pure $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check tba_guard tests benchmarks
-	$(BIN)/ruff format --check tba_guard tests benchmarks
+	$(BIN)/ruff check tba_guard tests benchmarks setup.py
+	$(BIN)/ruff format --check tba_guard tests benchmarks setup.py
 	$(BIN)/mypy --strict tba_guard
 
 # Every benchmark in one run: benchmarks/RESULTS.md and its charts (needs wrk and Redis).
@@ -55,4 +55,4 @@ bench: $(VENV)/.installed-bench
 	cd benchmarks && ../$(BIN)/python run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

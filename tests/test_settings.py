@@ -134,6 +134,19 @@ def test_defaults_follow_netsuite() -> None:
             '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\nactive = 1\n',
             "tokens[0].active",
         ),
+        (
+            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\n'
+            'expires_at = "soon"\n',
+            "tokens[0].expires_at",
+        ),
+        (
+            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\naccount = 7\n',
+            "tokens[0].account",
+        ),
+        (
+            '[[integrations]]\nconsumer_key = "k"\nconsumer_secret = "s"\nname = 3\n',
+            "integrations[0].name",
+        ),
         ("[other]\nx = 1\n", "'other'"),
         ("[guard\n", "not valid TOML"),
     ],
