@@ -48,22 +48,24 @@ _DIGEST_MASK: Final = (1 << 60) - 1
 
 
 class _Generation:
+    """The digests claimed within one `generation_seconds`, forgotten together."""
+
     __slots__ = ("digests", "expires")
 
     def __init__(self) -> None:
         self.expires = 0.0
-        self.digests: set[int] = set()
+        self.digests: list[int] = []
 
 
 class MemoryReplayStore:
     """The in-process store: one worker process, bounded by entry count.
 
-    Each entry is a keyed digest held as a small int in a set: about 60-100 bytes an entry,
-    against about 400 for cachetools' TTLCache, whose entries also carry a linked-list node and
-    the full key (benchmarks/bench_replay.py). Digests are grouped by when they were claimed
-    (`generation_seconds`), so expiry drops a whole set at once and a lookup tests a handful of
-    sets. When full of live keys it raises rather than forget one, because forgetting a live key
-    lets its replay through.
+    Each entry is a keyed digest held as a small int: about 70-130 bytes an entry, against
+    about 400 for cachetools' TTLCache, whose entries also carry a linked-list node and the full
+    key (benchmarks/bench_replay.py). Every live digest is in one set, so a check is one lookup
+    however many entries there are. The digests are also listed by when they were claimed
+    (`generation_seconds`), so that expiry forgets a whole generation at once. When full of live
+    keys it raises rather than forget one, because forgetting a live key lets its replay through.
     """
 
     def __init__(
@@ -76,12 +78,12 @@ class MemoryReplayStore:
         self.max_entries = max_entries
         self._clock = clock
         self._generation_seconds = generation_seconds
+        self._live: set[int] = set()
         self._generations: dict[int, _Generation] = {}
-        self._size = 0
         self._purged_at = float("-inf")
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._live)
 
     def _digest(self, key: ReplayKey) -> int:
         """60 bits of the key's hash: a small int (32 bytes) rather than the key itself.
@@ -89,30 +91,28 @@ class MemoryReplayStore:
         Python hashes strings with SipHash under a key drawn at random when the process starts
         (unless PYTHONHASHSEED fixes it), so nobody outside can aim for a collision; and a
         collision could only refuse a fresh request as `NonceUsed` (about one in 10^12 with a
-        million live keys), never accept a replay. A keyed BLAKE2b did the same job at several
-        times the cost.
+        million live keys), never accept a replay: a digest already live is never claimed
+        twice, so forgetting one generation cannot forget another's key. A keyed BLAKE2b did
+        the same job at several times the cost.
         """
         return hash(key) & _DIGEST_MASK
 
-    def _remembers(self, digest: int, now: float) -> bool:
-        for generation in self._generations.values():
-            if digest in generation.digests and generation.expires > now:
-                return True
-        return False
-
     async def seen(self, key: ReplayKey) -> bool:
-        return self._remembers(self._digest(key), self._clock())
+        now = self._clock()
+        if now - self._purged_at >= 1.0:
+            self.purge(now)
+        return self._digest(key) in self._live
 
     async def claim(self, key: ReplayKey, ttl: int) -> bool:
         now = self._clock()
         if now - self._purged_at >= 1.0:
             self.purge(now)
         digest = self._digest(key)
-        if self._remembers(digest, now):
+        if digest in self._live:
             return False
-        if self._size >= self.max_entries:
+        if len(self._live) >= self.max_entries:
             self.purge(now)
-            if self._size >= self.max_entries:
+            if len(self._live) >= self.max_entries:
                 raise ReplayStoreError(
                     f"in-process replay store full ({self.max_entries} live entries)"
                 )
@@ -120,9 +120,9 @@ class MemoryReplayStore:
         generation = self._generations.get(number)
         if generation is None:
             generation = self._generations[number] = _Generation()
-        generation.digests.add(digest)
+        generation.digests.append(digest)
         generation.expires = max(generation.expires, now + ttl)
-        self._size += 1
+        self._live.add(digest)
         return True
 
     def purge(self, now: float | None = None) -> None:
@@ -131,7 +131,7 @@ class MemoryReplayStore:
         self._purged_at = now
         expired = [n for n, generation in self._generations.items() if generation.expires <= now]
         for number in expired:
-            self._size -= len(self._generations.pop(number).digests)
+            self._live.difference_update(self._generations.pop(number).digests)
 
 
 def replay_store_for(
