@@ -155,7 +155,7 @@ def main() -> None:
     verify = bench_verify.run(500 if quick else 5000)
     replay = bench_replay.run([1_000, 10_000] if quick else [1_000, 100_000, 1_000_000])
     redis = redis_claims(1000 if quick else 20_000)
-    http = bench_http.run(2 if quick else 10, 32, 1 if quick else 3)
+    http = bench_http.run(2 if quick else 6, 32, 1 if quick else 5)
 
     chart_scaling(replay, HERE / "scaling.png")
     chart_http(http, HERE / "http.png")
@@ -199,7 +199,8 @@ in-process stores, `Guard.verify`), CPU time of each call (`thread_time_ns`).
 ## Over HTTP
 
 uvicorn, one worker, h11; a Starlette hello-world; wrk on loopback (one thread, 32
-connections), every request pre-signed with its own nonce; medians over alternating rounds.
+connections), every request pre-signed with its own nonce; medians over five alternating rounds
+of 6 s.
 
 {bench_http.table(http)}
 
