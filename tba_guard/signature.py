@@ -184,8 +184,6 @@ def _signature_bytes(signature_method: str, base: str, key: str) -> bytes:
 def sign(signature_method: str, base: str, consumer_secret: str, token_secret: str = "") -> str:
     """The base64 signature a client would send (used by tests, benchmarks and the CLI)."""
     key = signing_key(consumer_secret, token_secret)
-    if signature_method == PLAINTEXT:
-        return key
     return _signature_bytes(signature_method, base, key).decode()
 
 
