@@ -177,7 +177,7 @@ the same run; absolute µs depend on the machine and on what else it was doing.
 
 ## In process, per request
 
-Whole verification of one request with a fresh nonce (tba_guard: all checks of SPEC section 2,
+Whole verification of one request with a fresh nonce (tba_guard: all checks in the documented order,
 in-process stores, `Guard.verify`), CPU time of each call (`thread_time_ns`).
 
 {bench_verify.table(verify)}

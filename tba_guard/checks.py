@@ -1,5 +1,5 @@
-"""The checks of SPEC section 2, each a small function raising the code the spec assigns,
-and `Guard`, which runs them in the spec's order.
+"""The checks, each a small function raising the code the catalog assigns,
+and `Guard`, which runs them in the documented order (README, "Order of checks").
 
 The first failing check decides the code. Cheap checks run before lookups, and nothing touches
 the replay store before the request is known to be well formed; only a request whose signature
@@ -453,7 +453,7 @@ def credential_store_for(settings: GuardSettings) -> CredentialStore:
 
 
 class Guard:
-    """Runs the checks in the spec's order. One instance serves every request: it keeps no
+    """Runs the checks in the documented order (README, "Order of checks"). One instance serves every request: it keeps no
     per-request state, only the settings and the two stores.
     """
 

@@ -174,7 +174,7 @@ class TBAError(Exception):
     """A rejection: one catalog code, plus what the challenge header needs to explain it.
 
     `reason` is for the audit log and `tba-guard explain`: it may name parameters but never
-    carries a secret. `problem` overrides the catalog's `oauth_problem` where the spec allows a
+    carries a secret. `problem` overrides the catalog's `oauth_problem` where the catalog allows a
     more precise value (`parameter_rejected`, `token_expired`, ...).
     """
 

@@ -1,4 +1,4 @@
-"""`tba-guard explain`: run every check of SPEC section 2 on one request and say what is wrong.
+"""`tba-guard explain`: run every check, in order, on one request and say what is wrong.
 
 NetSuite answers a bad request with "Invalid login attempt" and nothing else, and its users lose
 days to it. This module runs the same standalone checks the guard runs, in the same order, and

@@ -6,7 +6,7 @@
 3. `POST /rest/accesstoken`: signed with the consumer and request-token secrets, carrying the
    verifier; answers an access token, which the guard accepts at once.
 
-Steps one and three run the checks of SPEC section 2 in order, with the guard's own functions,
+Steps one and three run the checks of the order of checks (README) in order, with the guard's own functions,
 so every rejection carries the code NetSuite gives for that step. `TBAFlow(app, settings)` is
 also the guard for `app`: every other path goes through `TBAGuardMiddleware` with the same
 guard, whose credential store knows the issued tokens.
@@ -209,7 +209,7 @@ class TBAFlow:
     # --- step one ------------------------------------------------------------------------------
 
     async def issue_request_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
-        """SPEC section 2 for the request-token step; the answer's form fields."""
+        """The order of checks for the request-token step; the answer's form fields."""
         guard, step = self.guard, Step.REQUEST_TOKEN
         try:
             key = await guard.check_well_formed(request, step)  # 1-7
@@ -244,7 +244,7 @@ class TBAFlow:
     # --- step three ----------------------------------------------------------------------------
 
     async def issue_access_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
-        """SPEC section 2 for the access-token step; the answer's form fields.
+        """The order of checks for the access-token step; the answer's form fields.
 
         The request token is consumed by the first exchange whose signature verified, even one
         with a wrong verifier: a verifier can be tried once.

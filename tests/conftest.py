@@ -25,8 +25,8 @@ from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings, Integration, TBAGuardMiddleware, Token
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-VECTORS_PATH = SHARED / "vectors" / "signatures.json"
+# Published vectors, copied into the repository; tests/vectors/README.md says where each comes from.
+VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "signatures.json"
 
 NOW = 1_700_000_000
 REALM = "123456_SB1"

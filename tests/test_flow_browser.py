@@ -1,7 +1,7 @@
 """The authorization flow in a real browser: headless Chromium (Debian's `chromium`, driven by
 Playwright) signs in on the consent page and clicks Allow or Deny, against a uvicorn process.
 
-`make test` installs Chromium when it is missing; elsewhere these tests skip with the reason.
+Where Chromium is missing these tests skip with the reason (`.ci/run` installs it and requires them).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowServer]:
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
     """A fresh Chromium profile per test, so no cookie carries over."""
     if not Path(CHROMIUM).exists():
-        reason = "Chromium is not installed: `make test` installs Debian's chromium package"
+        reason = "Chromium is not installed (Debian: apt-get install chromium)"
         if os.environ.get("TBA_GUARD_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{reason} (TBA_GUARD_REQUIRE_BROWSER=1)")
         pytest.skip(reason)
