@@ -453,8 +453,8 @@ def credential_store_for(settings: GuardSettings) -> CredentialStore:
 
 
 class Guard:
-    """Runs the checks in the documented order (README, "Order of checks"). One instance serves every request: it keeps no
-    per-request state, only the settings and the two stores.
+    """Runs the checks in the documented order. One instance serves every request: it keeps
+    no per-request state, only the settings and the two stores.
     """
 
     def __init__(

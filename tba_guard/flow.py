@@ -6,8 +6,8 @@
 3. `POST /rest/accesstoken`: signed with the consumer and request-token secrets, carrying the
    verifier; answers an access token, which the guard accepts at once.
 
-Steps one and three run the checks of the order of checks (README) in order, with the guard's own functions,
-so every rejection carries the code NetSuite gives for that step. `TBAFlow(app, settings)` is
+Steps one and three run the documented order of checks, with the guard's own functions, so
+every rejection carries the code NetSuite gives for that step. `TBAFlow(app, settings)` is
 also the guard for `app`: every other path goes through `TBAGuardMiddleware` with the same
 guard, whose credential store knows the issued tokens.
 """

@@ -1,7 +1,8 @@
 """The authorization flow in a real browser: headless Chromium (Debian's `chromium`, driven by
 Playwright) signs in on the consent page and clicks Allow or Deny, against a uvicorn process.
 
-Where Chromium is missing these tests skip with the reason (`.ci/run` installs it and requires them).
+Where Chromium is missing these tests skip with the reason; `.ci/run` installs it and
+requires them.
 """
 
 from __future__ import annotations

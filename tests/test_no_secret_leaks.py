@@ -178,7 +178,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 
-#: Codes that can occur on a protected resource, by the catalog (README, "Error catalog"); the flow's own
+#: Codes that can occur on a protected resource, by the error catalog; the flow's own
 #: (AuthorizationFlowRequired, InvalidCallback, InvalidVerifier) cannot.
 RESOURCE_CODES = {
     "FeatureDisabled",
