@@ -155,15 +155,29 @@ def run_serve(args: argparse.Namespace) -> int:
         *first_request_lines(settings, args.config, base),
     ]
     print("\n".join(lines), flush=True)
-    uvicorn.run(
-        target,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        factory=factory,
-        http="h11",
-        log_config=log_config(),
-    )
+    listener = None
+    if args.workers > 1:  # uvicorn's own listener would leave Nagle on (see listener.py)
+        from .listener import tcp_listener
+
+        try:
+            listener = tcp_listener(args.host, args.port)
+        except OSError as exc:
+            where = f"{args.host}:{args.port}"
+            raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    try:
+        uvicorn.run(
+            target,
+            host=args.host,
+            port=args.port,
+            fd=None if listener is None else listener.fileno(),
+            workers=args.workers,
+            factory=factory,
+            http="h11",
+            log_config=log_config(),
+        )
+    finally:
+        if listener is not None:
+            listener.close()
     return EXIT_OK
 
 
