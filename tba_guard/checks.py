@@ -22,12 +22,20 @@ from .credentials import CachedCredentials, CredentialStore, Integration, Static
 from .errors import OPERATIONAL_CODES, ErrorCode, TBAError, missing, rejected
 from .header import HEADER_NAME
 from .replay import ReplayKey, ReplayStore, replay_store_for
-from .request import OAuthRequest, read_parameters, request_from_url
+from .request import (
+    OAuthRequest,
+    ambiguous,
+    form_body_pairs,
+    read_parameters,
+    request_from_url,
+)
 from .settings import GuardSettings
 from .signature import PLAINTEXT, signature_matches
 from .tokens import RequestToken
 
 Clock = Callable[[], float]
+#: What steps 1 to 9 established: the replay key to claim, the integration and the token.
+CheckedCredentials = tuple[ReplayKey, Integration, Token]
 
 
 class Step(StrEnum):
@@ -129,7 +137,7 @@ def check_required_parameters(
     max_header_length: int = 4096,
     max_header_parameters: int = 32,
 ) -> None:
-    """Parse the header (and query and form body) and insist on each required parameter once."""
+    """Parse the header (and the query) and insist on each required parameter once."""
     required = _RESOURCE_REQUIRED if step is Step.RESOURCE else _REQUIRED[step]
     if request.authorization is None:
         # No credentials at all: a 401 challenge, as HTTP authentication expects.
@@ -143,7 +151,7 @@ def check_required_parameters(
     if request.params:
         twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
         if twice:
-            raise rejected(*twice, reason="given in the header and in the query or body")
+            raise rejected(*twice, reason="given in the header and in the query")
     if all([oauth.get(name) for name in required]):
         return  # the common case: everything present and non-empty
     empty = tuple(name for name in required if oauth.get(name) == "" and name not in MAY_BE_EMPTY)
@@ -152,6 +160,40 @@ def check_required_parameters(
     absent = tuple(name for name in required if name not in oauth)
     if absent:
         raise missing(*absent)
+
+
+def check_form_body(request: OAuthRequest) -> None:
+    """Add a form body's parameters to the signed ones, once the body is read.
+
+    Only plain ASCII URL-encoding of UTF-8 is accepted: every form parser decodes that alike,
+    so the application reads the very form the signature covers. A protocol parameter given
+    again in the body is a duplicate, as in the query.
+    """
+    if not (request.is_form and request.body):
+        return
+    if not request.body.isascii():
+        raise ambiguous("a form body with bytes outside ASCII")
+    pairs = form_body_pairs(request)
+    if b"%" in request.body:
+        for name, value in pairs:
+            if not (_is_utf8(name) and _is_utf8(value)):
+                raise ambiguous("a form body with an escape that is not UTF-8")
+    oauth = request.oauth
+    twice = sorted({name for name, _ in pairs if name in oauth and name != "realm"})
+    if twice:
+        raise rejected(*twice, reason="given in the header and in the body")
+    request.params += pairs
+
+
+def _is_utf8(text: str) -> bool:
+    """False where percent-decoding left bytes that are not UTF-8 (kept as surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- 3. VersionRejected -----------------------------------------------------------------------
@@ -509,7 +551,7 @@ class Guard:
         return integration
 
     async def check_credentials(self, request: OAuthRequest) -> tuple[Integration, Token]:
-        """Steps 8 to 10 for a protected resource.
+        """Steps 8 and 9 for a protected resource.
 
         In opaque mode the wire does not say which of these failed, and the work must not say it
         either: an unknown consumer key, a blocked integration, an unusable token and a bad
@@ -533,7 +575,6 @@ class Guard:
             if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
                 await self._dummy_credential_work(request, lookup_token=not token_looked_up)
             raise
-        check_signature(request, integration.consumer_secret, token.token_secret)
         return integration, token
 
     async def _dummy_credential_work(self, request: OAuthRequest, *, lookup_token: bool) -> None:
@@ -543,26 +584,42 @@ class Guard:
                 await self.credentials.token(request.oauth["oauth_token"])
         signature_matches(request, self._dummy_secret, self._dummy_secret)
 
-    async def verify(self, request: OAuthRequest) -> Identity:
-        """Verify a request for a protected resource; return who it speaks for.
+    async def check_before_body(self, request: OAuthRequest) -> CheckedCredentials:
+        """Steps 1 to 9 for a protected resource: all that needs no body, so that a request
+        they refuse is answered before its body is read. Does not audit; the caller does."""
+        key = await self.check_well_formed(request, Step.RESOURCE)
+        integration, token = await self.check_credentials(request)
+        return key, integration, token
 
-        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
-        goes to the audit log.
-        """
-        try:
-            key = await self.check_well_formed(request, Step.RESOURCE)
-            integration, token = await self.check_credentials(request)
-            await claim_nonce(self.replay_store, key, self.replay_ttl)
-        except TBAError as error:
-            self.audit(request, error)
-            raise
-        identity = Identity(
+    async def check_body_and_signature(
+        self, request: OAuthRequest, checked: CheckedCredentials
+    ) -> Identity:
+        """The rest, once `request.body` holds what the signature covers: the form body's
+        parameters, step 10, and the replay claim. Does not audit; the caller does."""
+        key, integration, token = checked
+        check_form_body(request)
+        check_signature(request, integration.consumer_secret, token.token_secret)
+        await claim_nonce(self.replay_store, key, self.replay_ttl)
+        return Identity(
             consumer_key=integration.consumer_key,
             token_id=token.token_id,
             realm=self.settings.realm or realm_sent(request.oauth),
             entity=token.entity,
             role=token.role,
         )
+
+    async def verify(self, request: OAuthRequest) -> Identity:
+        """Verify a request for a protected resource, body included; return who it speaks for.
+
+        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
+        goes to the audit log.
+        """
+        try:
+            checked = await self.check_before_body(request)
+            identity = await self.check_body_and_signature(request, checked)
+        except TBAError as error:
+            self.audit(request, error)
+            raise
         self.audit(request, None)
         return identity
 

@@ -38,6 +38,9 @@ class ErrorCode(StrEnum):
     CREDENTIAL_STORE_UNAVAILABLE = "CredentialStoreUnavailable"
     REQUEST_BODY_TOO_LARGE = "RequestBodyTooLarge"
     REQUEST_BODY_TIMEOUT = "RequestBodyTimeout"
+    REQUEST_BUFFERS_FULL = "RequestBuffersFull"
+    AMBIGUOUS_REQUEST = "AmbiguousRequest"
+    HOST_NOT_ALLOWED = "HostNotAllowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +159,37 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "parameter_rejected",
         "The request body did not arrive in time. Send the whole body promptly.",
     ),
+    _C.REQUEST_BUFFERS_FULL: CatalogEntry(
+        503,
+        "temporarily_unavailable",
+        "The server is holding as many request bodies as it may. Retry later.",
+    ),
+    _C.AMBIGUOUS_REQUEST: CatalogEntry(
+        400,
+        "parameter_rejected",
+        "The request could be read in more than one way: a repeated Content-Type or Host "
+        "header, Content-Length with Transfer-Encoding, or a form body that is not plain "
+        "ASCII URL-encoding of UTF-8. Send each header once and percent-encode the form.",
+    ),
+    _C.HOST_NOT_ALLOWED: CatalogEntry(
+        400,
+        "parameter_rejected",
+        "This service does not answer for the host named in the request. "
+        "Send the request to the service's own host name.",
+    ),
 }
 
-#: Codes of the project's own that report an operational limit, not a client's credentials.
+#: Codes of the project's own: an operational limit or a request that cannot be read one way,
+#: never a verdict on credentials, so opaque mode shows them as they are.
 OPERATIONAL_CODES = frozenset(
     {
         _C.REPLAY_STORE_UNAVAILABLE,
         _C.CREDENTIAL_STORE_UNAVAILABLE,
         _C.REQUEST_BODY_TOO_LARGE,
         _C.REQUEST_BODY_TIMEOUT,
+        _C.REQUEST_BUFFERS_FULL,
+        _C.AMBIGUOUS_REQUEST,
+        _C.HOST_NOT_ALLOWED,
     }
 )
 RETRY_AFTER_SECONDS = 1

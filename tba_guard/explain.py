@@ -26,6 +26,7 @@ from .checks import (
     check_authorization_flow,
     check_entity_and_role,
     check_feature_enabled,
+    check_form_body,
     check_integration_enabled,
     check_integration_known,
     check_nonce_length,
@@ -94,6 +95,9 @@ FIXES: dict[ErrorCode, str] = {
     _C.CREDENTIAL_STORE_UNAVAILABLE: "bring the credential store back, then retry",
     _C.REQUEST_BODY_TOO_LARGE: "send a smaller form body, or raise max_body_bytes",
     _C.REQUEST_BODY_TIMEOUT: "send the whole body promptly, or raise body_timeout",
+    _C.REQUEST_BUFFERS_FULL: "retry later, or raise max_buffered_bytes if memory allows",
+    _C.AMBIGUOUS_REQUEST: "send Content-Type and Host once, and percent-encode the form as UTF-8",
+    _C.HOST_NOT_ALLOWED: "call the service's own host name, or add it to allowed_hosts",
 }
 
 _OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -210,6 +214,9 @@ async def explain(
         request = request_from_url(method, url, headers, body.encode("utf-8", "surrogateescape"))
     except ValueError as exc:
         lines.append(f"Rejected: the URL cannot be used: {exc}")
+        return [_printable(line) for line in lines], False
+    except TBAError as exc:
+        lines.append(f"Rejected: {exc.code.value}: {exc.reason}")
         return [_printable(line) for line in lines], False
     client_uri = request.uri
     url_note = _server_uri(settings, request)
@@ -374,9 +381,12 @@ async def _run_credential_checks(
             return
         token_secret = token.token_secret
     secret = integration.consumer_secret
-    report.verdict(
-        "10", "InvalidSignature", _attempt(lambda: check_signature(request, secret, token_secret))
-    )
+
+    def form_then_signature() -> None:  # the form's parameters join once the body is read
+        check_form_body(request)
+        check_signature(request, secret, token_secret)
+
+    report.verdict("10", "InvalidSignature", _attempt(form_then_signature))
 
 
 # --- the conclusion and the known pitfalls ----------------------------------------------------
@@ -644,7 +654,7 @@ def _signature_pitfalls(request: OAuthRequest, context: _Context) -> list[Pitfal
             f"the client signed the URL {variant} but the server verifies {uri} "
             "(a proxy in between, or another scheme, host or port)",
             "sign the URL the clients call, and set public_url to it when a proxy stands in "
-            "front (or trust_forwarded_headers behind a proxy that sets them)",
+            "front (or trusted_proxies behind a proxy that sets X-Forwarded-*)",
         )
         check(pitfall, pairs, uri=variant)
     if request.body and not request.is_form:

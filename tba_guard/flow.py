@@ -38,6 +38,7 @@ from .checks import (
     Step,
     check_callback,
     check_entity_and_role,
+    check_form_body,
     check_request_token,
     check_signature,
     check_verifier,
@@ -47,9 +48,9 @@ from .checks import (
 )
 from .credentials import CredentialStore, Token
 from .errors import ErrorCode, TBAError
-from .middleware import TBAGuardMiddleware
+from .middleware import BUFFERS, ClientDisconnected, TBAGuardMiddleware
 from .replay import ReplayStore
-from .request import OAuthRequest
+from .request import OAuthRequest, wants_body
 from .settings import GuardSettings
 from .tokens import (
     FlowCredentials,
@@ -82,6 +83,15 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+#: Reads the signed body into the request once steps 1 to 9 passed (the endpoint's receive).
+BodyReader = Callable[[OAuthRequest], Awaitable[None]]
+
+
+async def _no_body(request: OAuthRequest) -> None:
+    """For a request built with its body (`request_from_url`): add the form's parameters."""
+    check_form_body(request)
 
 
 class PageError(Exception):
@@ -179,27 +189,33 @@ class TBAFlow:
             await refusal(scope, receive, send)
             return
         middleware = self.middleware
-        request = middleware.request_from_scope(scope)
+        held = 0
+
+        async def read_body(request: OAuthRequest) -> None:
+            """After step 9, as on protected resources: the body only when it is signed."""
+            nonlocal held
+            if wants_body(request):
+                request.body = await middleware.read_body(receive)
+                held = len(request.body)
+            check_form_body(request)
+
         try:
-            body_signed = request.authorization is not None and (
-                request.is_form or "oauth_body_hash" in request.authorization
-            )
-            if body_signed and self.settings.feature_enabled:
-                try:
-                    body = await middleware.read_body(receive)
-                except TBAError as error:
-                    self.guard.audit(request, error)
-                    raise
-                if body is None:
-                    return  # the client went away
-                request.body = body
+            try:
+                request = middleware.request_from_scope(scope)
+            except TBAError as error:
+                await middleware.refuse(scope, receive, send, error, None)
+                return
             if step is Step.REQUEST_TOKEN:
-                answer = await self.issue_request_token(request)
+                answer = await self.issue_request_token(request, read_body)
             else:
-                answer = await self.issue_access_token(request)
+                answer = await self.issue_access_token(request, read_body)
+        except ClientDisconnected:
+            return
         except TBAError as error:
             await middleware.reject(scope, receive, send, error)
             return
+        finally:
+            BUFFERS.give_back(held)
         body_bytes = urlencode(answer, quote_via=quote).encode()
         response = Response(
             body_bytes, 200, media_type=_FORM_TYPE, headers={"Cache-Control": "no-store"}
@@ -208,13 +224,16 @@ class TBAFlow:
 
     # --- step one ------------------------------------------------------------------------------
 
-    async def issue_request_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
+    async def issue_request_token(
+        self, request: OAuthRequest, read_body: BodyReader = _no_body
+    ) -> list[tuple[str, str]]:
         """The order of checks for the request-token step; the answer's form fields."""
         guard, step = self.guard, Step.REQUEST_TOKEN
         try:
             key = await guard.check_well_formed(request, step)  # 1-7
             integration = await guard.check_integration(request, step)  # 8
             # 9: there is no token yet
+            await read_body(request)
             check_signature(request, integration.consumer_secret)  # 10: key `cs&`
             callback = check_callback(request.oauth, integration)  # 11
             await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
@@ -243,7 +262,9 @@ class TBAFlow:
 
     # --- step three ----------------------------------------------------------------------------
 
-    async def issue_access_token(self, request: OAuthRequest) -> list[tuple[str, str]]:
+    async def issue_access_token(
+        self, request: OAuthRequest, read_body: BodyReader = _no_body
+    ) -> list[tuple[str, str]]:
         """The order of checks for the access-token step; the answer's form fields.
 
         The request token is consumed by the first exchange whose signature verified, even one
@@ -271,6 +292,7 @@ class TBAFlow:
             if request_token.decision == "allowed":
                 usable = await self.user_usable(request_token.entity, request_token.role)
                 check_entity_and_role(dataclasses.replace(access, active=usable))  # 9
+            await read_body(request)
             check_signature(request, integration.consumer_secret, request_token.token_secret)
             try:
                 check_verifier(request_token, oauth)  # 11

@@ -1,14 +1,15 @@
 """`TBAGuardMiddleware`: the guard as pure ASGI, in the manner of Starlette's CORS middleware.
 
-Stateless per request: it builds an `OAuthRequest` from the scope, reads the body only when
-the signature covers it (a form body) or the client sent `oauth_body_hash`, and replays that
-body to the application unchanged. Any other body streams through untouched.
+Stateless per request. It builds one `OAuthRequest` from the scope, runs every check that needs
+no body, and only then reads the body, when the parsed parameters say the signature covers it
+(a form, or `oauth_body_hash`). That body is handed to the application unchanged; any other
+body streams through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ipaddress
 import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -22,8 +23,16 @@ from .credentials import CredentialStore
 from .errors import ErrorCode, TBAError, error_response
 from .explain import development_hint
 from .replay import ReplayStore
-from .request import OAuthRequest, base_string_uri, is_form_content_type, read_parameters
+from .request import (
+    HeaderFields,
+    OAuthRequest,
+    base_string_uri,
+    check_content_type,
+    wants_body,
+)
 from .settings import GuardSettings
+
+_FORWARDED_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
 
 class TBAUser(BaseUser):
@@ -43,6 +52,60 @@ class TBAUser(BaseUser):
     @property
     def identity(self) -> str:
         return self.tba.token_id
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body arrived: there is nobody left to answer."""
+
+
+class BodyBuffers:
+    """Bytes of request bodies this process holds for verification, across all requests in
+    flight, so that many slow or large bodies at once meet a 503 instead of more memory."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, limit: int) -> None:
+        if self.held + size > limit:
+            raise TBAError(ErrorCode.REQUEST_BUFFERS_FULL, "request buffers full")
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+#: One per process: the limit is on the process's memory, whatever the number of middlewares.
+BUFFERS = BodyBuffers()
+
+
+class TrustedProxies:
+    """The peers whose forwarded headers are believed, as uvicorn's proxy-header middleware
+    decides it: explicit addresses and networks, parsed once; `*` trusts every peer."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        entries = tuple(entries)
+        self.everyone = "*" in entries
+        self.networks = tuple(ipaddress.ip_network(e, strict=False) for e in entries if e != "*")
+
+    def __bool__(self) -> bool:
+        return self.everyone or bool(self.networks)
+
+    def trusts(self, host: str) -> bool:
+        if self.everyone:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def client_from(self, forwarded_for: str) -> str | None:
+        """The nearest address in X-Forwarded-For that is not itself a trusted proxy."""
+        hops = [hop.strip() for hop in forwarded_for.split(",")]
+        for hop in reversed(hops):
+            if hop and not self.trusts(hop):
+                return hop
+        return hops[0] or None
 
 
 class TBAGuardMiddleware:
@@ -72,114 +135,157 @@ class TBAGuardMiddleware:
         if settings.public_url:
             public = urlsplit(settings.public_url)
             self.public = (public.scheme, public.netloc, public.path.rstrip("/"))
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.any_host = not settings.allowed_hosts or "*" in settings.allowed_hosts
+        self.hosts = frozenset(h for h in settings.allowed_hosts if not h.startswith("*."))
+        self.host_suffixes = tuple(h[1:] for h in settings.allowed_hosts if h.startswith("*."))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self.is_exempt(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or self.is_exempt(scope):
             await self.app(scope, receive, send)
             return
-        request = self.request_from_scope(scope)
-        body_wanted = request.authorization is not None and (
-            request.is_form or "oauth_body_hash" in request.authorization
-        )
+        request: OAuthRequest | None = None
+        held = 0
         try:
-            if body_wanted and scope["type"] == "http" and self.settings.feature_enabled:
+            request = self.request_from_scope(scope)
+            checked = await self.guard.check_before_body(request)
+            if scope["type"] == "http" and wants_body(request):
                 body = await self.read_body(receive)
-                if body is None:
-                    return  # the client went away before sending its body
+                held = len(body)
                 request.body = body
                 receive = _replay(body, receive)
-            identity = await self.guard.verify(request)
-        except TBAError as error:
-            if error.code in (ErrorCode.REQUEST_BODY_TOO_LARGE, ErrorCode.REQUEST_BODY_TIMEOUT):
-                self.audit_before_verification(request, error)
-            hint = development_hint(error, request) if self.settings.development_hints else None
-            await self.reject(scope, receive, send, error, hint=hint)
+            identity = await self.guard.check_body_and_signature(request, checked)
+        except ClientDisconnected:
             return
+        except TBAError as error:
+            BUFFERS.give_back(held)
+            await self.refuse(scope, receive, send, error, request)
+            return
+        self.guard.audit(request, None)
         scope["tba"] = identity
         scope["auth"] = AuthCredentials(["authenticated"])
         scope["user"] = TBAUser(identity)
-        await self.app(scope, receive, send)
+        if not held:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:  # the body is the application's until it answers
+            BUFFERS.give_back(held)
 
-    def audit_before_verification(self, request: OAuthRequest, error: TBAError) -> None:
-        """Audit a body that failed before the checks ran, naming (unverified, as in every
-        rejection) the consumer key and token the header claims, if the header parses."""
-        with contextlib.suppress(TBAError):
-            read_parameters(
-                request,
-                max_header_length=self.settings.max_header_length,
-                max_header_parameters=self.settings.max_header_parameters,
+    async def refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: TBAError,
+        request: OAuthRequest | None,
+    ) -> None:
+        if request is None:  # refused before it could be built: audit what the scope says
+            request = OAuthRequest(
+                _method(scope), "", path=scope["path"], client=_client_host(scope)
             )
         self.guard.audit(request, error)
+        hint = development_hint(error, request) if self.settings.development_hints else None
+        await self.reject(scope, receive, send, error, hint=hint)
 
-    def is_exempt(self, path: str) -> bool:
-        return path in self.exempt_exact or (
-            bool(self.exempt_prefixes) and path.startswith(self.exempt_prefixes)
-        )
+    def is_exempt(self, scope: Scope) -> bool:
+        """Exempt paths match the path the router will see; a path that a router or proxy could
+        normalise into another one (dot segments, encoded slashes) is never exempt."""
+        path: str = scope["path"]
+        if not (
+            path in self.exempt_exact
+            or (bool(self.exempt_prefixes) and path.startswith(self.exempt_prefixes))
+        ):
+            return False
+        return not _could_normalise(path, scope.get("raw_path"))
 
     def request_from_scope(self, scope: Scope) -> OAuthRequest:
-        authorizations: list[str] = []
-        host = content_type = forwarded_proto = forwarded_host = None
-        for raw_name, raw_value in scope["headers"]:
-            if raw_name == b"authorization":
-                authorizations.append(raw_value.decode("latin-1"))
-            elif raw_name == b"host":
-                host = raw_value.decode("latin-1")
-            elif raw_name == b"content-type":
-                content_type = raw_value.decode("latin-1")
-            elif raw_name == b"x-forwarded-proto":
-                forwarded_proto = raw_value.decode("latin-1").split(",")[0].strip()
-            elif raw_name == b"x-forwarded-host":
-                forwarded_host = raw_value.decode("latin-1").split(",")[0].strip()
+        """The request as the client signed it. Raises `TBAError` for ambiguous headers and
+        for a host outside `allowed_hosts`. Forwarded values are believed only from a trusted
+        proxy, and then handed to the application too (scheme and client), as uvicorn does."""
+        fields = HeaderFields(scope["headers"])
+        is_form = check_content_type(fields.content_type)
+        scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
+        host = fields.host
+        client = _client_host(scope)
+        if self.proxies and self.proxies.trusts(client):
+            if fields.forwarded_proto is not None:
+                proto = fields.forwarded_proto.split(",")[0].strip().lower()
+                if proto in _FORWARDED_SCHEMES:
+                    scheme = scope["scheme"] = _scheme_for(scope, proto)
+            if fields.forwarded_host is not None:
+                host = fields.forwarded_host.split(",")[0].strip() or host
+            if fields.forwarded_for is not None:
+                forwarded = self.proxies.client_from(fields.forwarded_for)
+                if forwarded is not None:
+                    port = scope["client"][1] if scope.get("client") else 0
+                    scope["client"] = (forwarded, port)
+                    client = forwarded
+        if not self.any_host:
+            self.check_host(host)
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else scope["path"]
-        scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
         if self.public is not None:
             scheme, host, prefix = self.public
             path = prefix + path
-        else:
-            if self.settings.trust_forwarded_headers:
-                scheme = forwarded_proto or scheme
-                host = forwarded_host or host
-            if host is None:
-                server = scope.get("server") or ("localhost", None)
-                host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-        client = scope.get("client")
+        elif host is None:
+            server = scope.get("server") or ("localhost", None)
+            host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+        authorizations = fields.authorizations
         return OAuthRequest(
-            method="GET" if scope["type"] == "websocket" else scope["method"],
+            method=_method(scope),
             uri=base_string_uri(scheme, host, path),
             query=scope.get("query_string", b"").decode("latin-1"),
             authorization=authorizations[0] if authorizations else None,
             authorization_count=len(authorizations),
-            is_form=is_form_content_type(content_type),
+            is_form=is_form,
             secure=scheme in ("https", "wss"),
             path=scope["path"],
-            client=client[0] if client else "",
+            client=client,
         )
 
-    async def read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, capped and bounded in time; None if the client disconnected."""
-        cap = self.settings.max_body_bytes
+    def check_host(self, host: str | None) -> None:
+        """Starlette's `TrustedHostMiddleware` rule: the host without its port, any case."""
+        name = (host or "").rpartition(":")[0] if (host or "").count(":") == 1 else host or ""
+        name = name.lower()
+        if name in self.hosts or (bool(self.host_suffixes) and name.endswith(self.host_suffixes)):
+            return
+        raise TBAError(ErrorCode.HOST_NOT_ALLOWED, f"host {name[:64]!r} is not allowed")
+
+    async def read_body(self, receive: Receive) -> bytes:
+        """The whole body, capped, bounded in time and counted against the process's buffers.
+
+        Raises `ClientDisconnected` if the client went away first.
+        """
+        settings = self.settings
+        cap, limit = settings.max_body_bytes, settings.max_buffered_bytes
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(self.settings.body_timeout):
+            async with asyncio.timeout(settings.body_timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
-                        return None
+                        raise ClientDisconnected
                     chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > cap:
+                    if size + len(chunk) > cap:
                         raise TBAError(
                             ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes"
                         )
+                    BUFFERS.take(len(chunk), limit)
+                    size += len(chunk)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
-                        return b"".join(chunks)
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except TimeoutError:
+            BUFFERS.give_back(size)
             raise TBAError(
                 ErrorCode.REQUEST_BODY_TIMEOUT, "the body did not arrive in time"
             ) from None
+        except BaseException:
+            BUFFERS.give_back(size)
+            raise
 
     async def reject(
         self,
@@ -215,6 +321,33 @@ class TBAGuardMiddleware:
             {"type": "http.response.start", "status": response.status, "headers": response.headers}
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _method(scope: Scope) -> str:
+    return "GET" if scope["type"] == "websocket" else str(scope["method"])
+
+
+def _client_host(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _scheme_for(scope: Scope, proto: str) -> str:
+    """A forwarded scheme, kept to the scope's kind: a websocket stays ws/wss."""
+    secure = proto in ("https", "wss")
+    if scope["type"] == "websocket":
+        return "wss" if secure else "ws"
+    return "https" if secure else "http"
+
+
+def _could_normalise(path: str, raw_path: bytes | None) -> bool:
+    """Dot segments, empty segments, backslashes, or an encoded slash, backslash or dot."""
+    if "//" in path or "\\" in path or any(s in (".", "..") for s in path.split("/")):
+        return True
+    if raw_path:
+        lowered = raw_path.lower()
+        return b"%2f" in lowered or b"%5c" in lowered or b"%2e" in lowered
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from .errors import ErrorCode, TBAError
 from .header import (
     DEFAULT_MAX_HEADER_LENGTH,
     DEFAULT_MAX_HEADER_PARAMETERS,
@@ -133,9 +134,77 @@ def _form_decoded(text: str) -> str:
 
 
 def is_form_content_type(content_type: str | None) -> bool:
+    """Whether the body is a signed form, judged as form parsers judge it (the media type
+    before any `;`, spaces and tabs stripped, any case); `check_content_type` refuses the
+    spellings on which parsers could disagree."""
     if not content_type:
         return False
-    return content_type.partition(";")[0].strip().lower() == FORM_CONTENT_TYPE
+    return content_type.partition(";")[0].strip(" \t").lower() == FORM_CONTENT_TYPE
+
+
+class HeaderFields:
+    """What the guard reads from the request's headers, by the one set of rules both entry
+    points use. A header the application could read differently (given twice, or framing
+    given two ways) is refused here, before anything else."""
+
+    __slots__ = (
+        "authorizations",
+        "content_type",
+        "forwarded_for",
+        "forwarded_host",
+        "forwarded_proto",
+        "host",
+    )
+
+    def __init__(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+        authorizations: list[str] = []
+        host = content_type = content_length = transfer_encoding = None
+        forwarded_proto = forwarded_host = forwarded_for = None
+        for name, raw in raw_headers:
+            if name == b"authorization":
+                authorizations.append(raw.decode("latin-1"))
+            elif name == b"host":
+                if host is not None:
+                    raise ambiguous("more than one Host header")
+                host = raw.decode("latin-1")
+            elif name == b"content-type":
+                if content_type is not None:
+                    raise ambiguous("more than one Content-Type header")
+                content_type = raw.decode("latin-1")
+            elif name == b"content-length":
+                if content_length is not None:
+                    raise ambiguous("more than one Content-Length header")
+                content_length = raw
+            elif name == b"transfer-encoding":
+                transfer_encoding = raw
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = raw.decode("latin-1")
+            elif name == b"x-forwarded-host":
+                forwarded_host = raw.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = raw.decode("latin-1")
+        if content_length is not None and transfer_encoding is not None:
+            raise ambiguous("Content-Length together with Transfer-Encoding")
+        self.authorizations = authorizations
+        self.host = host
+        self.content_type = content_type
+        self.forwarded_proto = forwarded_proto
+        self.forwarded_host = forwarded_host
+        self.forwarded_for = forwarded_for
+
+
+def ambiguous(reason: str) -> TBAError:
+    return TBAError(ErrorCode.AMBIGUOUS_REQUEST, reason)
+
+
+def check_content_type(content_type: str | None) -> bool:
+    """`is_form_content_type`, refusing a spelling that names the form type yet is not it
+    (quoted, or padded with other white space): one parser could read a form there and
+    another not."""
+    is_form = is_form_content_type(content_type)
+    if not is_form and content_type and FORM_CONTENT_TYPE in content_type.lower():
+        raise ambiguous("a Content-Type that parsers could read as a form or not")
+    return is_form
 
 
 def request_from_url(
@@ -146,19 +215,19 @@ def request_from_url(
     *,
     client: str = "",
 ) -> OAuthRequest:
-    """Build the request from a full URL, as a client or a test has it."""
+    """Build the request from a full URL, as a client or a test has it.
+
+    Raises `TBAError` (AmbiguousRequest) for headers the middleware would refuse too.
+    """
     if isinstance(body, str):
         body = body.encode()
-    # Every Authorization header is kept (a repeated one is a fault); the first Content-Type.
-    authorizations: list[str] = []
-    content_type: str | None = None
-    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
-        lowered = name.lower()
-        if lowered == "authorization":
-            authorizations.append(value)
-        elif lowered == "content-type" and content_type is None:
-            content_type = value
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    fields = HeaderFields(
+        (name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
+        for name, value in items
+    )
     parts = urlsplit(url)
+    authorizations = fields.authorizations
     return OAuthRequest(
         method=method.upper(),
         uri=_uri_from_parts(parts),
@@ -166,7 +235,7 @@ def request_from_url(
         authorization=authorizations[0] if authorizations else None,
         authorization_count=len(authorizations),
         body=body,
-        is_form=is_form_content_type(content_type),
+        is_form=check_content_type(fields.content_type),
         secure=parts.scheme.lower() in ("https", "wss"),
         path=parts.path or "/",
         client=client,
@@ -179,7 +248,7 @@ def read_parameters(
     max_header_length: int = DEFAULT_MAX_HEADER_LENGTH,
     max_header_parameters: int = DEFAULT_MAX_HEADER_PARAMETERS,
 ) -> None:
-    """Fill `oauth` from the header and `params` from the query and a form body.
+    """Fill `oauth` from the header and `params` from the query: what needs no body.
 
     Raises `TBAError` (MissingRequiredParameter) when the header does not parse.
     """
@@ -189,7 +258,16 @@ def read_parameters(
             max_length=max_header_length,
             max_parameters=max_header_parameters,
         )
-    params = form_pairs(request.query) if request.query else []
+    request.params = form_pairs(request.query) if request.query else []
+
+
+def form_body_pairs(request: OAuthRequest) -> list[tuple[str, str]]:
+    """The form body's parameters, when the body is a form; else none."""
     if request.is_form and request.body:
-        params += form_pairs(request.body.decode("utf-8", "surrogateescape"))
-    request.params = params
+        return form_pairs(request.body.decode("utf-8", "surrogateescape"))
+    return []
+
+
+def wants_body(request: OAuthRequest) -> bool:
+    """Whether the signature covers the body: a form, or a decoded `oauth_body_hash`."""
+    return request.is_form or "oauth_body_hash" in request.oauth

@@ -7,6 +7,7 @@ validation, and an unknown name or a bad value is a `SettingsError` that names t
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tomllib
@@ -49,12 +50,15 @@ class GuardSettings:
     redis_pool_size: int = 32  # connections per worker process
     redis_timeout: float = 0.25  # seconds per replay-store call, in all; then 503
     public_url: str | None = None
-    trust_forwarded_headers: bool = False
+    # Peers (addresses or networks) whose X-Forwarded-Proto/Host/For the guard believes.
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # empty: any host; else names or `*.example.com`
     exempt_paths: tuple[str, ...] = ()
     max_header_length: int = 4096
     max_header_parameters: int = 32
     max_body_bytes: int = 1_048_576
     body_timeout: float = 10.0
+    max_buffered_bytes: int = 64 * 1_048_576  # bodies held at once by all requests in a process
     credentials_cache_ttl: float = 0.0
     development_hints: bool = False  # a one-line hint in error responses; never in production
     integrations: tuple[Integration, ...] = ()
@@ -212,6 +216,26 @@ def _str_tuple(check_item: Callable[[str, Any], str]) -> Callable[[str, Any], tu
         return tuple(check_item(f"{key}[{i}]", item) for i, item in enumerate(value))
 
     return check
+
+
+def _network(key: str, value: Any) -> str:
+    """An IP address or network (`10.0.0.0/8`), or `*` for every peer."""
+    if value == "*":
+        return "*"
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except (TypeError, ValueError):
+        raise _fail(key, "an IP address, a network such as 10.0.0.0/8, or '*'", value) from None
+
+
+def _host_pattern(key: str, value: Any) -> str:
+    """A host name (any case, no port), `*.example.com` for its subdomains, or `*`."""
+    if not isinstance(value, str) or not value:
+        raise _fail(key, "a host name", value)
+    name = value[2:] if value.startswith("*.") else value
+    if value != "*" and (not name or any(c in name for c in "*/:@ \t")):
+        raise _fail(key, "a host name without port, '*.example.com' or '*'", value)
+    return value.lower()
 
 
 def _signature_method(key: str, value: Any) -> str:
@@ -392,12 +416,14 @@ _FIELDS: dict[str, _Field] = {
         _spec("redis_pool_size", _int(1), _text_int),
         _spec("redis_timeout", _number(0.001), _text_float),
         _spec("public_url", _public_url),
-        _spec("trust_forwarded_headers", _bool, _text_bool),
+        _spec("trusted_proxies", _str_tuple(_network), _text_list),
+        _spec("allowed_hosts", _str_tuple(_host_pattern), _text_list),
         _spec("exempt_paths", _str_tuple(_path), _text_list),
         _spec("max_header_length", _int(64), _text_int),
         _spec("max_header_parameters", _int(8), _text_int),
         _spec("max_body_bytes", _int(0), _text_int),
         _spec("body_timeout", _number(0.001), _text_float),
+        _spec("max_buffered_bytes", _int(0), _text_int),
         _spec("credentials_cache_ttl", _number(0), _text_float),
         _spec("development_hints", _bool, _text_bool),
         _spec(

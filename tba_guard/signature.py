@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 from .errors import TBAError
-from .request import OAuthRequest, read_parameters, request_from_url
+from .request import OAuthRequest, form_body_pairs, read_parameters, request_from_url
 
 HMAC_DIGESTS: Final = {"HMAC-SHA1": "sha1", "HMAC-SHA256": "sha256", "HMAC-SHA512": "sha512"}
 PLAINTEXT: Final = "PLAINTEXT"
@@ -228,11 +228,23 @@ def signature_base_string(
 ) -> str:
     """The RFC 5849 base string the server builds for this request (no clock, no store).
 
-    Raises `TBAError` (MissingRequiredParameter) when the Authorization header does not parse.
+    Raises `TBAError` when the headers are ambiguous (AmbiguousRequest) or the Authorization
+    header does not parse (MissingRequiredParameter).
     """
+    request = _parsed(method, url, headers, body)
+    return request_base_string(request)
+
+
+def _parsed(
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    body: bytes | str,
+) -> OAuthRequest:
     request = request_from_url(method, url, headers, body)
     read_parameters(request)
-    return request_base_string(request)
+    request.params += form_body_pairs(request)
+    return request
 
 
 def verify_signature(
@@ -246,9 +258,8 @@ def verify_signature(
     """True when the request's signature is right for these secrets. The signature alone:
     no clock, no replay store, no policy on which signature methods are allowed.
     """
-    request = request_from_url(method, url, headers, body)
     try:
-        read_parameters(request)
+        request = _parsed(method, url, headers, body)
     except TBAError:
         return False
     return signature_matches(request, consumer_secret, token_secret)

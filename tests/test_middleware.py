@@ -294,7 +294,7 @@ def test_forwarded_headers_are_honoured_only_when_trusted(clock: Clock) -> None:
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "api.example.com",
     }
-    with guarded(RecordingApp(), clock, trust_forwarded_headers=True) as client:
+    with guarded(RecordingApp(), clock, trusted_proxies=("*",)) as client:
         assert client.get("http://internal:8000/orders", headers=forwarded).status_code == 204
     with guarded(RecordingApp(), clock) as client:
         response = client.get("http://internal:8000/orders", headers=forwarded)

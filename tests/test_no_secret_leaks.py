@@ -128,7 +128,7 @@ def plaintext_over(secure: bool) -> Callable[[GuardSettings], list[Outcome]]:
         request = Request("GET", PATH, b"", [(b"authorization", value.encode())])
         if not secure:
             request.headers.append((b"x-forwarded-proto", b"http"))
-            settings = settings.replace(trust_forwarded_headers=True)
+            settings = settings.replace(trusted_proxies=("*",))
         return [asyncio.run(drive(request, settings))]
 
     return run
