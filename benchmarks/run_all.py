@@ -2,9 +2,10 @@
 
     python benchmarks/run_all.py [--quick]
 
-In process (bench_verify.py), the replay store at scale (bench_replay.py), the Redis store's
-claim latency (bench_redis.py claims), and over HTTP (bench_http.py). Each figure is a ratio to
-something measured in the same run, so the machine's speed cancels out.
+In process (bench_verify.py), through the ASGI middleware (bench_middleware.py), the replay
+store at scale (bench_replay.py), the Redis store's claim latency (bench_redis.py claims), and
+over HTTP (bench_http.py). Each figure is a ratio to something measured in the same run, so the
+machine's speed cancels out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_http
+import bench_middleware
 import bench_replay
 import bench_verify
 import matplotlib
@@ -153,6 +155,7 @@ def main() -> None:
     quick = args.quick
     header = machine()
     verify = bench_verify.run(500 if quick else 5000)
+    middleware = bench_middleware.run(500 if quick else 5000, 5)
     replay = bench_replay.run([1_000, 10_000] if quick else [1_000, 100_000, 1_000_000])
     redis = redis_claims(1000 if quick else 20_000)
     http = bench_http.run(2 if quick else 6, 32, 1 if quick else 5)
@@ -181,6 +184,15 @@ Whole verification of one request with a fresh nonce (tba_guard: all checks in t
 in-process stores, `Guard.verify`), CPU time of each call (`thread_time_ns`).
 
 {bench_verify.table(verify)}
+
+## Through the middleware (ASGI, as uvicorn drives it)
+
+`TBAGuardMiddleware`, and oauthlib and Authlib wrapped as pure ASGI middlewares, each in front of
+a no-op app, driven with uvicorn's scope, `receive` (the body as one message) and `send`; µs per
+request (`perf_counter_ns`) minus the same app driven bare; the median of five alternating
+rounds' medians, with the worst round after it.
+
+{bench_middleware.table(middleware)}
 
 ## Targets
 
