@@ -155,6 +155,13 @@ def run_serve(args: argparse.Namespace) -> int:
         *first_request_lines(settings, args.config, base),
     ]
     print("\n".join(lines), flush=True)
+    if not settings.public_url and not settings.allowed_hosts:
+        print(
+            "warning: neither public_url nor allowed_hosts is set, so a request signed for any "
+            "host that names it in Host verifies here",
+            file=sys.stderr,
+            flush=True,
+        )
     listener = None
     if args.workers > 1:  # uvicorn's own listener would leave Nagle on (see listener.py)
         from .listener import tcp_listener
@@ -173,6 +180,9 @@ def run_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             factory=factory,
             http="h11",
+            # The guard applies `trusted_proxies` itself and hands the app what it believed;
+            # uvicorn's own handling would trust 127.0.0.1 whatever the settings say.
+            proxy_headers=False,
             log_config=log_config(),
         )
     finally:

@@ -8,13 +8,9 @@ numbers in the timestamp, and thousands of query or form parameters.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +30,7 @@ from .conftest import (
     make_settings,
     oauth_header,
 )
+from .server_support import read_response, serving
 from .test_hostile import APP_STATUS, Outcome, Request, drive
 
 FORM = "application/x-www-form-urlencoded"
@@ -293,13 +290,6 @@ def test_tens_of_thousands_of_form_parameters_within_the_cap_are_accepted() -> N
 # --- a real server --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def slow_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`tba-guard serve` as a real uvicorn process, with a short body timeout."""
@@ -323,41 +313,8 @@ token_secret = "{TOKEN_SECRET}"
 consumer_key = "{CONSUMER_KEY}"
 """
     )
-    port = free_port()
-    log = (directory / "serve.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tba_guard.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 30  # a startup bound, not a timing assertion
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("tba-guard serve did not start: " + Path(log.name).read_text())
-            time.sleep(0.05)
+    with serving(config) as (port, _):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def test_a_real_server_answers_a_stalled_form_body_with_408(slow_body_server: int) -> None:
@@ -379,26 +336,19 @@ def test_a_real_server_answers_a_stalled_form_body_with_408(slow_body_server: in
     assert b'"code": "RequestBodyTimeout"' in answer
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 response: the head, then content-length bytes of body."""
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return answer
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
+def test_a_real_server_refuses_a_junk_header_at_once_though_its_body_stalls(
+    slow_body_server: int,
+) -> None:
+    """Checks that need no body come first: 400 for the header, not 408 for the body."""
+    head = (
+        f"POST /services/rest/x HTTP/1.1\r\nHost: 127.0.0.1:{slow_body_server}\r\n"
+        f"Authorization: OAuth junk\r\nContent-Type: {FORM}\r\nContent-Length: 7\r\n\r\na="
     )
-    while len(body) < length:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        body += chunk
-    return head + b"\r\n\r\n" + body
+    with socket.create_connection(("127.0.0.1", slow_body_server), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b'"code": "MissingRequiredParameter"' in answer
 
 
 def test_a_real_server_survives_a_crlf_smuggled_into_a_parameter_name(
