@@ -2,21 +2,25 @@
 
 1. `claims`: the median (and p90/p99) µs of one `claim` with the Redis store on loopback against
    the in-process store, in the same run, each call timed on its own over distinct keys.
-2. `serve`: requests per second of `tba-guard serve --workers 2` with Redis against `--workers 1`
-   with the in-process store (and `--workers 1` with Redis, to separate the store's cost from the
-   second worker's gain). The load generator is `wrk` (apt-get install wrk), bounded in time
-   and connections, sending pre-signed requests that each carry a fresh nonce, read from a
-   file, so every request is a full accepted verification and one Redis claim.
+2. `serve`: `tba-guard serve` with 1 and 2 workers, the in-process and the Redis stores, loaded
+   the way clients load it: keep-alive connections (what every HTTP client library uses), and
+   beside them a new connection per request (`Connection: close`). Requests per second and
+   p50/p99 latency, the ratios between setups, medians over alternating rounds and the worst
+   round. The load generator is `wrk` (apt-get install wrk), bounded in time and connections,
+   sending pre-signed requests that each carry a fresh nonce, read from a file, so every
+   request is a full accepted verification with one replay read and one claim.
 
     python benchmarks/bench_redis.py [claims|serve|all] [--claims N] [--duration S]
-        [--connections C] [--repeats R] [--connection close|keep-alive] [--redis-url URL]
+        [--connections C] [--repeats R] [--connection close|keep-alive|both] [--redis-url URL]
         [--json out.json]
 
-By default every request opens its own connection (`Connection: close`): uvicorn's workers share
-one listening socket, and wrk's long-lived connections may all be accepted by a single worker,
-which would measure one worker twice. Setups run interleaved, `--repeats` times each.
+`serve` refuses the in-process store with 2 workers (each worker would keep its own nonces, so
+a replay to the other passes); this benchmark starts that setup anyway, through the same
+command, to show what a second worker costs or gains without Redis. Never run it so.
 
 Requests are signed here with a few lines of `hmac` (not with tba_guard): a 200 proves each one.
+It measures the tba_guard that `python -m tba_guard.cli` imports: the installed build, or the
+source tree with `PYTHONPATH=.`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -183,10 +188,18 @@ def free_port() -> int:
         return port
 
 
+# `tba-guard serve` without its refusal of several workers on the in-process store.
+UNCHECKED_SERVE = (
+    "import sys, tba_guard.cli as cli; cli.check_workers = lambda *_: None; "
+    "sys.exit(cli.main(sys.argv[1:]))"
+)
+
+
 @contextmanager
-def serving(config: Path, port: int, workers: int) -> Iterator[int]:
+def serving(config: Path, port: int, workers: int, *, unchecked: bool = False) -> Iterator[int]:
     """`tba-guard serve` in its own process group until the block ends; yields its pid."""
-    command = [sys.executable, "-m", "tba_guard.cli", "serve", "--config", str(config)]
+    program = ["-c", UNCHECKED_SERVE] if unchecked else ["-m", "tba_guard.cli"]
+    command = [sys.executable, *program, "serve", "--config", str(config)]
     command += ["--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -238,9 +251,15 @@ def run_wrk(
         "requests": total,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": errors.group(0) if errors else "",
-        "latency_p50": p50.group(1) if p50 else "",
-        "latency_p99": p99.group(1) if p99 else "",
+        "p50_ms": milliseconds(p50.group(1)) if p50 else float("nan"),
+        "p99_ms": milliseconds(p99.group(1)) if p99 else float("nan"),
     }
+
+
+def milliseconds(text: str) -> float:
+    """wrk's `812.00us`, `3.10ms` or `1.02s` in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def process_cpu_seconds(parent: int) -> dict[int, float]:
@@ -265,59 +284,125 @@ def process_cpu_seconds(parent: int) -> dict[int, float]:
 
 
 def bench_setup(
-    directory: Path, store: str, workers: int, prefix: str, args: argparse.Namespace
+    directory: Path, setup: Setup, prefix: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     script = directory / "fresh.lua"
     script.write_text(WRK_SCRIPT)
     port = free_port()
+    store = args.redis_url if setup.store == "redis" else "memory"
     config = write_config(directory, store, prefix)
     headers, warm = directory / "headers.txt", directory / "warm.txt"
     # More fresh headers than a run can send: no request is a replay (the 200s prove it).
     write_headers(headers, port, args.duration * 12_000 + 20_000)
     write_headers(warm, port, 5_000)
-    with serving(config, port, workers) as parent:
+    unchecked = setup.workers > 1 and setup.store == "memory"
+    with serving(config, port, setup.workers, unchecked=unchecked) as parent:
         check_accepted(port, authorization(port, secrets.token_hex(8), int(time.time())))
-        run_wrk(port, warm, script, 2, args.connections, args.connection)
+        run_wrk(port, warm, script, 1, args.connections, setup.connection)
         before = process_cpu_seconds(parent)
-        result = run_wrk(port, headers, script, args.duration, args.connections, args.connection)
+        result = run_wrk(port, headers, script, args.duration, args.connections, setup.connection)
         after = process_cpu_seconds(parent)
     busy = [round(after[pid] - before.get(pid, 0.0), 2) for pid in sorted(after)]
     result["process_cpu_s"] = [cpu for cpu in busy if cpu > 0.05]
     return result
 
 
+@dataclass(frozen=True)
+class Setup:
+    connection: str  # "keep-alive" or "close"
+    store: str  # "memory" or "redis"
+    workers: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.connection}, {self.store}, {self.workers} worker" + "s" * (self.workers > 1)
+
+
+def setups_for(connection: str) -> list[Setup]:
+    connections = ["keep-alive", "close"] if connection == "both" else [connection]
+    return [
+        Setup(kind, store, workers)
+        for kind in connections
+        for store in ("memory", "redis")
+        for workers in (1, 2)
+    ]
+
+
 def bench_serve(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("the serve benchmark needs wrk: apt-get install wrk")
     prefix = f"tba_guard_bench:{uuid.uuid4().hex[:8]}:"
-    setups = [
-        ("memory, 1 worker", "memory", 1),
-        ("redis, 1 worker", args.redis_url, 1),
-        ("redis, 2 workers", args.redis_url, 2),
-    ]
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in setups}
+    setups = setups_for(args.connection)
+    runs: dict[Setup, list[dict[str, Any]]] = {setup: [] for setup in setups}
     try:
-        for repeat in range(args.repeats):  # interleaved, so drift on the machine hits all alike
-            for name, store, workers in setups:
+        for repeat in range(args.repeats):
+            # Alternating rounds, every other one in reverse order, so that drift on a shared
+            # machine weighs on every setup alike rather than on the ones measured last.
+            for setup in setups if repeat % 2 == 0 else setups[::-1]:
                 with tempfile.TemporaryDirectory() as scratch:
-                    result = bench_setup(Path(scratch), store, workers, prefix, args)
-                runs[name].append(result)
-                print(f"  [{repeat + 1}/{args.repeats}] {name}: {result}", file=sys.stderr)
+                    result = bench_setup(Path(scratch), setup, prefix, args)
+                runs[setup].append(result)
+                print(f"  [{repeat + 1}/{args.repeats}] {setup.name}: {result}", file=sys.stderr)
     finally:
         client = redis.Redis.from_url(args.redis_url)
         for batch in _chunks(list(client.scan_iter(match=prefix + "*", count=5000)), 5000):
             client.delete(*batch)
         client.close()
-    summary_ = {
-        name: {
-            "median_requests_per_s": statistics.median(r["requests_per_s"] for r in results),
-            "runs": results,
-        }
-        for name, results in runs.items()
-    }
+    figures = {setup: summarize(results) for setup, results in runs.items()}
     options = {"duration_s": args.duration, "connections": args.connections}
     options |= {"connection": args.connection, "repeats": args.repeats}
-    return {"options": options, "setups": summary_}
+    return {
+        "options": options,
+        "setups": {setup.name: figures[setup] for setup in setups},
+        "ratios": ratios(figures),
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds, and the worst round: the fewest requests/s, the highest p99."""
+    return {
+        "requests_per_s": statistics.median(r["requests_per_s"] for r in results),
+        "p50_ms": statistics.median(r["p50_ms"] for r in results),
+        "p99_ms": statistics.median(r["p99_ms"] for r in results),
+        "worst_requests_per_s": min(r["requests_per_s"] for r in results),
+        "worst_p99_ms": max(r["p99_ms"] for r in results),
+        "non_2xx": sum(r["non_2xx"] for r in results),
+        "runs": results,
+    }
+
+
+def ratios(figures: dict[Setup, dict[str, Any]]) -> dict[str, float]:
+    """What the issue's targets compare, from this run's medians."""
+    found: dict[str, float] = {}
+    for kind in ("keep-alive", "close"):
+        rps = {(s.store, s.workers): f["requests_per_s"] for s, f in figures.items()
+               if s.connection == kind}  # fmt: skip
+        if len(rps) < 4:
+            continue
+        found[f"{kind}: redis 1 worker / memory 1 worker"] = rps["redis", 1] / rps["memory", 1]
+        found[f"{kind}: redis 2 workers / redis 1 worker"] = rps["redis", 2] / rps["redis", 1]
+        found[f"{kind}: memory 2 workers / memory 1 worker"] = rps["memory", 2] / rps["memory", 1]
+    return found
+
+
+def serve_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| connections | store | workers | requests/s | p50 ms | p99 ms | worst round: req/s,"
+        " p99 ms | non-2xx | CPU s per process |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for name, f in report["setups"].items():
+        kind, store, workers = name.split(", ")
+        cpu = "; ".join(" / ".join(f"{c:g}" for c in r["process_cpu_s"]) for r in f["runs"])
+        lines.append(
+            f"| {kind} | {store} | {workers.split()[0]} | {f['requests_per_s']:.0f}"
+            f" | {f['p50_ms']:.2f} | {f['p99_ms']:.2f}"
+            f" | {f['worst_requests_per_s']:.0f}, {f['worst_p99_ms']:.2f} | {f['non_2xx']}"
+            f" | {cpu} |"
+        )
+    lines += ["", "| ratio (medians, same run) | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -329,10 +414,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each setup")
     parser.add_argument(
         "--connection",
-        choices=["close", "keep-alive"],
-        default="close",
-        help="close: a new connection per request, so uvicorn's workers share the load "
-        "(with keep-alive, all of wrk's connections may land on one worker)",
+        choices=["both", "keep-alive", "close"],
+        default="both",
+        help="keep-alive connections as clients use them, a new connection per request "
+        "(close), or both side by side",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", type=Path)
@@ -344,8 +429,7 @@ def main() -> None:
         print(f"one claim, median µs: memory {m['median_us']:.2f}, redis {r['median_us']:.2f}")
     if args.what in ("serve", "all"):
         report["serve"] = bench_serve(args)
-        for name, result in report["serve"]["setups"].items():
-            print(f"{name}: {result['median_requests_per_s']:.0f} requests/s (median)")
+        print(serve_table(report["serve"]))
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
