@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from starlette.authentication import AuthCredentials, BaseUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import receiving
 from .audit import AuditHook
 from .checks import Clock, Guard, Identity
 from .credentials import CredentialStore
@@ -262,22 +263,27 @@ class TBAGuardMiddleware:
         cap, limit = settings.max_body_bytes, settings.max_buffered_bytes
         chunks: list[bytes] = []
         size = 0
+        deadline: float | None = None
         try:
-            async with asyncio.timeout(settings.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise ClientDisconnected
-                    chunk = message.get("body", b"")
-                    if size + len(chunk) > cap:
-                        raise TBAError(
-                            ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes"
-                        )
-                    BUFFERS.take(len(chunk), limit)
-                    size += len(chunk)
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            while True:
+                message, rest = receiving.start(receive)
+                if message is None:  # it has to wait: now the deadline matters
+                    if deadline is None:
+                        deadline = asyncio.get_running_loop().time() + settings.body_timeout
+                    assert rest is not None
+                    message = await receiving.finish(rest, deadline)
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnected
+                chunk = message.get("body", b"")
+                if size + len(chunk) > cap:
+                    raise TBAError(
+                        ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes"
+                    )
+                BUFFERS.take(len(chunk), limit)
+                size += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except TimeoutError:
             BUFFERS.give_back(size)
             raise TBAError(

@@ -23,6 +23,10 @@ from .request import OAuthRequest, form_body_pairs, read_parameters, request_fro
 
 HMAC_DIGESTS: Final = {"HMAC-SHA1": "sha1", "HMAC-SHA256": "sha256", "HMAC-SHA512": "sha512"}
 PLAINTEXT: Final = "PLAINTEXT"
+#: Length of each digest in base64, which tells a sent body hash's function.
+_BASE64_LENGTH: Final = {
+    name: 4 * -(-hashlib.new(name).digest_size // 3) for name in ("sha1", "sha256", "sha512")
+}
 SIGNATURE_METHODS: Final = frozenset({*HMAC_DIGESTS, PLAINTEXT})
 
 #: Header parameters that are not signed (RFC 5849 section 3.4.1.3.1).
@@ -81,7 +85,8 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
 
     Protocol parameters and most queries need no escaping at all. That is checked for all of
     them at once: delete every unreserved byte in one C pass and see that only the joins are
-    left.
+    left. Otherwise the same check, pair by pair, spares the pairs that need none (a body hash
+    or a form value with a space should not send every pair the slow way).
     """
     joined = [f"{name}{_PAIR}{value}" for name, value in pairs]
     text = "".join(joined)
@@ -89,9 +94,13 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
         left = text.encode("ascii").translate(None, _UNRESERVED_BYTES)
         if left == _PAIR_BYTE * len(joined):
             return joined
-    encoded = [f"{percent_encode(name)}{_PAIR}{percent_encode(value)}" for name, value in pairs]
-    if twice:
-        return [item.replace("%", "%25") if "%" in item else item for item in encoded]
+    encoded: list[str] = []
+    for item, (name, value) in zip(joined, pairs, strict=True):
+        if item.isascii() and item.encode("ascii").translate(None, _UNRESERVED_BYTES) == _PAIR_BYTE:
+            encoded.append(item)
+            continue
+        escaped = f"{percent_encode(name)}{_PAIR}{percent_encode(value)}"
+        encoded.append(escaped.replace("%", "%25") if twice else escaped)
     return encoded
 
 
@@ -188,16 +197,20 @@ def sign(signature_method: str, base: str, consumer_secret: str, token_secret: s
 
 
 def _body_hash_matches(request: OAuthRequest, signature_method: str, sent: str) -> bool:
-    """OAuth body hash: SHA-1 as the extension defines, or the signature method's own hash."""
-    expected = [hashlib.sha1(request.body).digest()]  # noqa: S324 - the extension's hash
+    """OAuth body hash: SHA-1 as the extension defines, or the signature method's own hash.
+
+    The sent value's length says which of the two it can be, so only that one is computed: a
+    body hash is no secret (anyone holding the body computes it), the signature over it is.
+    """
     own = HMAC_DIGESTS.get(signature_method)
-    if own and own != "sha1":
-        expected.append(hashlib.new(own, request.body).digest())
-    sent_bytes = sent.encode("utf-8", "surrogateescape")
-    matched = False
-    for digest in expected:  # no early exit: both comparisons always run
-        matched |= hmac.compare_digest(binascii.b2a_base64(digest, newline=False), sent_bytes)
-    return matched
+    if len(sent) == _BASE64_LENGTH["sha1"]:
+        digest = hashlib.sha1(request.body).digest()  # noqa: S324 - the extension's hash
+    elif own is not None and len(sent) == _BASE64_LENGTH[own]:
+        digest = hashlib.new(own, request.body).digest()
+    else:
+        return False
+    expected = binascii.b2a_base64(digest, newline=False)
+    return hmac.compare_digest(expected, sent.encode("utf-8", "surrogateescape"))
 
 
 def signature_matches(request: OAuthRequest, consumer_secret: str, token_secret: str = "") -> bool:

@@ -1,0 +1,75 @@
+"""Receiving a body message under a deadline: at once when it is there, else awaited with a
+bound, and a cancellation still reaches the server's own `receive`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tba_guard import receiving
+
+MESSAGE = {"type": "http.request", "body": b"a=1", "more_body": False}
+
+
+def test_a_message_that_is_there_comes_back_without_suspending() -> None:
+    async def receive() -> dict[str, Any]:
+        return MESSAGE
+
+    message, rest = receiving.start(receive)
+    assert message is MESSAGE
+    assert rest is None
+
+
+def test_a_message_that_arrives_later_is_awaited() -> None:
+    async def main() -> dict[str, Any]:
+        arrived = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await arrived.wait()
+            await asyncio.sleep(0)  # suspends a second time, on a bare yield
+            return MESSAGE
+
+        message, rest = receiving.start(receive)
+        assert message is None
+        assert rest is not None
+        asyncio.get_running_loop().call_soon(arrived.set)
+        return await receiving.finish(rest, asyncio.get_running_loop().time() + 30)
+
+    assert asyncio.run(main()) is MESSAGE
+
+
+def test_a_message_that_never_arrives_times_out_and_the_wait_is_cancelled() -> None:
+    cancelled = []
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            return MESSAGE
+
+        _, rest = receiving.start(receive)
+        assert rest is not None
+        await receiving.finish(rest, asyncio.get_running_loop().time() + 0.01)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert cancelled == [True]
+
+
+def test_an_exception_inside_receive_reaches_the_caller() -> None:
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(0)
+            raise ConnectionResetError("peer gone")
+
+        _, rest = receiving.start(receive)
+        assert rest is not None
+        await receiving.finish(rest, asyncio.get_running_loop().time() + 30)
+
+    with pytest.raises(ConnectionResetError, match="peer gone"):
+        asyncio.run(main())
