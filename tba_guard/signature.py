@@ -23,6 +23,8 @@ from .request import OAuthRequest, form_body_pairs, read_parameters, request_fro
 
 HMAC_DIGESTS: Final = {"HMAC-SHA1": "sha1", "HMAC-SHA256": "sha256", "HMAC-SHA512": "sha512"}
 PLAINTEXT: Final = "PLAINTEXT"
+#: Fresh hash states to copy: with OpenSSL 3, creating one by name looks the digest up again.
+_EMPTY_HASHES: Final = {name: hashlib.new(name) for name in ("sha1", "sha256", "sha512")}
 #: Length of each digest in base64, which tells a sent body hash's function.
 _BASE64_LENGTH: Final = {
     name: 4 * -(-hashlib.new(name).digest_size // 3) for name in ("sha1", "sha256", "sha512")
@@ -204,12 +206,13 @@ def _body_hash_matches(request: OAuthRequest, signature_method: str, sent: str) 
     """
     own = HMAC_DIGESTS.get(signature_method)
     if len(sent) == _BASE64_LENGTH["sha1"]:
-        digest = hashlib.sha1(request.body).digest()  # noqa: S324 - the extension's hash
+        hashed = _EMPTY_HASHES["sha1"].copy()  # the extension's hash
     elif own is not None and len(sent) == _BASE64_LENGTH[own]:
-        digest = hashlib.new(own, request.body).digest()
+        hashed = _EMPTY_HASHES[own].copy()
     else:
         return False
-    expected = binascii.b2a_base64(digest, newline=False)
+    hashed.update(request.body)
+    expected = binascii.b2a_base64(hashed.digest(), newline=False)
     return hmac.compare_digest(expected, sent.encode("utf-8", "surrogateescape"))
 
 
