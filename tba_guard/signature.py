@@ -33,6 +33,8 @@ SIGNATURE_METHODS: Final = frozenset({*HMAC_DIGESTS, PLAINTEXT})
 
 #: Header parameters that are not signed (RFC 5849 section 3.4.1.3.1).
 _UNSIGNED: Final = frozenset({"realm", "oauth_signature"})
+_BODY_HASH: Final = "oauth_body_hash"
+_UNSIGNED_OR_HASH: Final = _UNSIGNED | {_BODY_HASH}
 
 
 _UNRESERVED_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -87,8 +89,7 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
 
     Protocol parameters and most queries need no escaping at all. That is checked for all of
     them at once: delete every unreserved byte in one C pass and see that only the joins are
-    left. Otherwise the same check, pair by pair, spares the pairs that need none (a body hash
-    or a form value with a space should not send every pair the slow way).
+    left.
     """
     joined = [f"{name}{_PAIR}{value}" for name, value in pairs]
     text = "".join(joined)
@@ -96,13 +97,9 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
         left = text.encode("ascii").translate(None, _UNRESERVED_BYTES)
         if left == _PAIR_BYTE * len(joined):
             return joined
-    encoded: list[str] = []
-    for item, (name, value) in zip(joined, pairs, strict=True):
-        if item.isascii() and item.encode("ascii").translate(None, _UNRESERVED_BYTES) == _PAIR_BYTE:
-            encoded.append(item)
-            continue
-        escaped = f"{percent_encode(name)}{_PAIR}{percent_encode(value)}"
-        encoded.append(escaped.replace("%", "%25") if twice else escaped)
+    encoded = [f"{percent_encode(name)}{_PAIR}{percent_encode(value)}" for name, value in pairs]
+    if twice:
+        return [item.replace("%", "%25") if "%" in item else item for item in encoded]
     return encoded
 
 
@@ -117,10 +114,14 @@ def _request_pairs(request: OAuthRequest) -> list[str]:
     """`_encoded_pairs(signed_parameters(request), twice=True)`, sorted. The header's
     parameters (almost always unreserved) are checked for escaping apart from the query's and
     the form's (often not), so that a form value with a space does not send every pair the
-    slow way."""
+    slow way. A body hash is base64 (`+`, `/`, `=`): always escaped, so it goes alone."""
     oauth = request.oauth
-    protocol = [(name, oauth[name]) for name in oauth if name not in _UNSIGNED]
+    protocol = [(name, oauth[name]) for name in oauth if name not in _UNSIGNED_OR_HASH]
     encoded = _encoded_pairs(protocol, twice=True)
+    body_hash = oauth.get(_BODY_HASH)
+    if body_hash is not None:
+        escaped = percent_encode(body_hash).replace("%", "%25")
+        encoded.append(f"{_BODY_HASH}{_PAIR}{escaped}")
     if request.params:
         encoded += _encoded_pairs(request.params, twice=True)
     encoded.sort()

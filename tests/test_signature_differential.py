@@ -7,6 +7,7 @@ test keeps it equal to oauthlib's `signature_base_string`, `base_string_uri` and
 
 from __future__ import annotations
 
+import base64
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -71,6 +72,7 @@ OAUTH = [
     form=pairs,
     realm=st.one_of(st.none(), text),
     role=st.one_of(st.none(), text),
+    body_hash=st.one_of(st.none(), st.binary(max_size=64).map(base64.b64encode)),
     plus_for_space=st.booleans(),
 )
 def test_base_string_equals_oauthlibs(
@@ -83,6 +85,7 @@ def test_base_string_equals_oauthlibs(
     form: list[tuple[str, str]],
     realm: str | None,
     role: str | None,
+    body_hash: bytes | None,
     plus_for_space: bool,
 ) -> None:
     query_string = encode_pairs(query)
@@ -92,6 +95,8 @@ def test_base_string_equals_oauthlibs(
         body = body.replace("%20", "+")
     url = build(scheme, host, port, path, query_string)
     oauth = OAUTH + ([("role", role)] if role is not None else [])
+    if body_hash is not None:  # base64: escaped apart from the other protocol parameters
+        oauth.append(("oauth_body_hash", body_hash.decode()))
     headers = {
         "Authorization": header_for(oauth, realm),
         "Content-Type": "application/x-www-form-urlencoded",
