@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     REQUEST_BUFFERS_FULL = "RequestBuffersFull"
     AMBIGUOUS_REQUEST = "AmbiguousRequest"
     HOST_NOT_ALLOWED = "HostNotAllowed"
+    REQUEST_TOKEN_LIMIT = "RequestTokenLimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,12 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "This service does not answer for the host named in the request. "
         "Send the request to the service's own host name.",
     ),
+    _C.REQUEST_TOKEN_LIMIT: CatalogEntry(
+        503,
+        "temporarily_unavailable",
+        "This integration holds as many unused request tokens as it may. Finish or abandon "
+        "the authorizations in progress, and retry when their request tokens expire.",
+    ),
 }
 
 #: Codes of the project's own: an operational limit or a request that cannot be read one way,
@@ -190,6 +197,7 @@ OPERATIONAL_CODES = frozenset(
         _C.REQUEST_BUFFERS_FULL,
         _C.AMBIGUOUS_REQUEST,
         _C.HOST_NOT_ALLOWED,
+        _C.REQUEST_TOKEN_LIMIT,  # only after the signature verified: the caller holds the secret
     }
 )
 RETRY_AFTER_SECONDS = 1

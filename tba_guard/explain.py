@@ -98,6 +98,7 @@ FIXES: dict[ErrorCode, str] = {
     _C.REQUEST_BUFFERS_FULL: "retry later, or raise max_buffered_bytes if memory allows",
     _C.AMBIGUOUS_REQUEST: "send Content-Type and Host once, and percent-encode the form as UTF-8",
     _C.HOST_NOT_ALLOWED: "call the service's own host name, or add it to allowed_hosts",
+    _C.REQUEST_TOKEN_LIMIT: "wait for pending request tokens to expire, or raise the quota",
 }
 
 _OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

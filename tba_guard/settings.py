@@ -72,6 +72,14 @@ class GuardSettings:
     token_store_key_prefix: str = "tba_guard:flow:"
     session_secret: str | None = field(default=None, repr=False)  # consent-page cookies' key
     users: tuple[User, ...] = field(default=(), repr=False)
+    # Live (unexpired, unused) request tokens one integration may hold: a flood from one
+    # leaked consumer secret ends at its own quota, never at the store's capacity.
+    max_request_tokens_per_integration: int = 1000
+    # Failed built-in sign-ins allowed within `sign_in_failure_window` seconds, per name and
+    # per client address, before that name or address is refused (429) until the window passes.
+    sign_in_max_failures: int = 5
+    sign_in_max_failures_per_address: int = 20
+    sign_in_failure_window: int = 900
 
     def __post_init__(self) -> None:
         for spec in _FIELDS.values():
@@ -441,5 +449,9 @@ _FIELDS: dict[str, _Field] = {
         _spec("token_store_key_prefix", _str),
         _spec("session_secret", _session_secret),
         _spec("users", _checked_records(_check_user), _text_json, _records(User, _check_user)),
+        _spec("max_request_tokens_per_integration", _int(1), _text_int),
+        _spec("sign_in_max_failures", _int(1), _text_int),
+        _spec("sign_in_max_failures_per_address", _int(1), _text_int),
+        _spec("sign_in_failure_window", _int(1), _text_int),
     )
 }
