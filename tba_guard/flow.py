@@ -15,15 +15,21 @@ guard, whose credential store knows the issued tokens.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import html
+import logging
+import math
+import os
 import secrets
+import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.requests import Request
@@ -47,14 +53,17 @@ from .checks import (
     realm_sent,
 )
 from .credentials import CredentialStore, Token
-from .errors import ErrorCode, TBAError
+from .errors import OPERATIONAL_CODES, ErrorCode, TBAError
 from .middleware import BUFFERS, ClientDisconnected, TBAGuardMiddleware
-from .replay import ReplayStore
+from .replay import MemoryReplayStore, ReplayStore
 from .request import OAuthRequest, wants_body
 from .settings import GuardSettings
+from .signature import signature_matches
 from .tokens import (
     FlowCredentials,
+    MemoryTokenStore,
     RequestToken,
+    RequestTokenQuotaExceeded,
     TokenStore,
     TokenStoreError,
     User,
@@ -68,7 +77,14 @@ CurrentUser = Callable[[Request], Awaitable[User | None]]
 
 SESSION_COOKIE = "tba_session"
 CSRF_COOKIE = "tba_csrf"
+#: Over HTTPS the cookies carry this prefix: the browser then takes them only from this very
+#: host over HTTPS, so a sibling subdomain cannot plant one (login CSRF by cookie injection).
+HOST_PREFIX = "__Host-"
 SESSION_SECONDS = 3600
+#: Set to 1 to serve per-process stores from several workers anyway (benchmarks comparing it).
+ALLOW_PER_PROCESS_ENV = "TBA_GUARD_ALLOW_PER_PROCESS_STORES"
+_THROTTLE_MAX_KEYS = 100_000  # names and addresses remembered per process, oldest dropped first
+_PAGE_CONTEXT = "tba_guard.page"  # scope key: the consent page's (secure, client), computed once
 _MAX_FORM_BYTES = 16 * 1024
 _MAX_STATE_LENGTH = 512
 _SECRET_BYTES = 32  # token ids, secrets and verifiers: 64 hex characters, as NetSuite's
@@ -102,11 +118,17 @@ class PageError(Exception):
         self.status, self.title, self.detail = status, title, detail
 
 
+logger = logging.getLogger("tba_guard.flow")
+
+
 @asynccontextmanager
 async def token_store_errors() -> AsyncIterator[None]:
-    """A failing token store fails closed: the 503 the guard gives for a failing store."""
+    """A failing token store fails closed: the 503 the guard gives for a failing store. An
+    integration at its request-token quota gets a code of its own, for it alone."""
     try:
         yield
+    except RequestTokenQuotaExceeded as exc:
+        raise TBAError(ErrorCode.REQUEST_TOKEN_LIMIT, str(exc)) from exc
     except TokenStoreError as exc:
         raise TBAError(
             ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"token store failed: {exc}"
@@ -162,10 +184,27 @@ class TBAFlow:
         # `session_secret` when several processes serve the consent page.
         self._key = (settings.session_secret or secrets.token_hex(32)).encode()
         self._users_by_name = {user.name: user for user in settings.users}
+        # Opaque mode signs rejected flow requests with this, as the guard does on resources.
+        self._dummy_secret = secrets.token_urlsafe(32)
+        window = settings.sign_in_failure_window
+        self.name_failures = SignInThrottle(settings.sign_in_max_failures, window, clock)
+        self.address_failures = SignInThrottle(
+            settings.sign_in_max_failures_per_address, window, clock
+        )
+        # Who builds the app, and how many workers the server building it was told to run:
+        # checked again where it serves (see `process_problem`).
+        self._built_pid = os.getpid()
+        self._server_workers = server_workers()
+        self._checked_pid = 0
+        self._process_problem: str | None = None
 
     # --- dispatch ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = self.process_problem()
+        if problem is not None:
+            await _refuse_to_serve(scope, receive, send, problem)
+            return
         if scope["type"] == "http":
             path = _route_path(scope)
             s = self.settings
@@ -181,6 +220,41 @@ class TBAFlow:
                 await response(scope, receive, send)
                 return
         await self.middleware(scope, receive, send)
+
+    def process_problem(self) -> str | None:
+        """Why this process must not serve, or None: per-process stores while the server runs
+        several workers (as it was told, read where the app was built), or an app built in one
+        process and serving in another (a server that forks after loading it). Once per process."""
+        pid = os.getpid()
+        if pid == self._checked_pid:
+            return self._process_problem
+        self._checked_pid = pid
+        workers = self._server_workers
+        several = workers > 1 if workers is not None else pid != self._built_pid
+        stores = self.per_process_stores()
+        if not (several and stores) or os.environ.get(ALLOW_PER_PROCESS_ENV) == "1":
+            self._process_problem = None
+            return None
+        how = f"{workers} worker processes" if workers else "a process forked after it was built"
+        self._process_problem = (
+            f"tba_guard refuses to serve: this app runs in {how}, but keeps "
+            f"{', '.join(stores)} in each process, so a nonce, token or cookie one worker "
+            'knows is unknown to the others. Set replay_store and token_store to "redis://…" '
+            "URLs and a shared session_secret, or run one worker process."
+        )
+        logger.error(self._process_problem)
+        return self._process_problem
+
+    def per_process_stores(self) -> list[str]:
+        """What this app keeps in its own process only, by the name of its setting."""
+        found = []
+        if isinstance(self.guard.replay_store, MemoryReplayStore):
+            found.append('the replay store (replay_store = "memory")')
+        if isinstance(self.tokens, MemoryTokenStore):
+            found.append('the token store (token_store = "memory")')
+        if self.settings.session_secret is None:
+            found.append("the cookie key (no session_secret)")
+        return found
 
     async def oauth_endpoint(self, scope: Scope, receive: Receive, send: Send, step: Step) -> None:
         """Steps one and three: a signed POST in, form-encoded credentials out."""
@@ -229,12 +303,16 @@ class TBAFlow:
     ) -> list[tuple[str, str]]:
         """The order of checks for the request-token step; the answer's form fields."""
         guard, step = self.guard, Step.REQUEST_TOKEN
+        work = _Work()
         try:
             key = await guard.check_well_formed(request, step)  # 1-7
+            work.credentials_checked = True
             integration = await guard.check_integration(request, step)  # 8
             # 9: there is no token yet
             await read_body(request)
+            work.signature = True
             check_signature(request, integration.consumer_secret)  # 10: key `cs&`
+            work.verified = True
             callback = check_callback(request.oauth, integration)  # 11
             await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
             role = request.oauth.get("role", "")
@@ -250,6 +328,7 @@ class TBAFlow:
             async with token_store_errors():
                 await self.tokens.put_request_token(token)
         except TBAError as error:
+            await self.equal_work(request, error, work, step)
             guard.audit(request, error)
             raise
         guard.audit(request, None)
@@ -271,11 +350,14 @@ class TBAFlow:
         with a wrong verifier: a verifier can be tried once.
         """
         guard, step = self.guard, Step.ACCESS_TOKEN
+        work = _Work()
         try:
             key = await guard.check_well_formed(request, step)  # 1-7
+            work.credentials_checked = True
             oauth = request.oauth  # read by the checks above
             integration = await guard.check_integration(request, step)  # 8
             token_id = oauth["oauth_token"]
+            work.token = True
             async with token_store_errors():
                 found = await self.tokens.request_token(token_id)
             request_token = check_request_token(  # 9
@@ -290,10 +372,13 @@ class TBAFlow:
                 account=request_token.realm or None,
             )
             if request_token.decision == "allowed":
+                work.user = True
                 usable = await self.user_usable(request_token.entity, request_token.role)
                 check_entity_and_role(dataclasses.replace(access, active=usable))  # 9
             await read_body(request)
+            work.signature = True
             check_signature(request, integration.consumer_secret, request_token.token_secret)
+            work.verified = True
             try:
                 check_verifier(request_token, oauth)  # 11
             except TBAError:
@@ -310,10 +395,32 @@ class TBAFlow:
                     )
                 await self.tokens.put_access_token(access)
         except TBAError as error:
+            await self.equal_work(request, error, work, step)
             guard.audit(request, error)
             raise
         guard.audit(request, None)
         return [("oauth_token", access.token_id), ("oauth_token_secret", access.token_secret)]
+
+    async def equal_work(
+        self, request: OAuthRequest, error: TBAError, work: _Work, step: Step
+    ) -> None:
+        """In opaque mode, the lookups and the signature a credential rejection skipped, with
+        the results thrown away: an unknown key, a blocked integration, a missing flow box, an
+        unusable request token and a bad signature then cost the same counted work."""
+        if (
+            self.settings.error_detail != "opaque"
+            or error.code in OPERATIONAL_CODES
+            or not work.credentials_checked
+            or work.verified
+        ):
+            return
+        with contextlib.suppress(Exception):  # the verdict is already decided
+            if step is Step.ACCESS_TOKEN and not work.token:
+                await self.tokens.request_token(request.oauth["oauth_token"])
+            if step is Step.ACCESS_TOKEN and not work.user and self.user_lookup is not None:
+                await self.user_lookup("")
+        if not work.signature:
+            signature_matches(request, self._dummy_secret, self._dummy_secret)
 
     async def user_usable(self, entity: str, role: str) -> bool:
         """Whether the user who consented may still act in that role (no lookup: yes)."""
@@ -331,6 +438,7 @@ class TBAFlow:
 
     async def consent(self, request: Request) -> Response:
         try:
+            self.page_context(request)
             if request.method == "GET":
                 return await self.consent_page(request)
             if request.method == "POST":
@@ -343,12 +451,35 @@ class TBAFlow:
             detail = "<p>The sign-in service cannot reach its token store.</p>"
             return _page(title, detail, status=503, headers={"Retry-After": "1"})
 
+    def page_context(self, request: Request) -> tuple[bool, str]:
+        """Whether the page is served over HTTPS, and the client's address, as the guard
+        reads them (`public_url`, `trusted_proxies`); computed once per request."""
+        context: tuple[bool, str] | None = request.scope.get(_PAGE_CONTEXT)
+        if context is None:
+            try:
+                view = self.middleware.request_from_scope(request.scope)
+            except TBAError as error:
+                raise PageError(
+                    400, "Bad request", "The request cannot be read one way."
+                ) from error
+            context = request.scope[_PAGE_CONTEXT] = (view.secure, view.client)
+        return context
+
+    def cookie_name(self, request: Request, name: str) -> str:
+        """`__Host-` and `Secure` over HTTPS; the bare name over plain HTTP (development),
+        where a browser would refuse a `__Host-` cookie."""
+        return HOST_PREFIX + name if self.page_context(request)[0] else name
+
     async def consent_page(self, request: Request) -> Response:
         token_id = _single(request.query_params.multi_items(), "oauth_token")
         state = _checked_state(_single(request.query_params.multi_items(), "state"))
         token = await self.pending_token(token_id)
         integration_name = await self.integration_name(token)
-        csrf_cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(32)
+        sent = request.cookies.get(self.cookie_name(request, CSRF_COOKIE), "")
+        csrf_cookie = sent if self.csrf_cookie_valid(sent) else self.new_csrf_cookie()
+        if sent and sent != csrf_cookie:
+            reason = "CSRF cookie not issued here: replaced"
+            self.audit_page(request, reason, token=token, outcome="rejected")
         csrf = self.csrf_field(csrf_cookie, token_id)
         user = await self.current_user(request)
         if user is None:
@@ -364,7 +495,7 @@ class TBAFlow:
             raise PageError(403, "No usable role", "Your account has no role that may do this.")
         else:
             response = self.consent_form(token, state, csrf, integration_name, user)
-        if request.cookies.get(CSRF_COOKIE) != csrf_cookie:
+        if sent != csrf_cookie:
             self.set_cookie(request, response, CSRF_COOKIE, csrf_cookie, None)
         return response
 
@@ -372,10 +503,12 @@ class TBAFlow:
         form = await _read_form(request)
         token_id = form.get("oauth_token", "")
         state = _checked_state(form.get("state", ""))
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not hmac.compare_digest(
-            self.csrf_field(cookie, token_id), form.get("csrf", "")
-        ):
+        cookie = request.cookies.get(self.cookie_name(request, CSRF_COOKIE), "")
+        if not self.csrf_cookie_valid(cookie):
+            reason = "consent form without a CSRF cookie issued here"
+            self.audit_page(request, reason, token_id=token_id, outcome="rejected")
+            raise PageError(403, "Expired form", "Reload the page and try again.")
+        if not hmac.compare_digest(self.csrf_field(cookie, token_id), form.get("csrf", "")):
             self.audit_page(
                 request,
                 "consent form without a valid CSRF value",
@@ -449,7 +582,6 @@ class TBAFlow:
         """A consent-page event on the audit log: a decision, a sign-in, a refused form. There
         is no catalog code for these; the reason says what happened (never a name typed in the
         sign-in form: people type passwords there by mistake)."""
-        client = request.client
         record(
             AuditEvent(
                 outcome=outcome,
@@ -459,7 +591,7 @@ class TBAFlow:
                 realm=token.realm if token else "",
                 method=request.method,
                 path=request.url.path,
-                client=client.host if client else "",
+                client=self.page_context(request)[1],
                 time=self.clock(),
                 reason=reason,
             ),
@@ -470,7 +602,7 @@ class TBAFlow:
 
     async def session_user(self, request: Request) -> User | None:
         """The user of a valid session cookie (the built-in sign-in)."""
-        value = request.cookies.get(SESSION_COOKIE, "")
+        value = request.cookies.get(self.cookie_name(request, SESSION_COOKIE), "")
         encoded, _, rest = value.partition(".")
         expires, _, mac = rest.partition(".")
         if not (encoded and expires.isdigit() and mac):
@@ -490,18 +622,32 @@ class TBAFlow:
         self, request: Request, form: dict[str, str], token_id: str, state: str
     ) -> Response:
         token = await self.pending_token(token_id)
-        user = self._users_by_name.get(form.get("name", ""))
+        name = form.get("name", "")
+        client = self.page_context(request)[1]
+        # Throttled before the password is looked at: once refused, even the right one waits.
+        wait = max(self.name_failures.wait(name), self.address_failures.wait(client))
+        if wait > 0:
+            self.audit_page(request, "sign-in throttled", token=token, outcome="rejected")
+            minutes = max(1, math.ceil(wait / 60))
+            detail = f"Too many failed sign-ins. Try again in {minutes} minute(s)."
+            retry = {"Retry-After": str(math.ceil(wait))}
+            return _page("Too many attempts", f"<p>{_e(detail)}</p>", status=429, headers=retry)
+        user = self._users_by_name.get(name)
         password = form.get("password", "").encode()
         expected = user.password.encode() if user else secrets.token_bytes(16)
         # Compare even for an unknown name, so timing does not tell which names exist.
         if not (hmac.compare_digest(expected, password) and user and user.password and user.active):
+            self.name_failures.fail(name)
+            self.address_failures.fail(client)
             self.audit_page(request, "sign-in failed", token=token, outcome="rejected")
             integration_name = await self.integration_name(token)
-            csrf = self.csrf_field(request.cookies.get(CSRF_COOKIE, ""), token_id)
+            cookie = request.cookies.get(self.cookie_name(request, CSRF_COOKIE), "")
+            csrf = self.csrf_field(cookie, token_id)
             response = self.sign_in_form(
                 token, state, csrf, integration_name, failed=True, status=401
             )
             return response
+        self.name_failures.clear(name)
         self.audit_page(request, f"signed in as entity {user.entity}", token=token)
         query = [("oauth_token", token_id)] + ([("state", state)] if state else [])
         response = RedirectResponse(
@@ -518,6 +664,16 @@ class TBAFlow:
     def mac(self, *parts: str) -> str:
         return hmac.new(self._key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
 
+    def new_csrf_cookie(self) -> str:
+        """A CSRF cookie this server issued: a random value and its MAC, so a value chosen by
+        the client (or planted by another site) is recognised and refused."""
+        value = secrets.token_hex(16)
+        return f"{value}.{self.mac('csrf-cookie', value)}"
+
+    def csrf_cookie_valid(self, cookie: str) -> bool:
+        value, _, mac = cookie.partition(".")
+        return bool(value and mac) and hmac.compare_digest(self.mac("csrf-cookie", value), mac)
+
     def csrf_field(self, cookie: str, token_id: str) -> str:
         """The form's CSRF value: bound to the browser's cookie and to this request token."""
         return self.mac("csrf", cookie, token_id)
@@ -525,12 +681,13 @@ class TBAFlow:
     def set_cookie(
         self, request: Request, response: Response, name: str, value: str, max_age: int | None
     ) -> None:
+        secure = self.page_context(request)[0]
         response.set_cookie(
-            name,
+            self.cookie_name(request, name),
             value,
             max_age=max_age,
-            path="/",
-            secure=request.url.scheme == "https",
+            path="/",  # and no Domain: what `__Host-` requires
+            secure=secure,
             httponly=True,
             samesite="lax",
         )
@@ -585,6 +742,80 @@ Sign in to continue.</p>{notice}
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class _Work:
+    """What a flow step has spent so far, so that opaque mode can spend the rest."""
+
+    credentials_checked: bool = False  # steps 1-7 passed: step 8 looked the integration up
+    token: bool = False  # the request token was looked up
+    user: bool = False  # its user was looked up
+    signature: bool = False  # the signature was computed
+    verified: bool = False  # and it matched: past here the caller holds the secrets
+
+
+class SignInThrottle:
+    """Failed sign-ins per key (a name, or a client address) in a sliding window: after
+    `limit` failures within `window` seconds the key waits until the oldest of them ages out.
+    In-process and bounded: past `_THROTTLE_MAX_KEYS` keys the longest quiet are forgotten."""
+
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` may try again (0: now)."""
+        failures = self._failures.get(key)
+        if failures is None or len(failures) < self.limit:
+            return 0.0
+        return max(0.0, failures[0] + self.window - self.clock())
+
+    def fail(self, key: str) -> None:
+        failures = self._failures.pop(key, None)  # re-inserted last: the most recent
+        if failures is None:
+            if len(self._failures) >= _THROTTLE_MAX_KEYS:
+                del self._failures[next(iter(self._failures))]
+            failures = deque(maxlen=self.limit)
+        failures.append(self.clock())
+        self._failures[key] = failures
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+def server_workers() -> int | None:
+    """How many worker processes the server that is building the app (uvicorn's `Config`,
+    gunicorn's `cfg`, found up the call stack) was told to run; None when built elsewhere.
+    uvicorn ignores `--workers` when it reloads."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner: Any = frame.f_locals.get("self")
+        if owner is not None and type(owner).__module__.startswith(("uvicorn.", "gunicorn.")):
+            for config in (owner, getattr(owner, "config", None), getattr(owner, "cfg", None)):
+                workers = getattr(config, "workers", None)
+                if isinstance(workers, int) and not isinstance(workers, bool):
+                    return 1 if getattr(config, "reload", False) is True else workers
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+async def _refuse_to_serve(scope: Scope, receive: Receive, send: Send, problem: str) -> None:
+    """Fail the server's start-up (uvicorn then stops every worker) or, where it runs without
+    a lifespan, answer 503 to every request."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": problem})
+        return
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    response = PlainTextResponse(
+        "This service is misconfigured: see its log.", 503, headers={"Retry-After": "60"}
+    )
+    await response(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

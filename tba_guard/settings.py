@@ -25,7 +25,12 @@ from .tokens import User
 ENV_PREFIX = "TBA_GUARD_"
 #: Variables with the prefix that are not settings (they steer the test suite or the CLI).
 _ENV_NOT_SETTINGS = frozenset(
-    {"TBA_GUARD_REQUIRE_REDIS", "TBA_GUARD_REQUIRE_BROWSER", "TBA_GUARD_CONFIG"}
+    {
+        "TBA_GUARD_REQUIRE_REDIS",
+        "TBA_GUARD_REQUIRE_BROWSER",
+        "TBA_GUARD_CONFIG",
+        "TBA_GUARD_ALLOW_PER_PROCESS_STORES",  # tba_guard.flow: several workers allowed anyway
+    }
 )
 
 

@@ -15,6 +15,7 @@ accepts them the moment they are issued, in every worker that shares the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,10 +31,21 @@ Decision = Literal["pending", "allowed", "denied"]
 #: How long an expired or used request token is remembered, to name the reason at step three.
 TOMBSTONE_SECONDS = 3600
 DEFAULT_PREFIX = "tba_guard:flow:"
+#: Live request tokens per integration unless the settings say otherwise.
+DEFAULT_QUOTA = 1000
 
 
 class TokenStoreError(Exception):
     """The token store cannot answer (down, timed out, full). The flow fails closed: 503."""
+
+
+class RequestTokenQuotaExceeded(TokenStoreError):
+    """One integration holds its quota of live request tokens: refused for it alone
+    (`RequestTokenLimit`), while every other integration keeps getting tokens."""
+
+    def __init__(self, consumer_key: str, quota: int) -> None:
+        super().__init__(f"integration holds {quota} live request tokens, its quota")
+        self.consumer_key, self.quota = consumer_key, quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +104,9 @@ class RequestToken:
 class TokenStore(Protocol):
     """The storage boundary of the flow. Every method may raise `TokenStoreError`."""
 
-    async def put_request_token(self, token: RequestToken) -> None: ...
+    async def put_request_token(self, token: RequestToken) -> None:
+        """Store a new token; `RequestTokenQuotaExceeded` when its integration is at quota."""
+        ...
 
     async def request_token(self, token_id: str) -> RequestToken | None:
         """The token as it is now (pending, decided or used), or None once forgotten."""
@@ -117,34 +131,50 @@ class TokenStore(Protocol):
 
 
 class MemoryTokenStore:
-    """One process's tokens. Request tokens are bounded in number (only a caller holding a
-    consumer secret can create one, but a leaked secret must not exhaust memory); access tokens
-    are not, as they are issued only after a user's consent.
+    """One process's tokens. Request tokens are bounded in number, per integration (a quota of
+    live ones) and in all: only a caller holding a consumer secret can create one, but a leaked
+    secret must neither exhaust memory nor lock the other integrations out. Access tokens are
+    not bounded, as they are issued only after a user's consent.
 
     Each state change happens without an `await` in between, so it is atomic on the event loop.
     """
 
     def __init__(
-        self, *, max_request_tokens: int = 100_000, clock: Callable[[], float] = time.time
+        self,
+        *,
+        max_request_tokens: int = 100_000,
+        max_per_integration: int = DEFAULT_QUOTA,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_request_tokens = max_request_tokens
+        self.max_per_integration = max_per_integration
         self._clock = clock
         self._request_tokens: dict[str, RequestToken] = {}
+        # Per integration, its live (unexpired, unconsumed) token ids and their expiry, in the
+        # order issued: with one lifetime that is the order they expire in.
+        self._live: dict[str, dict[str, float]] = {}
         self._access_tokens: dict[str, Token] = {}
 
     async def put_request_token(self, token: RequestToken) -> None:
+        now = self._clock()
+        live = self._live.get(token.consumer_key)
+        if live is not None and len(live) >= self.max_per_integration:
+            _drop_expired(live, now)
+            if len(live) >= self.max_per_integration:
+                raise RequestTokenQuotaExceeded(token.consumer_key, self.max_per_integration)
         if len(self._request_tokens) >= self.max_request_tokens:
-            self.purge()
+            self.purge(tombstones=True)
             if len(self._request_tokens) >= self.max_request_tokens:
                 raise TokenStoreError(
                     f"in-process token store full ({self.max_request_tokens} request tokens)"
                 )
         self._request_tokens[token.token_id] = token
+        self._live.setdefault(token.consumer_key, {})[token.token_id] = token.expires_at
 
     async def request_token(self, token_id: str) -> RequestToken | None:
         token = self._request_tokens.get(token_id)
         if token is not None and token.expires_at + TOMBSTONE_SECONDS <= self._clock():
-            del self._request_tokens[token_id]
+            self._forget(token)
             return None
         return token
 
@@ -164,6 +194,7 @@ class MemoryTokenStore:
         if token is None:
             return False
         self._request_tokens[token_id] = dataclasses.replace(token, uses=token.uses + 1)
+        self._unlive(token)  # used: a tombstone, no longer counted against the quota
         return token.uses == 0
 
     async def put_access_token(self, token: Token) -> None:
@@ -172,15 +203,45 @@ class MemoryTokenStore:
     async def access_token(self, token_id: str) -> Token | None:
         return self._access_tokens.get(token_id)
 
-    def purge(self) -> None:
-        """Forget request tokens whose tombstone time is over."""
+    def live_request_tokens(self, consumer_key: str) -> int:
+        """How many live request tokens count against this integration's quota."""
+        live = self._live.get(consumer_key)
+        if live is None:
+            return 0
+        _drop_expired(live, self._clock())
+        return len(live)
+
+    def purge(self, *, tombstones: bool = False) -> None:
+        """Forget request tokens whose tombstone time is over; with `tombstones`, also the
+        expired and used ones kept only to name a reason at step three (the store is full)."""
         now = self._clock()
-        for token_id in [
-            t.token_id
+        for token in [
+            t
             for t in self._request_tokens.values()
             if t.expires_at + TOMBSTONE_SECONDS <= now
+            or (tombstones and (t.expires_at <= now or t.uses))
         ]:
-            del self._request_tokens[token_id]
+            self._forget(token)
+
+    def _forget(self, token: RequestToken) -> None:
+        del self._request_tokens[token.token_id]
+        self._unlive(token)
+
+    def _unlive(self, token: RequestToken) -> None:
+        live = self._live.get(token.consumer_key)
+        if live is not None and live.pop(token.token_id, None) is not None and not live:
+            del self._live[token.consumer_key]
+
+
+def _drop_expired(live: dict[str, float], now: float) -> None:
+    """Drop expired ids from the front; the rest are newer, so the first live one ends it."""
+    expired = []
+    for token_id, expires_at in live.items():
+        if expires_at > now:
+            break
+        expired.append(token_id)
+    for token_id in expired:
+        del live[token_id]
 
 
 # --- Redis -----------------------------------------------------------------------------------
@@ -197,8 +258,17 @@ redis.call('HSET', KEYS[1], 'decision', ARGV[1], 'verifier', ARGV[2], 'entity', 
 return 1
 """
 _CONSUME = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'uses', 1)
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+return {redis.call('HINCRBY', KEYS[1], 'uses', 1), redis.call('HGET', KEYS[1], 'consumer_key')}
+"""
+# One integration's live request tokens: a sorted set of ids scored by expiry, trimmed of the
+# expired before it is counted; the set itself lasts as long as its newest member.
+_CLAIM_QUOTA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+return 1
 """
 _REQUEST_FIELDS = {f.name: f.type for f in dataclasses.fields(RequestToken)}
 _ACCESS_FIELDS = ("token_id", "token_secret", "consumer_key", "entity", "role", "account")
@@ -208,8 +278,10 @@ class RedisTokenStore:
     """Tokens in Redis, so that every worker and host sees every token at once.
 
     Request tokens are hashes that expire by themselves (lifetime plus the tombstone time);
-    access tokens are hashes without expiry. Secrets are stored as issued: the server needs them
-    to check HMAC signatures, so protect the Redis server as you protect the settings file.
+    access tokens are hashes without expiry. Each integration's live request tokens are counted
+    in a sorted set of their own, so a flood ends at that integration's quota. Secrets are
+    stored as issued: the server needs them to check HMAC signatures, so protect the Redis
+    server as you protect the settings file.
     Connections belong to the event loop that opened them: one client per running loop.
     """
 
@@ -219,6 +291,7 @@ class RedisTokenStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = 1.0,
+        max_per_integration: int = DEFAULT_QUOTA,
         clock: Callable[[], float] = time.time,
     ) -> None:
         from .redis_store import redact_url
@@ -227,6 +300,7 @@ class RedisTokenStore:
         self.location = redact_url(url)
         self.prefix = prefix
         self.timeout = timeout
+        self.max_per_integration = max_per_integration
         self._clock = clock
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
@@ -238,6 +312,7 @@ class RedisTokenStore:
             settings.token_store,
             prefix=settings.token_store_key_prefix,
             timeout=max(settings.redis_timeout, 1.0),
+            max_per_integration=settings.max_request_tokens_per_integration,
             clock=clock,
         )
 
@@ -250,11 +325,40 @@ class RedisTokenStore:
     def _access_key(self, token_id: str) -> str:
         return f"{self.prefix}at:{token_id}"
 
+    def _live_key(self, consumer_key: str) -> str:
+        return f"{self.prefix}live:{consumer_key}"
+
     async def put_request_token(self, token: RequestToken) -> None:
-        keep_ms = int((token.expires_at + TOMBSTONE_SECONDS - self._clock()) * 1000)
+        now = self._clock()
+        live_ms = max(int((token.expires_at - now) * 1000) + 1, 1)
+        live_key = self._live_key(token.consumer_key)
+        claimed = await self._call(
+            "EVAL",
+            _CLAIM_QUOTA,
+            1,
+            live_key,
+            repr(now),
+            self.max_per_integration,
+            repr(token.expires_at),
+            token.token_id,
+            live_ms,
+        )
+        if not int(claimed):
+            raise RequestTokenQuotaExceeded(token.consumer_key, self.max_per_integration)
+        keep_ms = int((token.expires_at + TOMBSTONE_SECONDS - now) * 1000)
         mapping = {name: str(getattr(token, name)) for name in _REQUEST_FIELDS}
         key = self._request_key(token.token_id)
-        await self._call("EVAL", _PUT, 1, key, max(keep_ms, 1), *_flatten(mapping))
+        try:
+            await self._call("EVAL", _PUT, 1, key, max(keep_ms, 1), *_flatten(mapping))
+        except TokenStoreError:
+            with contextlib.suppress(TokenStoreError):  # give the quota back if we can
+                await self._call("ZREM", live_key, token.token_id)
+            raise
+
+    async def live_request_tokens(self, consumer_key: str) -> int:
+        """How many live request tokens count against this integration's quota."""
+        key = self._live_key(consumer_key)
+        return int(await self._call("ZCOUNT", key, f"({self._clock()!r}", "+inf"))
 
     async def request_token(self, token_id: str) -> RequestToken | None:
         raw = await self._call("HGETALL", self._request_key(token_id))
@@ -284,8 +388,15 @@ class RedisTokenStore:
         return bool(done)
 
     async def consume(self, token_id: str) -> bool:
-        uses = await self._call("EVAL", _CONSUME, 1, self._request_key(token_id))
-        return int(uses) == 1
+        uses, consumer_key = await self._call("EVAL", _CONSUME, 1, self._request_key(token_id))
+        if int(uses) != 1:
+            return False
+        if isinstance(consumer_key, bytes):
+            consumer_key = consumer_key.decode()
+        # Used: no longer live. Should this fail, the id leaves the set when it expires anyway.
+        with contextlib.suppress(TokenStoreError):
+            await self._call("ZREM", self._live_key(consumer_key), token_id)
+        return True
 
     async def put_access_token(self, token: Token) -> None:
         mapping = {name: getattr(token, name) or "" for name in _ACCESS_FIELDS}
@@ -365,7 +476,9 @@ def token_store_for(
 ) -> TokenStore:
     """The store the settings name: `memory`, or a Redis URL (needs `tba-guard[redis]`)."""
     if settings.token_store == "memory":
-        return MemoryTokenStore(clock=clock)
+        return MemoryTokenStore(
+            max_per_integration=settings.max_request_tokens_per_integration, clock=clock
+        )
     return RedisTokenStore.from_settings(settings, clock=clock)
 
 

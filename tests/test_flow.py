@@ -496,7 +496,7 @@ async def test_consent_without_csrf_cookie_is_refused_and_decides_nothing(
     await fc.sign_in(token_id)
     page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
     data = {"oauth_token": token_id, "csrf": csrf_of(page.text), "decision": "allow", "role": "3"}
-    fc.http.cookies.delete("tba_csrf")
+    fc.http.cookies.delete("__Host-tba_csrf")  # served over HTTPS: the prefixed name
     response = await fc.http.post(AUTHORIZE_PATH, data=data)
     assert response.status_code == 403
     assert "location" not in response.headers
