@@ -1,8 +1,9 @@
 """The `tba-guard` command: `serve` (the demo service), `sign` and `explain`.
 
 Usage and configuration errors print one line naming the problem and exit with status 2,
-never a traceback; `explain` exits 1 when the request would be rejected. No subcommand ever
-prints a secret: `sign` prints a signature, which is safe to show, and nothing else.
+never a traceback; `explain` exits 1 when the request would be rejected. No subcommand prints
+a secret unless asked: `sign` prints a signature, which is safe to show, and signs PLAINTEXT
+(whose signature *is* the secrets) only with `--print-secrets`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .credentials import Integration, Token
 from .demo import CONFIG_ENV, RESTLET_PATH, build_app, load_settings
 from .request import FORM_CONTENT_TYPE
 from .settings import GuardSettings, SettingsError
+from .signature import PLAINTEXT
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 DEMO_FACTORY = "tba_guard.demo:create_app"
@@ -204,9 +206,12 @@ def authorization_header(
     realm: str | None = None,
     body: str | None = None,
     content_type: str | None = None,
+    print_secrets: bool = False,
 ) -> str:
     """An `Authorization` value signed by oauthlib's `Client`, the signer most Python clients
-    use, with the first signature method of the settings and the secrets they hold.
+    use, with the first signature method of the settings and the secrets they hold. PLAINTEXT
+    sends the secrets as the signature: it is skipped for the next method unless
+    `print_secrets`, and refused when it is the only one.
 
     `realm` None means the configured realm; "" means none. A body without a content type is
     form-encoded (what `curl -d` sends), so its parameters are signed.
@@ -232,12 +237,13 @@ def authorization_header(
     headers = {}
     if body is not None or content_type is not None:
         headers["Content-Type"] = content_type or FORM_CONTENT_TYPE
+    method_name = signing_method(settings, print_secrets=print_secrets)
     client = Client(
         integration.consumer_key,
         client_secret=integration.consumer_secret,
         resource_owner_key=token.token_id if token else None,
         resource_owner_secret=token.token_secret if token else None,
-        signature_method=settings.signature_methods[0],
+        signature_method=method_name,
         realm=(settings.realm if realm is None else realm) or None,
     )
     try:
@@ -245,6 +251,19 @@ def authorization_header(
     except ValueError as exc:
         raise UsageError(f"cannot sign this request: {exc}") from None
     return str(signed["Authorization"])
+
+
+def signing_method(settings: GuardSettings, *, print_secrets: bool = False) -> str:
+    """The first configured method whose signature is not the secrets themselves."""
+    if print_secrets:
+        return settings.signature_methods[0]
+    for method in settings.signature_methods:
+        if method != PLAINTEXT:
+            return method
+    raise UsageError(
+        "the only configured signature method is PLAINTEXT, whose signature is the consumer "
+        "and token secrets: pass --print-secrets to print them, or add an HMAC method"
+    )
 
 
 def run_sign(args: argparse.Namespace) -> int:
@@ -259,6 +278,7 @@ def run_sign(args: argparse.Namespace) -> int:
             realm=args.realm,
             body=args.body,
             content_type=args.content_type,
+            print_secrets=args.print_secrets,
         )
     )
     return EXIT_OK
@@ -344,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--content-type",
         metavar="CT",
         help=f"the body's content type (default {FORM_CONTENT_TYPE}, as curl -d sends)",
+    )
+    sign.add_argument(
+        "--print-secrets",
+        action="store_true",
+        help="sign with PLAINTEXT when it is the first method, printing the secrets it sends",
     )
     sign.add_argument("method", metavar="METHOD")
     sign.add_argument("url", metavar="URL", help="the full URL the request goes to")
