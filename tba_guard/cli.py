@@ -289,8 +289,18 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_explain_command(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    from .explain import run_explain  # lazy: only this subcommand needs it
+    from .explain import parse_raw_request, run_explain, run_explain_raw  # lazy: only here
 
+    if args.raw is not None:
+        try:
+            raw = parse_raw_request(_raw_text(args), scheme=args.scheme)
+        except ValueError as exc:
+            raise UsageError(f"--raw {args.raw}: {exc}") from None
+        lines, accepted = run_explain_raw(settings, raw, args.now)
+        print("\n".join(lines))
+        return EXIT_OK if accepted else EXIT_REJECTED
+    if args.method is None or args.url is None or args.header is None:
+        raise UsageError("give METHOD URL --header VALUE, or the whole request with --raw FILE")
     lines, accepted = run_explain(
         settings,
         args.method,
@@ -302,6 +312,22 @@ def run_explain_command(args: argparse.Namespace) -> int:
     )
     print("\n".join(lines))
     return EXIT_OK if accepted else EXIT_REJECTED
+
+
+def _raw_text(args: argparse.Namespace) -> str:
+    """The pasted request (a file, or standard input for `-`), checked to stand alone."""
+    given = [args.method, args.url, args.header, args.content_type, args.body or None]
+    if any(value is not None for value in given):
+        raise UsageError("--raw holds the whole request: leave out METHOD, URL and the options")
+    try:
+        if args.raw == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.raw, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise UsageError(f"--raw {args.raw}: {exc.strerror or exc}") from None
+    return data.decode("utf-8", "surrogateescape")
 
 
 # --- the parser -------------------------------------------------------------------------------
@@ -378,9 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="run every check on a request, without touching any replay store"
     )
     _add_config(explain)
-    explain.add_argument("method", metavar="METHOD")
-    explain.add_argument("url", metavar="URL")
-    explain.add_argument("--header", required=True, metavar="VALUE", help="Authorization value")
+    explain.add_argument("method", metavar="METHOD", nargs="?")
+    explain.add_argument("url", metavar="URL", nargs="?")
+    explain.add_argument("--header", metavar="VALUE", help="Authorization value")
+    explain.add_argument(
+        "--raw",
+        metavar="FILE",
+        help="the whole HTTP request as curl -v or a proxy log shows it ('-': standard input)",
+    )
+    explain.add_argument(
+        "--scheme",
+        choices=("https", "http"),
+        default="https",
+        help="with --raw: the scheme of a request line that gives only a path (default https)",
+    )
     explain.add_argument("--body", default="", metavar="B", help="request body")
     explain.add_argument(
         "--content-type", metavar="CT", help="the body's content type (a form body is signed)"

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .checks import (
     Step,
@@ -43,13 +43,13 @@ from .checks import (
 )
 from .credentials import Integration, Token
 from .errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
+from .mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
 from .replay import MemoryReplayStore
-from .request import OAuthRequest, base_string_uri, form_pairs, request_from_url
+from .request import OAuthRequest, base_string_uri, request_from_url
 from .settings import GuardSettings
 from .signature import (
     SIGNATURE_METHODS,
     base_string,
-    percent_encode,
     request_base_string,
     sign,
     signed_parameters,
@@ -107,26 +107,55 @@ _HINT_MAX = 2048  # a hint is one header-sized line, not a document
 
 @dataclass(frozen=True, slots=True)
 class Pitfall:
-    """A known way clients get a request wrong, and what to do instead."""
+    """A known way clients get a request wrong, and what to do instead; `name` when it is one
+    of the catalogue's mistakes (tba_guard/mistakes.py)."""
 
     cause: str
     fix: str
+    name: str = ""
+    note: str = ""
 
 
 # --- development hints (the middleware's `development_hints` setting) -------------------------
 
 
-def development_hint(error: TBAError, request: OAuthRequest) -> str:
+def development_hint(
+    error: TBAError, request: OAuthRequest, *, settings: GuardSettings | None = None
+) -> str:
     """One line for an error response in development: the reason, the fix and, for a bad
-    signature, the server's base string (which holds no secret). Never switched on in production.
+    signature, the server's base string (which holds no secret) and, given the settings, the
+    catalogued mistakes that reproduce the signature. Never switched on in production.
     """
     parts = [error.reason or error.code.value, FIXES[error.code]]
     if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
         parts.append(f"the server's base string: {request_base_string(request)}")
+        if settings is not None:
+            parts += _hint_causes(settings, request)
     parts.append("run `tba-guard explain` for the likely cause")
     hint = "; ".join(parts)
     hint = "".join(c if c.isprintable() else " " for c in hint)
     return hint if len(hint) <= _HINT_MAX else hint[:_HINT_MAX] + "…"
+
+
+def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:
+    """The mistake search with the settings' own credentials (looked up without awaiting a
+    store; a token only a token store holds is not searched)."""
+    oauth = request.oauth
+    key, token_id = oauth.get("oauth_consumer_key"), oauth.get("oauth_token")
+    integration = next((i for i in settings.integrations if i.consumer_key == key), None)
+    token = next((t for t in settings.tokens if t.token_id == token_id), None)
+    if integration is None or (token_id is not None and token is None):
+        return []
+    findings, _ = search(
+        request,
+        client_uri=request.uri,
+        consumer_secret=integration.consumer_secret,
+        token_secret=token.token_secret if token else "",
+        realm=settings.realm,
+    )
+    if not findings:
+        return ["no known client mistake reproduces the signature"]
+    return [f"likely cause ({' + '.join(f.names)}): {f.explanation}" for f in findings]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -203,13 +232,47 @@ async def explain(
     step: Step = Step.RESOURCE,
 ) -> tuple[list[str], bool]:
     """Run every check on the request; return the lines to print and whether it is accepted."""
-    clock = time.time() if now is None else now
-    lines = [f"Request: {method.upper()} {url}"]
-    lines.append(_describe_body(body, content_type))
-    lines.append(f"Clock: {int(clock)} ({'--now' if now is not None else 'this machine'})")
     headers = [("Authorization", header)]
     if content_type:
         headers.append(("Content-Type", content_type))
+    described = _describe_body(body, content_type)
+    return await _explain(settings, method, url, headers, body, now, step, [described])
+
+
+async def explain_raw(
+    settings: GuardSettings,
+    raw: RawRequest,
+    now: float | None = None,
+    *,
+    step: Step = Step.RESOURCE,
+) -> tuple[list[str], bool]:
+    """`explain` for a request pasted whole: its own headers, every one of them."""
+    content_type = next((v for n, v in raw.headers if n.lower() == "content-type"), None)
+    if not raw.body:
+        described = "Body: none"
+    else:
+        size = len(raw.body.encode("utf-8", "surrogateescape"))
+        signed = "" if content_type else ", no Content-Type header, so not signed"
+        described = f"Body: {size} bytes{signed}"
+        if content_type:
+            described += f", Content-Type {content_type}"
+    notes = [described, *(f"Note: {note}" for note in raw.notes)]
+    return await _explain(settings, raw.method, raw.url, raw.headers, raw.body, now, step, notes)
+
+
+async def _explain(
+    settings: GuardSettings,
+    method: str,
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    body: str,
+    now: float | None,
+    step: Step,
+    described: list[str],
+) -> tuple[list[str], bool]:
+    clock = time.time() if now is None else now
+    lines = [f"Request: {method.upper()} {url}", *described]
+    lines.append(f"Clock: {int(clock)} ({'--now' if now is not None else 'this machine'})")
     try:
         # Arguments may hold bytes that are not UTF-8 (surrogates): send them as they came.
         request = request_from_url(method, url, headers, body.encode("utf-8", "surrogateescape"))
@@ -250,6 +313,120 @@ def run_explain(
 ) -> tuple[list[str], bool]:
     """The command line's entry point: `explain` on a fresh event loop."""
     return asyncio.run(explain(settings, method, url, header, body, now, content_type=content_type))
+
+
+def run_explain_raw(
+    settings: GuardSettings, raw: RawRequest, now: float | None
+) -> tuple[list[str], bool]:
+    """The command line's entry point for `--raw` (`parse_raw_request` reads the text)."""
+    return asyncio.run(explain_raw(settings, raw, now))
+
+
+# --- a raw request, as curl -v or a proxy log shows it ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """A pasted request: method, full URL, headers in order (repeats kept), body."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: str
+    notes: tuple[str, ...] = ()
+
+
+_CURL_NOISE = ("*", "<", "{", "}")  # curl -v's info, response and data lines
+
+
+def parse_raw_request(text: str, *, scheme: str = "https") -> RawRequest:
+    """Read a request line, headers, a blank line and the body, with CRLF or LF line ends.
+
+    curl -v prefixes what it sends with `> ` and prints `*` notes and the `<` response around
+    it: those prefixes are taken off and that noise skipped, up to the response. A request line
+    with only a path takes `scheme` and the Host header. Raises ValueError with the reason.
+    """
+    lines = text.splitlines(keepends=True)
+    index, curl = 0, False
+    while index < len(lines) and (not lines[index].strip() or lines[index].startswith("*")):
+        index += 1
+    if index < len(lines) and lines[index].startswith(">"):
+        curl = True
+    head: list[str] = []
+    while index < len(lines):
+        line = lines[index].rstrip("\r\n")
+        index += 1
+        if curl:
+            if line.startswith(_CURL_NOISE):
+                continue
+            line = line.removeprefix(">").removeprefix(" ")
+        if not line.strip():
+            if head:
+                break
+            continue
+        head.append(line)
+    if not head:
+        raise ValueError("no request line: expected e.g. 'GET /path?query HTTP/1.1'")
+    method, target = _request_line(head[0])
+    headers = _header_lines(head[1:])
+    rest = lines[index:]
+    if curl:  # after the request curl prints its own notes, then the response: body up to that
+        response = next((i for i, line in enumerate(rest) if line.startswith("<")), len(rest))
+        rest = [line for line in rest[:response] if not line.startswith(_CURL_NOISE)]
+    body, notes = _raw_body("".join(rest), headers)
+    url, url_note = _raw_url(target, headers, scheme)
+    return RawRequest(method, url, tuple(headers), body, tuple(notes + url_note))
+
+
+def _request_line(line: str) -> tuple[str, str]:
+    parts = line.split()
+    if len(parts) not in (2, 3) or not parts[0].isalpha() or not parts[0].isascii():
+        raise ValueError(f"not a request line: {line[:80]!r}")
+    if len(parts) == 3 and not parts[2].upper().startswith("HTTP/"):
+        raise ValueError(f"not a request line: {line[:80]!r}")
+    return parts[0].upper(), parts[1]
+
+
+def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    for line in lines:
+        if line[:1] in (" ", "\t") and headers:  # an obsolete folded continuation line
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ValueError(f"not a header line: {line[:80]!r}")
+        headers.append((name, value.strip(" \t")))
+    return headers
+
+
+def _raw_body(rest: str, headers: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """The body: Content-Length bytes of what follows the blank line when it is given (a log's
+    final line end is not the body's), else that text without its final line ends."""
+    lengths = [v for n, v in headers if n.lower() == "content-length"]
+    data = rest.encode("utf-8", "surrogateescape")
+    if not lengths or not lengths[0].isdigit():
+        return rest.rstrip("\r\n"), []
+    length = int(lengths[0])
+    if len(data) < length:
+        note = f"the body given is {len(data)} bytes, Content-Length says {length}"
+        return rest, [note]
+    return data[:length].decode("utf-8", "surrogateescape"), []
+
+
+def _raw_url(target: str, headers: list[tuple[str, str]], scheme: str) -> tuple[str, list[str]]:
+    host = next((v for n, v in headers if n.lower() == "host"), None)
+    if target.lower().startswith(("http://", "https://")):
+        given = target.partition("://")[2].partition("/")[0]
+        if host is not None and host.lower() != given.lower():
+            return target, [f"the Host header says {host}; the URL's host {given} is used"]
+        return target, []
+    if not target.startswith("/"):
+        raise ValueError(f"the request target {target[:80]!r} is neither a path nor a URL")
+    if host is None:
+        raise ValueError("a request line with only a path needs a Host header")
+    return f"{scheme}://{host}{target}", [f"the scheme is {scheme} (--scheme to change it)"]
 
 
 def _describe_body(body: str, content_type: str | None) -> str:
@@ -416,15 +593,53 @@ def _conclusion(
         if first.code is not _C.INVALID_SIGNATURE:
             lines.append("The signature does not match either.")
         lines.append(f"Base string the server built: {request_base_string(request)}")
-        signature_causes = [p for p in _signature_pitfalls(request, context) if p not in causes]
-        lines += _cause_lines(signature_causes or [_NO_KNOWN_SIGNATURE_PITFALL])
+        lines += _signature_lines(settings, request, context)
     return lines
 
 
 def _cause_lines(pitfalls: Iterable[Pitfall]) -> list[str]:
     lines = []
     for pitfall in pitfalls:
-        lines += [f"Likely cause: {pitfall.cause}", f"  Fix: {pitfall.fix}"]
+        lines.append(f"Likely cause: {pitfall.cause}")
+        if pitfall.name:
+            lines.append(f"  Mistake: {pitfall.name}")
+        if pitfall.note:
+            lines.append(f"  Note: {pitfall.note}")
+        lines.append(f"  Fix: {pitfall.fix}")
+    return lines
+
+
+def _signature_lines(
+    settings: GuardSettings, request: OAuthRequest, context: _Context
+) -> list[str]:
+    """Re-sign the request as each catalogued mistake, and each pair of them, would; name those
+    that reproduce the sent signature, or say honestly that none does."""
+    findings: list[Finding] = []
+    complete = True
+    if context.integration is not None:
+        findings, complete = search(
+            request,
+            client_uri=context.client_uri,
+            consumer_secret=context.integration.consumer_secret,
+            token_secret=context.token.token_secret if context.token else "",
+            realm=settings.realm,
+        )
+    lines = []
+    for finding in findings:
+        label = "Mistakes" if len(finding.names) > 1 else "Mistake"
+        lines += [
+            f"Likely cause: {finding.explanation}",
+            f"  {label}: {' + '.join(finding.names)}",
+            f"  Fix: {finding.fix}",
+        ]
+    if not complete:
+        lines.append(
+            f"Note: the search stopped after {SEARCH_BUDGET:g} s, before every pair of mistakes "
+            "was tried (a very large request)"
+        )
+    if not findings:
+        lines += _cause_lines([_NO_KNOWN_SIGNATURE_PITFALL])
+        lines.append(f"  Searched: {len(SEARCHED)} known mistakes and {PAIR_COUNT} pairs of them")
     return lines
 
 
@@ -458,13 +673,18 @@ def _pitfalls_for(
     if code in (_C.UNKNOWN_INTEGRATION, _C.TOKEN_REJECTED) and settings.realm:
         sent = realm_sent(oauth)
         if sent and sent != settings.realm:
-            if sent.upper().replace("-", "_") == settings.realm.upper():
-                cause = (
-                    f"the realm {sent!r} is the account ID in the wrong case or with '-' for '_'"
+            fix = REALM_SPELLING.fix.format(configured=settings.realm)
+            if sent.upper().replace("-", "_") != settings.realm.upper():
+                return [Pitfall(f"the realm {sent!r} is not this account", fix)]
+            return [
+                Pitfall(
+                    REALM_SPELLING.explanation.format(realm=repr(sent)),
+                    fix,
+                    name=REALM_SPELLING.name,
+                    note="the realm is not signed, so no signature shows this mistake: explain "
+                    "compared the realm sent with the configured one",
                 )
-            else:
-                cause = f"the realm {sent!r} is not this account"
-            return [Pitfall(cause, f'send realm="{settings.realm}" exactly (or leave it out)')]
+            ]
     if code is _C.MISSING_REQUIRED_PARAMETER and "given in the header and in" in error.reason:
         return _duplicate_pitfalls(error.parameters_rejected)
     return []
@@ -555,189 +775,16 @@ def _matches(
     pairs: Iterable[tuple[str, str]],
     *,
     secrets: tuple[str, str],
-    signature_method: str | None = None,
-    base: str | None = None,
 ) -> bool:
-    """Whether signing this variant of the request gives the signature that was sent."""
+    """Whether signing this request gives the signature that was sent."""
     sent = request.oauth.get("oauth_signature", "")
-    signature_method = signature_method or request.oauth.get("oauth_signature_method", "")
+    signature_method = request.oauth.get("oauth_signature_method", "")
     if signature_method not in SIGNATURE_METHODS:
         return False
     consumer_secret, token_secret = secrets
     if not consumer_secret:
         return False
-    base = base if base is not None else base_string(method, uri, pairs)
-    expected = sign(signature_method, base, consumer_secret, token_secret)
+    expected = sign(
+        signature_method, base_string(method, uri, pairs), consumer_secret, token_secret
+    )
     return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "surrogateescape"))
-
-
-def _plus_base_string(method: str, uri: str, pairs: Iterable[tuple[str, str]]) -> str:
-    """A base string from a client that encodes a space as `+` (form style), not `%20`."""
-    encoded = sorted(
-        (percent_encode(n).replace("%20", "+"), percent_encode(v).replace("%20", "+"))
-        for n, v in pairs
-    )
-    normalized = "&".join(f"{n}={v}" for n, v in encoded)
-    return "&".join(
-        (percent_encode(method.upper()), percent_encode(uri), percent_encode(normalized))
-    )
-
-
-def _literal_plus_pairs(data: str) -> list[tuple[str, str]]:
-    """Query pairs decoded by a client that takes `+` literally instead of as a space."""
-    pairs = []
-    for item in data.split("&"):
-        if item:
-            name, _, value = item.partition("=")
-            pairs.append(
-                (unquote(name, errors="surrogateescape"), unquote(value, errors="surrogateescape"))
-            )
-    return pairs
-
-
-def _signature_pitfalls(request: OAuthRequest, context: _Context) -> list[Pitfall]:
-    """Re-sign the request as each known client mistake would, and keep those that match."""
-    if context.integration is None:
-        return []
-    consumer_secret = context.integration.consumer_secret
-    token_secret = context.token.token_secret if context.token else ""
-    oauth, method, uri = request.oauth, request.method, request.uri
-    header = [(n, v) for n, v in oauth.items() if n not in ("realm", "oauth_signature")]
-    query = form_pairs(request.query) if request.query else []
-    body_text = request.body.decode("utf-8", "surrogateescape")
-    body = form_pairs(body_text) if request.is_form and request.body else []
-    pairs = header + query + body
-    found: list[Pitfall] = []
-
-    def check(
-        pitfall: Pitfall,
-        variant: list[tuple[str, str]],
-        *,
-        method: str = method,
-        uri: str = uri,
-        secrets: tuple[str, str] = (consumer_secret, token_secret),
-        signature_method: str | None = None,
-        base: str | None = None,
-    ) -> None:
-        if pitfall in found:
-            return
-        if _matches(
-            request,
-            method,
-            uri,
-            variant,
-            secrets=secrets,
-            signature_method=signature_method,
-            base=base,
-        ):
-            found.append(pitfall)
-
-    if "oauth_body_hash" in oauth:
-        check(_BODY_HASH, pairs)
-    sent_method = oauth.get("oauth_signature_method", "")
-    if sent_method != "HMAC-SHA1":
-        sha1 = Pitfall(
-            f"the client signed with HMAC-SHA1 (a library default) while the header names "
-            f"{sent_method}",
-            "configure the client to sign with HMAC-SHA256 (oauthlib: SIGNATURE_HMAC_SHA256)",
-        )
-        renamed = [(n, "HMAC-SHA1" if n == "oauth_signature_method" else v) for n, v in pairs]
-        check(sha1, pairs, signature_method="HMAC-SHA1")
-        check(sha1, renamed, signature_method="HMAC-SHA1")
-    if query:
-        check(_QUERY_UNSIGNED, header + body)
-    if any(" " in name + value for name, value in pairs):
-        check(_PLUS_FOR_SPACE, pairs, base=_plus_base_string(method, uri, pairs))
-    if "+" in request.query:
-        check(_LITERAL_PLUS, header + _literal_plus_pairs(request.query) + body)
-    for variant in _uri_variants(uri, context.client_uri):
-        pitfall = Pitfall(
-            f"the client signed the URL {variant} but the server verifies {uri} "
-            "(a proxy in between, or another scheme, host or port)",
-            "sign the URL the clients call, and set public_url to it when a proxy stands in "
-            "front (or trusted_proxies behind a proxy that sets X-Forwarded-*)",
-        )
-        check(pitfall, pairs, uri=variant)
-    if request.body and not request.is_form:
-        if body_text.lstrip()[:1] in ("{", "["):
-            check(_JSON_SIGNED, header + query + form_pairs(body_text))
-        else:
-            check(_BODY_SIGNED_NOT_FORM, header + query + form_pairs(body_text))
-    if body:
-        check(_FORM_UNSIGNED, header + query)
-    if "realm" in oauth:
-        check(_REALM_SIGNED, [*pairs, ("realm", oauth["realm"])])
-    for other in _OTHER_METHODS:
-        if other != method:
-            pitfall = Pitfall(
-                f"the header was signed for a {other} request: reused from an earlier request",
-                "sign every request afresh, for its own method, URL and parameters",
-            )
-            check(pitfall, pairs, method=other)
-    if token_secret:
-        check(_TOKEN_SECRET_LEFT_OUT, pairs, secrets=(consumer_secret, ""))
-        check(_SECRETS_SWAPPED, pairs, secrets=(token_secret, consumer_secret))
-    return found
-
-
-_BODY_HASH = Pitfall(
-    "the signature is right but oauth_body_hash does not match the body: the body sent is not "
-    "the body that was hashed",
-    "hash exactly the bytes sent (SHA-1, or the signature method's hash; base64)",
-)
-_QUERY_UNSIGNED = Pitfall(
-    "the query parameters were left out of the signature",
-    "sign the query string's parameters too (RFC 5849 section 3.4.1.3)",
-)
-_PLUS_FOR_SPACE = Pitfall(
-    "a space was encoded as '+' in the base string",
-    "percent-encode a space as %20 when signing (RFC 5849 section 3.6)",
-)
-_LITERAL_PLUS = Pitfall(
-    "a '+' in the query string was signed as a plus sign, but in a query it means a space",
-    "write a space as %20 in the URL and a plus sign as %2B",
-)
-_JSON_SIGNED = Pitfall(
-    "the JSON body was signed",
-    "sign only the header and query parameters: a body that is not "
-    "application/x-www-form-urlencoded is never signed",
-)
-_BODY_SIGNED_NOT_FORM = Pitfall(
-    "the body was signed as form parameters, but the request does not say it is a form",
-    "send Content-Type: application/x-www-form-urlencoded, or do not sign the body",
-)
-_FORM_UNSIGNED = Pitfall(
-    "the form body was not signed",
-    "sign the form body's parameters too (RFC 5849 section 3.4.1.3)",
-)
-_REALM_SIGNED = Pitfall(
-    "the realm was signed",
-    "leave realm out of the base string (RFC 5849 section 3.4.1.3.1)",
-)
-_TOKEN_SECRET_LEFT_OUT = Pitfall(
-    "the token secret was left out of the key", "sign with consumer_secret&token_secret"
-)
-_SECRETS_SWAPPED = Pitfall(
-    "the consumer secret and the token secret were swapped",
-    "the key is consumer_secret&token_secret, in that order",
-)
-
-
-def _uri_variants(uri: str, client_uri: str) -> list[str]:
-    """Base string URIs a client may have signed instead: the URL it called (behind a proxy),
-    the other scheme, and the default port written out."""
-    scheme, _, rest = uri.partition("://")
-    host, slash, path = rest.partition("/")
-    path = slash + path
-    other = "http" if scheme == "https" else "https"
-    default = {"http": "80", "https": "443"}
-    name, colon, port = host.rpartition(":")
-    if not colon or "]" in port:
-        name, port = host, ""
-    variants = [client_uri, base_string_uri(other, host, path)]
-    if port:
-        variants += [f"{scheme}://{name}{path}", f"{other}://{name}{path}"]
-    else:
-        variants += [f"{scheme}://{host}:{default[scheme]}{path}"]
-        variants += [f"{other}://{host}:{default[other]}{path}"]
-    return [variant for variant in dict.fromkeys(variants) if variant != uri]
