@@ -51,6 +51,11 @@ _BYTE_ENCODED: Final = tuple(
 )
 
 
+#: Between pairs in the one-pass encoding; like `_PAIR`, kept as it is by `_SEPARATED_ENCODED`.
+_ITEM: Final = "\x01"
+_SEPARATED_ENCODED: Final = (_PAIR, _ITEM, *_BYTE_ENCODED[2:])
+
+
 def percent_encode(value: str) -> str:
     """RFC 5849 section 3.6: everything but ALPHA / DIGIT / "-" / "." / "_" / "~" is escaped,
     as UTF-8. surrogateescape lets bytes that arrived as non-UTF-8 escapes in a query or form
@@ -97,6 +102,12 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
         left = text.encode("ascii").translate(None, _UNRESERVED_BYTES)
         if left == _PAIR_BYTE * len(joined):
             return joined
+    if text.count(_PAIR) == len(joined) and _ITEM not in text:
+        # One pass over all pairs: the table keeps the two separators, which nothing else holds.
+        raw = _ITEM.join(joined).encode("utf-8", "surrogateescape")
+        table = _SEPARATED_ENCODED
+        escaped = "".join([table[byte] for byte in raw])
+        return (escaped.replace("%", "%25") if twice else escaped).split(_ITEM)
     encoded = [f"{percent_encode(name)}{_PAIR}{percent_encode(value)}" for name, value in pairs]
     if twice:
         return [item.replace("%", "%25") if "%" in item else item for item in encoded]

@@ -18,6 +18,7 @@ from oauthlib.common import urldecode
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
 from tba_guard import signature_base_string, verify_signature
+from tba_guard.signature import base_string, normalize_parameters
 
 # Text that survives a trip through a URL: any Unicode but surrogates and control characters.
 text = st.text(
@@ -181,3 +182,19 @@ def test_form_decoding_equals_unquote_plus(value: str) -> None:
 
     value = value.replace("&", "%26")  # one pair: `&` would start another
     assert form_pairs(f"n={value}") == [("n", unquote_plus(value, errors="surrogateescape"))]
+
+
+# Control characters too, the pair separators of the one-pass encoding among them.
+control_text = st.text(
+    st.sampled_from(["\x00", "\x01", "\x02", "\x7f", "&", "=", "%", " ", "a", "é"]), max_size=6
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(control_text, control_text), max_size=5))
+def test_pairs_with_control_characters_encode_as_oauthlibs(pairs: list[tuple[str, str]]) -> None:
+    assert normalize_parameters(pairs) == oauth_signature.normalize_parameters(pairs)
+    uri = "https://example.com/r"
+    assert base_string("POST", uri, pairs) == oauth_signature.signature_base_string(
+        "POST", uri, oauth_signature.normalize_parameters(pairs)
+    )
