@@ -374,17 +374,20 @@ def parse_raw_request(text: str, *, scheme: str = "https") -> RawRequest:
         response = next((i for i, line in enumerate(rest) if line.startswith("<")), len(rest))
         rest = [line for line in rest[:response] if not line.startswith(_CURL_NOISE)]
     body, notes = _raw_body("".join(rest), headers)
+    if curl and notes:
+        notes[0] += " (curl -v does not print the body: paste it after the blank '>' line)"
     url, url_note = _raw_url(target, headers, scheme)
     return RawRequest(method, url, tuple(headers), body, tuple(notes + url_note))
 
 
 def _request_line(line: str) -> tuple[str, str]:
+    """`METHOD target [HTTP/x]`: the method in capitals, as every HTTP request sends it."""
     parts = line.split()
-    if len(parts) not in (2, 3) or not parts[0].isalpha() or not parts[0].isascii():
+    method = parts[0] if parts else ""
+    well_formed = len(parts) == 2 or (len(parts) == 3 and parts[2].startswith("HTTP/"))
+    if not (well_formed and method.isascii() and method.isalpha() and method.isupper()):
         raise ValueError(f"not a request line: {line[:80]!r}")
-    if len(parts) == 3 and not parts[2].upper().startswith("HTTP/"):
-        raise ValueError(f"not a request line: {line[:80]!r}")
-    return parts[0].upper(), parts[1]
+    return method, parts[1]
 
 
 def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
