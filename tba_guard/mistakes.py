@@ -3,8 +3,8 @@
 A wrong signature only says that the client signed something else. Each record here rewrites
 the signing input (the parameters, the URL, the method, the key) the way one known client bug
 does; `search` re-signs the request with every mistake and every pair of mistakes and keeps
-those that reproduce the signature that was sent. Only `explain` and development hints run it:
-the guard's verification never imports this search into its path.
+those that reproduce the signature that was sent. Only `explain` and `development_hint` run
+it, after a rejection: verifying a request never does.
 
 Nothing here prints: a finding holds the names, explanations and fixes, never a secret (the
 signing input keeps the secrets out of its repr).
