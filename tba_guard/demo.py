@@ -111,5 +111,6 @@ def build_app(settings: GuardSettings) -> ASGIApp:
 
 
 def create_app() -> ASGIApp:
-    """uvicorn factory (`tba_guard.demo:create_app`): settings from `$TBA_GUARD_CONFIG`."""
+    """uvicorn factory (`tba_guard.demo:create_app`): settings from `$TBA_GUARD_CONFIG`. Under
+    several workers it refuses to start unless the stores are shared (`TBAFlow`)."""
     return build_app(load_settings(os.environ.get(CONFIG_ENV) or None))
