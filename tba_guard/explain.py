@@ -346,7 +346,9 @@ def parse_raw_request(text: str, *, scheme: str = "https") -> RawRequest:
     it: those prefixes are taken off and that noise skipped, up to the response. A request line
     with only a path takes `scheme` and the Host header. Raises ValueError with the reason.
     """
-    lines = text.splitlines(keepends=True)
+    # Split at LF only: a body may hold other characters that str.splitlines breaks at.
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
     index, curl = 0, False
     while index < len(lines) and (not lines[index].strip() or lines[index].startswith("*")):
         index += 1
