@@ -201,8 +201,14 @@ def serving(config: Path, port: int, workers: int, *, unchecked: bool = False) -
     program = ["-c", UNCHECKED_SERVE] if unchecked else ["-m", "tba_guard.cli"]
     command = [sys.executable, *program, "serve", "--config", str(config)]
     command += ["--port", str(port), "--workers", str(workers)]
+    # Unchecked also lets the flow serve per-process stores from several workers (measuring only).
+    environment = {**os.environ, "TBA_GUARD_ALLOW_PER_PROCESS_STORES": "1"} if unchecked else None
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=environment,
     )
     try:
         deadline = time.monotonic() + 30

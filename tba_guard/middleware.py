@@ -187,7 +187,11 @@ class TBAGuardMiddleware:
                 _method(scope), "", path=scope["path"], client=_client_host(scope)
             )
         self.guard.audit(request, error)
-        hint = development_hint(error, request) if self.settings.development_hints else None
+        hint = (
+            development_hint(error, request, settings=self.settings)
+            if self.settings.development_hints
+            else None
+        )
         await self.reject(scope, receive, send, error, hint=hint)
 
     def is_exempt(self, scope: Scope) -> bool:

@@ -59,10 +59,14 @@ def write_config(directory: Path, prefix: str) -> Path:
 
 
 @contextmanager
-def started(command: list[str], log: Path, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+def started(
+    command: list[str], log: Path, workers: int, config: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A server process in its own process group, once every worker is up; stopped after."""
     environment = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    environment.pop("TBA_GUARD_CONFIG", None)  # the recipe runs the embedded demo settings
+    environment.pop("TBA_GUARD_CONFIG", None)
+    if config is not None:  # what the demo factory reads
+        environment["TBA_GUARD_CONFIG"] = str(config)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True
@@ -187,8 +191,11 @@ def test_a_multi_worker_serve_accepts_connections_with_tcp_nodelay(
                 sock.close()
 
 
-def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(tmp_path: Path) -> None:
-    """`uvicorn.run(..., fd=tcp_listener(...).fileno(), workers=2)`, as the README shows it."""
+def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(
+    tmp_path: Path, prefix: str
+) -> None:
+    """`uvicorn.run(..., fd=tcp_listener(...).fileno(), workers=2)`, as the README shows it,
+    on the Redis stores that several workers need."""
     port = free_port()
     recipe = (
         "import sys, uvicorn\n"
@@ -197,7 +204,11 @@ def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(tmp_pa
         "uvicorn.run('tba_guard.demo:create_app', factory=True, fd=listener.fileno(), workers=2)\n"
     )
     command = [sys.executable, "-c", recipe, str(port)]
-    with started(command, tmp_path / "uvicorn.log", workers=2) as server, ExitStack() as stack:
+    config = write_config(tmp_path, prefix)
+    with (
+        started(command, tmp_path / "uvicorn.log", workers=2, config=config) as server,
+        ExitStack() as stack,
+    ):
         clients = healthy_connections(port, CONNECTIONS, stack)
         accepted = accepted_sockets(server.pid, port, clients)
         try:
