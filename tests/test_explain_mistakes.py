@@ -474,10 +474,21 @@ async def test_the_guard_never_runs_the_mistake_search(monkeypatch: pytest.Monke
     with pytest.raises(TBAError) as raised:
         await Guard(settings(), clock=Clock()).verify_request("GET", url, {"Authorization": value})
     assert raised.value.code is ErrorCode.INVALID_SIGNATURE
-    app = TBAGuardMiddleware(echo_app(), settings(development_hints=True), clock=Clock())
+    app = TBAGuardMiddleware(echo_app(), settings(), clock=Clock())
     with TestClient(app, base_url=BASE_URL) as client:
         response = client.get(url, headers={"Authorization": value})
     assert response.json()["error"]["code"] == "InvalidSignature"
+
+
+def test_development_hints_from_the_middleware_name_the_clients_mistake() -> None:
+    url = f"{RESTLET}?script=7"
+    value = faulty_header("GET", url, CASES["query-unsigned"].fault)
+    app = TBAGuardMiddleware(echo_app(), settings(development_hints=True), clock=Clock())
+    with TestClient(app, base_url=BASE_URL) as client:
+        response = client.get(url, headers={"Authorization": value})
+    error = response.json()["error"]
+    assert error["code"] == "InvalidSignature"
+    assert "query-unsigned" in error["hint"]
 
 
 # --- raw requests ---------------------------------------------------------------------------------
