@@ -1,7 +1,8 @@
 """Every code example of the README and the documentation site runs as written.
 
 Each ```python block of README.md and docs/*.md is run as a script of its own, in a fresh
-interpreter (the suite's, with its environment) and an empty temporary directory. A block that
+interpreter (the suite's, with its environment less the `TBA_GUARD_*` variables) and an empty
+temporary directory. A block that
 needs a running server or a service the suite cannot start (a browser, a Redis Cluster) is marked
 on the line before its fence with `<!-- fragment: why -->`: it is only compiled. A block that
 needs an optional package the project does not depend on is marked `<!-- requires: module -->`
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -91,11 +93,14 @@ def test_the_documents_hold_python_examples_to_run() -> None:
 def test_python_example_runs_as_written(block: Block, tmp_path: Path) -> None:
     if block.requires and importlib.util.find_spec(block.requires) is None:
         pytest.skip(f"{block.name} needs {block.requires}, which is not installed here")
+    # As a user runs it: none of the suite's TBA_GUARD_* switches (from_env would refuse them).
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TBA_GUARD_")}
     script = tmp_path / "example.py"
     script.write_text(block.code, encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
+        env=environment,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
