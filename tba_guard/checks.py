@@ -1,5 +1,5 @@
 """The checks, each a small function raising the code the catalog assigns,
-and `Guard`, which runs them in the documented order (README, "Order of checks").
+and `Guard`, which runs them in the documented order (docs/checks-and-errors.md).
 
 The first failing check decides the code. Cheap checks run before lookups, and nothing touches
 the replay store before the request is known to be well formed; only a request whose signature

@@ -40,7 +40,7 @@ PATH = "/services/rest/record/v1/salesOrder"
 URL = BASE_URL + PATH
 HANG_GUARD = 10.0  # seconds: only to turn a hang into a failure, never a performance bound
 PASSWORD = "hunter2-redis-password"
-NO_RETRY = Retry(NoBackoff(), 0)  # what the README asks of a client given to from_client
+NO_RETRY = Retry(NoBackoff(), 0)  # what docs/replay-protection.md asks of from_client
 
 
 @pytest.fixture

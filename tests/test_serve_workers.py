@@ -194,7 +194,7 @@ def test_a_multi_worker_serve_accepts_connections_with_tcp_nodelay(
 def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(
     tmp_path: Path, prefix: str
 ) -> None:
-    """`uvicorn.run(..., fd=tcp_listener(...).fileno(), workers=2)`, as the README shows it,
+    """`uvicorn.run(..., fd=tcp_listener(...).fileno(), workers=2)`, as docs/deployment.md shows it,
     on the Redis stores that several workers need."""
     port = free_port()
     recipe = (
