@@ -24,8 +24,11 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet '.[bench]'
 	touch $@
 
+# `make demo PORT=8080` for another port.
+PORT ?= 8000
+
 demo: $(VENV)/.installed-cli
-	$(BIN)/tba-guard serve
+	$(BIN)/tba-guard serve --port $(PORT)
 
 # Installs nothing outside .venv: tests that need Chromium, Redis or PostgreSQL skip with the
 # reason where the machine lacks them (.ci/run provides them and makes those skips failures).

@@ -56,8 +56,8 @@ import redis
 from tba_guard.redis_store import RedisReplayStore
 from tba_guard.replay import MemoryReplayStore, ReplayKey, ReplayStore
 
-CONSUMER_KEY, CONSUMER_SECRET = "ck-bench", "cs-bench-secret"
-TOKEN_ID, TOKEN_SECRET = "tk-bench", "ts-bench-secret"
+CONSUMER_KEY, CONSUMER_SECRET = "ck-bench", "cs-bench-redis-secret"
+TOKEN_ID, TOKEN_SECRET = "tk-bench", "ts-bench-redis-secret"
 PATH, QUERY = "/app/site/hosting/restlet.nl", (("script", "1"), ("deploy", "1"))
 
 

@@ -1,9 +1,10 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzing of the Authorization header parser (atheris / libFuzzer).
 
 Any input must either parse into at most `max_parameters` parameters or be refused with
 `MissingRequiredParameter`; anything else (another exception, a hang) is a finding.
 
-    python fuzz/fuzz_header.py -max_total_time=60 CORPUS_DIR   # see README, "Fuzzing"
+    python fuzz/fuzz_header.py -max_total_time=60 CORPUS_DIR   # docs/fuzzing.md
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 
 import atheris
+from _launch import fuzzer_argv
 
 with atheris.instrument_imports(include=["tba_guard"]):
     from tba_guard.errors import ErrorCode, TBAError
@@ -41,7 +43,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(fuzzer_argv(sys.argv), test_one_input)
     atheris.Fuzz()
 
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzing of the whole verification: `Guard.verify` with a fixed clock.
 
 The fuzzer picks the method, path, query, body, content type, settings mode and the header:
@@ -6,7 +7,7 @@ secrets (so that the deep checks and the accepted path are reached too). Every i
 in an `Identity` or a `TBAError` whose code is in the catalog and whose status is below 500,
 except the stores' 503; a raw, unsigned header must never be accepted.
 
-    python fuzz/fuzz_verify.py -max_total_time=60 CORPUS_DIR   # see README, "Fuzzing"
+    python fuzz/fuzz_verify.py -max_total_time=60 CORPUS_DIR   # docs/fuzzing.md
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import atheris
+from _launch import fuzzer_argv
 
 with atheris.instrument_imports(include=["tba_guard"]):
     from tba_guard import Guard, GuardSettings, Identity, Integration, TBAError, Token
@@ -66,12 +68,12 @@ def settings(opaque: bool, every_method: bool) -> GuardSettings:
         signature_methods=methods or ("HMAC-SHA256",),
         max_body_bytes=4096,
         integrations=(
-            Integration("ck-fuzz", "cs-fuzz-secret"),
-            Integration("ck-blocked", "cs-blocked", state="blocked"),
+            Integration("ck-fuzz", "cs-fuzz-consumer-secret"),
+            Integration("ck-blocked", "cs-blocked-integration", state="blocked"),
         ),
         tokens=(
-            Token("tk-fuzz", "ts-fuzz-secret", "ck-fuzz"),
-            Token("tk-off", "ts-off", "ck-fuzz", active=False),
+            Token("tk-fuzz", "ts-fuzz-token-secret", "ck-fuzz"),
+            Token("tk-off", "ts-off-token-secret", "ck-fuzz", active=False),
         ),
     )
 
@@ -109,7 +111,7 @@ def signed_header(
     signature_method = oauth["oauth_signature_method"]
     if signature_method in SIGNATURE_METHODS:
         base = base_string(method, uri, signed)
-        oauth["oauth_signature"] = sign(signature_method, base, "cs-fuzz-secret", "ts-fuzz-secret")
+        oauth["oauth_signature"] = sign(signature_method, base, "cs-fuzz-consumer-secret", "ts-fuzz-token-secret")
     encoded = (f'{quote(n, safe="")}="{quote(v, safe="~")}"' for n, v in oauth.items())
     return "OAuth " + ", ".join(encoded)
 
@@ -176,7 +178,7 @@ def settings_guard(settings: GuardSettings) -> Guard:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(fuzzer_argv(sys.argv), test_one_input)
     atheris.Fuzz()
 
 

@@ -3,7 +3,8 @@
 Usage and configuration errors print one line naming the problem and exit with status 2,
 never a traceback; `explain` exits 1 when the request would be rejected. No subcommand prints
 a secret unless asked: `sign` prints a signature, which is safe to show, and signs PLAINTEXT
-(whose signature *is* the secrets) only with `--print-secrets`.
+(whose signature *is* the secrets) only with `--print-secrets`. Output into a pipe closed early
+(`tba-guard explain ... | head`) ends quietly, as other command-line tools do.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from .credentials import Integration, Token
-from .demo import CONFIG_ENV, RESTLET_PATH, build_app, load_settings
+from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
 from .request import FORM_CONTENT_TYPE
 from .settings import GuardSettings, SettingsError
 from .signature import PLAINTEXT
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 DEMO_FACTORY = "tba_guard.demo:create_app"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT")
 
@@ -140,21 +142,20 @@ def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | No
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings, path, where = resolve_settings(args.config)
     check_workers(settings, args.workers)
     try:
         import uvicorn
     except ImportError:
         raise UsageError("serve needs uvicorn: pip install 'tba-guard[cli]'") from None
-    target, factory = uvicorn_target(args.config, settings, args.workers)
+    target, factory = uvicorn_target(path, settings, args.workers)
     base = public_base(settings, args.host, args.port)
-    where = args.config or "the embedded demo settings (published secrets: demo only)"
     lines = [
         f"tba-guard demo service on http://{args.host}:{args.port}, settings from {where}",
         f"Guarded: {RESTLET_PATH} and /services/rest/{{path}}; not guarded: /healthz",
         f"Authorization flow: POST {settings.request_token_path}, "
         f"GET {settings.authorize_path}, POST {settings.access_token_path}",
-        *first_request_lines(settings, args.config, base),
+        *first_request_lines(settings, path, base),
     ]
     print("\n".join(lines), flush=True)
     if not settings.public_url and not settings.allowed_hosts:
@@ -267,7 +268,7 @@ def signing_method(settings: GuardSettings, *, print_secrets: bool = False) -> s
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = resolve_settings(args.config)[0]
     print(
         authorization_header(
             settings,
@@ -288,7 +289,7 @@ def run_sign(args: argparse.Namespace) -> int:
 
 
 def run_explain_command(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = resolve_settings(args.config)[0]
     from .explain import parse_raw_request, run_explain, run_explain_raw  # lazy: only here
 
     if args.raw is not None:
@@ -354,7 +355,8 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="settings file (TOML, see the README); default: the embedded demo settings",
+        help="settings file (TOML, see the README); default: $TBA_GUARD_CONFIG, else the "
+        "TBA_GUARD_* variables, else the embedded demo settings",
     )
 
 
@@ -362,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tba-guard",
         description="NetSuite-style OAuth 1.0 (TBA) request validation: demo service and tools.",
+        epilog=PRECEDENCE,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -431,12 +434,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        status = run(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return status
     except (UsageError, SettingsError) as exc:
         print(f"tba-guard {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): nothing to report. Python flushes stdout once more at
+        # exit, which would fail again, so stdout now points at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ received, so a newcomer sees at once what got through and what the application w
 `/healthz` is never guarded, so that a process manager (or a test) can wait for the service.
 
 `create_app` is the factory uvicorn imports in each worker when there are several; it reads the
-settings file named by `TBA_GUARD_CONFIG` (the embedded demo settings when unset).
+settings as the CLI does (`PRECEDENCE`): `TBA_GUARD_CONFIG`, `TBA_GUARD_*`, or the demo's.
 """
 
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Mapping
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -22,9 +23,16 @@ from starlette.types import ASGIApp
 
 from .checks import Identity
 from .flow import TBAFlow
-from .settings import GuardSettings, SettingsError
+from .settings import GuardSettings, SettingsError, env_has_settings
 
 CONFIG_ENV = "TBA_GUARD_CONFIG"
+#: How the CLI names the embedded settings: their secrets ship with the package.
+DEMO_SOURCE = "the embedded demo settings (published secrets: demo only)"
+#: The CLI's order, also shown by `tba-guard --help`.
+PRECEDENCE = (
+    "Settings come from --config FILE if given, else the file named by $TBA_GUARD_CONFIG, "
+    "else the TBA_GUARD_* environment variables if any is set, else the embedded demo settings."
+)
 HEALTH_PATH = "/healthz"
 #: Where the demo flow integration's callback lands: a page showing what it received.
 CALLBACK_PATH = "/tba/callback"
@@ -48,6 +56,22 @@ def load_settings(path: str | os.PathLike[str] | None) -> GuardSettings:
         return GuardSettings.from_toml(path)
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+
+
+def resolve_settings(
+    config: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[GuardSettings, str | None, str]:
+    """Settings by `PRECEDENCE`, the file they came from (None: none) and a name for them,
+    so a user configured through the environment gets the same guard from the CLI as from
+    the library."""
+    environ = os.environ if environ is None else environ
+    path = config if config is not None else environ.get(CONFIG_ENV) or None
+    if path is not None:
+        where = path if config is not None else f"{path} (${CONFIG_ENV})"
+        return load_settings(path), path, where
+    if env_has_settings(environ):
+        return GuardSettings.from_env(environ), None, "the TBA_GUARD_* environment variables"
+    return load_settings(None), None, DEMO_SOURCE
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -111,6 +135,6 @@ def build_app(settings: GuardSettings) -> ASGIApp:
 
 
 def create_app() -> ASGIApp:
-    """uvicorn factory (`tba_guard.demo:create_app`): settings from `$TBA_GUARD_CONFIG`. Under
-    several workers it refuses to start unless the stores are shared (`TBAFlow`)."""
-    return build_app(load_settings(os.environ.get(CONFIG_ENV) or None))
+    """uvicorn factory (`tba_guard.demo:create_app`): settings by `PRECEDENCE` without a
+    --config. Under several workers it refuses to start unless the stores are shared."""
+    return build_app(resolve_settings(None)[0])

@@ -23,6 +23,9 @@ from .signature import SIGNATURE_METHODS
 from .tokens import User
 
 ENV_PREFIX = "TBA_GUARD_"
+#: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short
+#: secret is guessable offline from one signed request, since HMAC signs with it.
+MIN_SECRET_LENGTH = 16
 #: Variables with the prefix that are not settings (they steer the test suite or the CLI).
 _ENV_NOT_SETTINGS = frozenset(
     {
@@ -30,8 +33,18 @@ _ENV_NOT_SETTINGS = frozenset(
         "TBA_GUARD_REQUIRE_BROWSER",
         "TBA_GUARD_CONFIG",
         "TBA_GUARD_ALLOW_PER_PROCESS_STORES",  # tba_guard.flow: several workers allowed anyway
+        "TBA_GUARD_BUILD",  # the test suite: which build it runs on
+        "TBA_GUARD_PURE_PYTHON",  # setup.py: skip the compiled build
+        "TBA_GUARD_TEST_REDIS_URL",  # the test suite's Redis
     }
 )
+
+
+def env_has_settings(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether any `TBA_GUARD_*` variable is a setting: the CLI then reads the environment
+    rather than its embedded demo settings."""
+    environ = os.environ if environ is None else environ
+    return any(name.startswith(ENV_PREFIX) and name not in _ENV_NOT_SETTINGS for name in environ)
 
 
 class SettingsError(ValueError):
@@ -306,6 +319,7 @@ def _check_integration(key: str, value: Integration) -> None:
     for name in ("consumer_key", "consumer_secret"):
         if not isinstance(getattr(value, name), str) or not getattr(value, name):
             raise SettingsError(f"{key}.{name}: expected a non-empty string")
+    _check_secret(f"{key}.consumer_secret", value.consumer_secret)
     if value.state not in ("enabled", "blocked"):
         raise _fail(f"{key}.state", "'enabled' or 'blocked'", value.state)
     if not isinstance(value.name, str):
@@ -318,6 +332,7 @@ def _check_token(key: str, value: Token) -> None:
     for name in ("token_id", "token_secret", "consumer_key"):
         if not isinstance(getattr(value, name), str) or not getattr(value, name):
             raise SettingsError(f"{key}.{name}: expected a non-empty string")
+    _check_secret(f"{key}.token_secret", value.token_secret)
     for name in ("entity", "role"):
         if not isinstance(getattr(value, name), str):
             raise _fail(f"{key}.{name}", "a string", getattr(value, name))
@@ -329,6 +344,15 @@ def _check_token(key: str, value: Token) -> None:
     ):
         raise _fail(f"{key}.expires_at", "a number of epoch seconds", expires_at)
     _optional_str(f"{key}.account", value.account)
+
+
+def _check_secret(key: str, secret: str) -> None:
+    """Never echoes the value: the message names the key and the rule only."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SettingsError(
+            f"{key}: expected at least {MIN_SECRET_LENGTH} characters, got {len(secret)} "
+            "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
 
 
 def _check_user(key: str, value: User) -> None:
@@ -343,7 +367,7 @@ def _check_user(key: str, value: User) -> None:
 def _session_secret(key: str, value: Any) -> str | None:
     secret = _optional_str(key, value)
     if secret is not None and len(secret) < 16:
-        raise SettingsError(f"{key}: expected at least 16 characters")
+        raise SettingsError(f"{key}: expected at least {MIN_SECRET_LENGTH} characters")
     return secret
 
 

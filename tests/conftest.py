@@ -34,7 +34,7 @@ BASE_URL = "https://123456-sb1.restlets.example.com"
 CONSUMER_KEY = "ck-order-sync"
 CONSUMER_SECRET = "cs-s3cr3t-order-sync"
 TOKEN_ID = "tk-alice"
-TOKEN_SECRET = "ts-s3cr3t-alice"
+TOKEN_SECRET = "ts-s3cr3t-alice-token"
 
 _nonces = itertools.count(1)
 
@@ -112,16 +112,23 @@ def make_settings(**overrides: Any) -> GuardSettings:
         "realm": REALM,
         "integrations": [
             Integration(CONSUMER_KEY, CONSUMER_SECRET, name="Order sync"),
-            Integration("ck-blocked", "cs-blocked", name="Blocked", state="blocked"),
+            Integration("ck-blocked", "cs-blocked-integration", name="Blocked", state="blocked"),
         ],
         "tokens": [
             Token(TOKEN_ID, TOKEN_SECRET, CONSUMER_KEY, entity="38", role="3"),
-            Token("tk-bob", "ts-bob", CONSUMER_KEY, entity="41", role="1032"),
-            Token("tk-inactive", "ts-inactive", CONSUMER_KEY, entity="39", role="3", active=False),
-            Token("tk-revoked", "ts-revoked", CONSUMER_KEY, revoked=True),
-            Token("tk-expired", "ts-expired", CONSUMER_KEY, expires_at=NOW - 1),
-            Token("tk-blocked", "ts-blocked", "ck-blocked", entity="40", role="3"),
-            Token("tk-other-account", "ts-oa", CONSUMER_KEY, account="999999"),
+            Token("tk-bob", "ts-bob-token-secret", CONSUMER_KEY, entity="41", role="1032"),
+            Token(
+                "tk-inactive",
+                "ts-inactive-token-secret",
+                CONSUMER_KEY,
+                entity="39",
+                role="3",
+                active=False,
+            ),
+            Token("tk-revoked", "ts-revoked-token-secret", CONSUMER_KEY, revoked=True),
+            Token("tk-expired", "ts-expired-token-secret", CONSUMER_KEY, expires_at=NOW - 1),
+            Token("tk-blocked", "ts-blocked-token-secret", "ck-blocked", entity="40", role="3"),
+            Token("tk-other-account", "ts-other-account-secret", CONSUMER_KEY, account="999999"),
         ],
     }
     values.update(overrides)

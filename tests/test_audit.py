@@ -86,7 +86,7 @@ def test_a_rejected_request_is_one_warning_record_with_its_code_and_reason(
     caplog: pytest.LogCaptureFixture, clock: Clock
 ) -> None:
     caplog.set_level(logging.INFO, logger="tba_guard.audit")
-    value = oauth_header("POST", URL, token="tk-revoked", token_secret="ts-revoked")
+    value = oauth_header("POST", URL, token="tk-revoked", token_secret="ts-revoked-token-secret")
     with guarded(clock) as client:
         assert client.post(URL, headers={"Authorization": value}).status_code == 401
     (record,) = audit_records(caplog)

@@ -214,9 +214,9 @@ def test_blocked_integration(client: TestClient) -> None:
         "GET",
         URL,
         consumer_key="ck-blocked",
-        consumer_secret="cs-blocked",
+        consumer_secret="cs-blocked-integration",
         token="tk-blocked",
-        token_secret="ts-blocked",
+        token_secret="ts-blocked-token-secret",
     )
     assert_rejected(send(client, header), "IntegrationBlocked", 401, "consumer_key_rejected")
 
@@ -249,7 +249,7 @@ def test_request_without_realm_is_accepted(client: TestClient) -> None:
 
 
 def test_entity_or_role_disabled(client: TestClient) -> None:
-    header = oauth_header("GET", URL, token="tk-inactive", token_secret="ts-inactive")
+    header = oauth_header("GET", URL, token="tk-inactive", token_secret="ts-inactive-token-secret")
     assert_rejected(send(client, header), "EntityOrRoleDisabled", 401, "permission_denied")
 
 

@@ -58,11 +58,11 @@ consumer_secret = "cs-order-sync-secret"
 [[integrations]]
 name = "Other"
 consumer_key = "ck-other"
-consumer_secret = "cs-other-secret"
+consumer_secret = "cs-other-integration-secret"
 
 [[tokens]]
 token_id = "tk-alice"
-token_secret = "ts-alice-secret"
+token_secret = "ts-alice-token-secret"
 consumer_key = "ck-order-sync"
 entity = "38"
 role = "3"
@@ -471,10 +471,12 @@ def test_sign_prints_a_header_that_verify_signature_accepts(
     sent = body or ""
     assert header.startswith('OAuth realm="7654321_SB1", ')
     assert 'oauth_signature_method="HMAC-SHA256"' in header
-    assert verify_signature(method, url, headers, sent, "cs-order-sync-secret", "ts-alice-secret")
+    assert verify_signature(
+        method, url, headers, sent, "cs-order-sync-secret", "ts-alice-token-secret"
+    )
     assert not verify_signature(method, url, headers, sent, "cs-order-sync-secret", "wrong")
     assert "cs-order-sync-secret" not in header
-    assert "ts-alice-secret" not in header
+    assert "ts-alice-token-secret" not in header
 
 
 def test_sign_uses_the_first_signature_method_of_the_settings(
@@ -489,7 +491,7 @@ def test_sign_uses_the_first_signature_method_of_the_settings(
 
     assert 'oauth_signature_method="HMAC-SHA512"' in header
     assert verify_signature(
-        "GET", url, {"Authorization": header}, "", "cs-order-sync-secret", "ts-alice-secret"
+        "GET", url, {"Authorization": header}, "", "cs-order-sync-secret", "ts-alice-token-secret"
     )
 
 

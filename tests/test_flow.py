@@ -56,7 +56,7 @@ from .conftest import (
 from .redis_support import delete_prefix, free_port, shared_redis, unique_prefix
 
 FLOW_KEY = "ck-flow"
-FLOW_SECRET = "cs-flow-s3cr3t"
+FLOW_SECRET = "cs-flow-s3cr3t-consumer"
 OTHER_KEY = "ck-flow-other"
 OTHER_SECRET = "cs-flow-other-s3cr3t"
 CALLBACK = "https://app.example.com/tba/callback"
@@ -81,13 +81,16 @@ def flow_integrations(callback: str = CALLBACK) -> list[Integration]:
         Integration(CONSUMER_KEY, CONSUMER_SECRET, name="No flow box"),
         Integration(
             "ck-flow-blocked",
-            "cs-flow-blocked",
+            "cs-flow-blocked-secret",
             state="blocked",
             authorization_flow=True,
             callback_url=callback,
         ),
         Integration(
-            "ck-wild", "cs-wild", authorization_flow=True, callback_url="https://*.example.org/cb"
+            "ck-wild",
+            "cs-wild-callback-secret",
+            authorization_flow=True,
+            callback_url="https://*.example.org/cb",
         ),
     ]
 
@@ -288,7 +291,7 @@ async def test_request_token_blocked_integration_is_blocked_only_when_realm_sent
     fc: FlowClient, realm: str | None, code: str, problem: str
 ) -> None:
     response = await fc.request_token(
-        consumer_key="ck-flow-blocked", consumer_secret="cs-flow-blocked", realm=realm
+        consumer_key="ck-flow-blocked", consumer_secret="cs-flow-blocked-secret", realm=realm
     )
     assert_error(response, code, 401, problem)
 
@@ -339,7 +342,7 @@ async def test_request_token_invalid_callback_names_the_url_sent(fc: FlowClient)
 async def test_request_token_accepts_only_registered_localhost_and_wildcard_callbacks(
     fc: FlowClient, consumer_key: str, callback: str, allowed: bool
 ) -> None:
-    secret = FLOW_SECRET if consumer_key == FLOW_KEY else "cs-wild"
+    secret = FLOW_SECRET if consumer_key == FLOW_KEY else "cs-wild-callback-secret"
     response = await fc.request_token(
         consumer_key=consumer_key, consumer_secret=secret, callback=callback
     )
@@ -733,7 +736,7 @@ async def test_access_token_blocked_integration_is_integration_blocked(
         "s",
         "v",
         consumer_key="ck-flow-blocked",
-        consumer_secret="cs-flow-blocked",
+        consumer_secret="cs-flow-blocked-secret",
         realm=realm,
     )
     assert_error(response, "IntegrationBlocked", 401, "consumer_key_rejected")

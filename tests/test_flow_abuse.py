@@ -245,11 +245,11 @@ STEP_ONE_FAILURES: dict[str, dict[str, Any]] = {
     },
     "blocked integration, realm sent": {
         "consumer_key": "ck-flow-blocked",
-        "consumer_secret": "cs-flow-blocked",
+        "consumer_secret": "cs-flow-blocked-secret",
     },
     "blocked integration, no realm": {
         "consumer_key": "ck-flow-blocked",
-        "consumer_secret": "cs-flow-blocked",
+        "consumer_secret": "cs-flow-blocked-secret",
         "realm": None,
     },
     "bad signature": {"consumer_secret": "not-the-secret"},
@@ -311,7 +311,10 @@ STEP_THREE_FAILURES: dict[str, dict[str, Any]] = {
         "consumer_key": CONSUMER_KEY,
         "consumer_secret": CONSUMER_SECRET,
     },
-    "blocked integration": {"consumer_key": "ck-flow-blocked", "consumer_secret": "cs-flow-b"},
+    "blocked integration": {
+        "consumer_key": "ck-flow-blocked",
+        "consumer_secret": "cs-flow-b-consumer-secret",
+    },
     "bad signature": {"consumer_secret": "not-the-secret"},
     "unknown request token": {"token_id": "f" * 64},
     "undecided request token": {"token_id": "rt-pending"},
@@ -584,7 +587,7 @@ def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> Non
 
 # --- 5. `tba-guard sign` with PLAINTEXT first -------------------------------------------------
 
-SIGN_SECRETS = ("cs-order-sync-secret", "ts-alice-secret")
+SIGN_SECRETS = ("cs-order-sync-secret", "ts-alice-token-secret")
 
 
 def sign_plaintext(tmp_path: Path, methods: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -614,4 +617,4 @@ def test_sign_prints_plaintext_secrets_when_asked_by_name(tmp_path: Path) -> Non
     done = sign_plaintext(tmp_path, '["PLAINTEXT", "HMAC-SHA256"]', "--print-secrets")
     assert done.returncode == 0, done.stderr
     assert 'oauth_signature_method="PLAINTEXT"' in done.stdout
-    assert 'oauth_signature="cs-order-sync-secret%26ts-alice-secret"' in done.stdout
+    assert 'oauth_signature="cs-order-sync-secret%26ts-alice-token-secret"' in done.stdout

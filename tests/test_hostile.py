@@ -472,12 +472,16 @@ OPAQUE_401S = {
     "unknown consumer key": ({"consumer_key": "ck-nobody"}, "UnknownIntegration"),
     "bad signature": ({"consumer_secret": "not-the-secret"}, "InvalidSignature"),
     "blocked integration": (
-        {"consumer_key": "ck-blocked", "consumer_secret": "cs-blocked", "token": "tk-blocked"},
+        {
+            "consumer_key": "ck-blocked",
+            "consumer_secret": "cs-blocked-integration",
+            "token": "tk-blocked",
+        },
         "IntegrationBlocked",
     ),
     "unknown token": ({"token": "tk-nobody"}, "TokenRejected"),
     "inactive entity": (
-        {"token": "tk-inactive", "token_secret": "ts-inactive"},
+        {"token": "tk-inactive", "token_secret": "ts-inactive-token-secret"},
         "EntityOrRoleDisabled",
     ),
 }

@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from tba_guard import Identity, TBAGuardMiddleware
+from tba_guard.testing import TBAAuth, guarded_app, sign_headers
 
 from .conftest import BASE_URL, Clock, echo_app, make_settings, oauth_header
 
@@ -52,27 +53,29 @@ def guarded(app: Any, clock: Clock, **overrides: Any) -> TestClient:
     )
 
 
-def test_signed_form_body_reaches_the_app_unchanged(clock: Clock) -> None:
+def test_signed_form_body_reaches_the_app_unchanged() -> None:
+    # Signed by tba_guard.testing's httpx auth, as an application's own tests would sign.
     body = "b=2&a=%C3%A9t%C3%A9&a=1&empty=&plus=x+y"
-    url = f"{BASE_URL}/services/rest/form?q=1"
-    header = oauth_header("POST", url, body=body, form=True)
     app = RecordingApp()
-    with guarded(app, clock) as client:
+    guarded_recorder, credentials = guarded_app(app, make_settings())
+    with TestClient(guarded_recorder) as client:
         response = client.post(
-            url, content=body, headers={"Authorization": header, "Content-Type": FORM}
+            "/services/rest/form?q=1",
+            content=body,
+            headers={"Content-Type": FORM},
+            auth=TBAAuth(credentials),
         )
     assert response.status_code == 204
     assert b"".join(m.get("body", b"") for m in app.messages) == body.encode()
     assert app.messages[-1]["more_body"] is False
 
 
-def test_an_unsigned_change_to_the_form_body_is_caught(clock: Clock) -> None:
-    url = f"{BASE_URL}/services/rest/form"
-    header = oauth_header("POST", url, body="amount=1", form=True)
-    with guarded(echo_app(), clock) as client:
-        response = client.post(
-            url, content="amount=1000", headers={"Authorization": header, "Content-Type": FORM}
-        )
+def test_an_unsigned_change_to_the_form_body_is_caught() -> None:
+    app, credentials = guarded_app(echo_app(), make_settings())
+    url = "http://testserver/services/rest/form"
+    headers = sign_headers(credentials, "POST", url, "amount=1", FORM)
+    with TestClient(app) as client:
+        response = client.post(url, content="amount=1000", headers=headers)
     assert response.json()["error"]["code"] == "InvalidSignature"
 
 

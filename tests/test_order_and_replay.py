@@ -68,12 +68,16 @@ async def test_feature_switch_comes_before_everything(clock: Clock) -> None:
         ({"nonce": "abc", "consumer_key": "ck-nobody"}, ErrorCode.NONCE_REJECTED),
         ({"consumer_key": "ck-nobody", "token": "tk-nobody"}, ErrorCode.UNKNOWN_INTEGRATION),
         (
-            {"consumer_key": "ck-blocked", "consumer_secret": "cs-blocked", "token": "tk-nobody"},
+            {
+                "consumer_key": "ck-blocked",
+                "consumer_secret": "cs-blocked-integration",
+                "token": "tk-nobody",
+            },
             ErrorCode.INTEGRATION_BLOCKED,
         ),
         ({"token": "tk-nobody", "signature": "bad"}, ErrorCode.TOKEN_REJECTED),
         (
-            {"token": "tk-revoked", "token_secret": "ts-revoked", "signature": "bad"},
+            {"token": "tk-revoked", "token_secret": "ts-revoked-token-secret", "signature": "bad"},
             ErrorCode.TOKEN_REJECTED,
         ),
         ({"token": "tk-inactive", "signature": "bad"}, ErrorCode.ENTITY_OR_ROLE_DISABLED),
@@ -115,7 +119,7 @@ async def test_same_nonce_with_another_timestamp_is_accepted(guard: Guard) -> No
 async def test_same_nonce_for_another_token_is_accepted(guard: Guard) -> None:
     nonce = fresh_nonce()
     assert await code_of(guard, oauth_header("GET", URL, nonce=nonce)) is None
-    bob = oauth_header("GET", URL, nonce=nonce, token="tk-bob", token_secret="ts-bob")
+    bob = oauth_header("GET", URL, nonce=nonce, token="tk-bob", token_secret="ts-bob-token-secret")
     assert await code_of(guard, bob) is None
 
 

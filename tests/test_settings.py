@@ -24,14 +24,14 @@ exempt_paths = ["/healthz"]
 [[integrations]]
 name = "Order sync"
 consumer_key = "ck"
-consumer_secret = "cs"
+consumer_secret = "cs-order-sync-secret"
 state = "blocked"
 authorization_flow = true
 callback_url = "https://app.example.com/tba/callback"
 
 [[tokens]]
 token_id = "tk"
-token_secret = "ts"
+token_secret = "ts-order-sync-secret"
 consumer_key = "ck"
 entity = "38"
 role = "3"
@@ -60,9 +60,11 @@ def test_toml_environment_and_code_agree(tmp_path: Path) -> None:
             "TBA_GUARD_PUBLIC_URL": "https://1234567.restlets.example.com/",
             "TBA_GUARD_EXEMPT_PATHS": '["/healthz"]',
             "TBA_GUARD_INTEGRATIONS": '[{"name": "Order sync", "consumer_key": "ck",'
-            ' "consumer_secret": "cs", "state": "blocked", "authorization_flow": true,'
+            ' "consumer_secret": "cs-order-sync-secret",'
+            ' "state": "blocked", "authorization_flow": true,'
             ' "callback_url": "https://app.example.com/tba/callback"}]',
-            "TBA_GUARD_TOKENS": '[{"token_id": "tk", "token_secret": "ts", "consumer_key": "ck",'
+            "TBA_GUARD_TOKENS": '[{"token_id": "tk", "token_secret": "ts-order-sync-secret",'
+            ' "consumer_key": "ck",'
             ' "entity": "38", "role": "3", "active": false}]',
             "UNRELATED": "ignored",
         }
@@ -79,14 +81,14 @@ def test_toml_environment_and_code_agree(tmp_path: Path) -> None:
         integrations=(
             Integration(
                 "ck",
-                "cs",
+                "cs-order-sync-secret",
                 name="Order sync",
                 state="blocked",
                 authorization_flow=True,
                 callback_url="https://app.example.com/tba/callback",
             ),
         ),
-        tokens=(Token("tk", "ts", "ck", entity="38", role="3", active=False),),
+        tokens=(Token("tk", "ts-order-sync-secret", "ck", entity="38", role="3", active=False),),
     )
     assert from_file == from_env == in_code
     assert in_code.public_url == "https://1234567.restlets.example.com"
@@ -119,11 +121,13 @@ def test_defaults_follow_netsuite() -> None:
             "integrations[0]: missing key 'consumer_secret'",
         ),
         (
-            '[[integrations]]\nconsumer_key = "k"\nconsumer_secret = "s"\nstate = "on"\n',
+            '[[integrations]]\nconsumer_key = "k"\n'
+            'consumer_secret = "s-16-characters+"\nstate = "on"\n',
             "integrations[0].state",
         ),
         (
-            '[[integrations]]\nconsumer_key = "k"\nconsumer_secret = "s"\ncolour = "red"\n',
+            '[[integrations]]\nconsumer_key = "k"\n'
+            'consumer_secret = "s-16-characters+"\ncolour = "red"\n',
             "integrations[0]: unknown key 'colour'",
         ),
         (
@@ -131,20 +135,23 @@ def test_defaults_follow_netsuite() -> None:
             "tokens[0].token_secret",
         ),
         (
-            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\nactive = 1\n',
+            '[[tokens]]\ntoken_id = "t"\n'
+            'token_secret = "s-16-characters+"\nconsumer_key = "k"\nactive = 1\n',
             "tokens[0].active",
         ),
         (
-            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\n'
+            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s-16-characters+"\nconsumer_key = "k"\n'
             'expires_at = "soon"\n',
             "tokens[0].expires_at",
         ),
         (
-            '[[tokens]]\ntoken_id = "t"\ntoken_secret = "s"\nconsumer_key = "k"\naccount = 7\n',
+            '[[tokens]]\ntoken_id = "t"\n'
+            'token_secret = "s-16-characters+"\nconsumer_key = "k"\naccount = 7\n',
             "tokens[0].account",
         ),
         (
-            '[[integrations]]\nconsumer_key = "k"\nconsumer_secret = "s"\nname = 3\n',
+            '[[integrations]]\nconsumer_key = "k"\n'
+            'consumer_secret = "s-16-characters+"\nname = 3\n',
             "integrations[0].name",
         ),
         ("[other]\nx = 1\n", "'other'"),
@@ -174,8 +181,8 @@ def test_bad_environment_names_the_variable(environ: dict[str, str], named: str)
 
 def test_secrets_do_not_appear_in_reprs() -> None:
     settings = GuardSettings(
-        integrations=[Integration("ck", "SECRET-CS-1f2e")],
-        tokens=[Token("tk", "SECRET-TS-9a8b", "ck")],
+        integrations=[Integration("ck", "SECRET-CS-1f2e-3d4c")],
+        tokens=[Token("tk", "SECRET-TS-9a8b-7c6d", "ck")],
     )
     shown = repr(settings) + repr(settings.integrations) + repr(settings.tokens) + str(settings)
     assert "ck" in shown
