@@ -92,7 +92,10 @@ def test_the_documents_hold_python_examples_to_run() -> None:
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda block: block.name)
 def test_python_example_runs_as_written(block: Block, tmp_path: Path) -> None:
     if block.requires and importlib.util.find_spec(block.requires) is None:
-        pytest.skip(f"{block.name} needs {block.requires}, which is not installed here")
+        reason = f"{block.name} needs {block.requires}, which is not installed here"
+        if os.environ.get("TBA_GUARD_REQUIRE_DOCS") == "1":
+            pytest.fail(f"{reason} (TBA_GUARD_REQUIRE_DOCS=1)")
+        pytest.skip(reason)
     # As a user runs it: none of the suite's TBA_GUARD_* switches (from_env would refuse them).
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TBA_GUARD_")}
     script = tmp_path / "example.py"
