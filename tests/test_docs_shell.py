@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 
 
+def demo_settings(folder: Path) -> Path:
+    """The embedded demo settings, copied where the server's log may be written beside them."""
+    copy = folder / "demo.toml"
+    shutil.copy(Path(tba_guard.__file__).parent / "demo.toml", copy)
+    return copy
+
+
 def shell_blocks(path: Path, containing: str) -> list[str]:
     return [b for b in SHELL_BLOCK.findall(path.read_text()) if containing in b]
 
@@ -61,7 +68,7 @@ def test_the_demo_session_of_the_docs_answers_as_the_docs_say(tmp_path: Path) ->
         *[b for b in SHELL_BLOCK.findall(guide.read_text()) if b.strip().startswith("curl -i -H")],
     ]
     assert len(blocks) == 3, blocks
-    demo = Path(tba_guard.__file__).parent / "demo.toml"
+    demo = demo_settings(tmp_path)
     with serving(demo) as (port, _):
         first, posted, replayed = run_session(blocks, port, tmp_path)
     assert first.startswith("HTTP/1.1 200")
@@ -75,7 +82,7 @@ def test_the_demo_session_of_the_docs_answers_as_the_docs_say(tmp_path: Path) ->
 def test_the_readmes_demo_call_answers_200(tmp_path: Path) -> None:
     blocks = shell_blocks(ROOT / "README.md", "tba-guard sign")
     assert len(blocks) == 1
-    demo = Path(tba_guard.__file__).parent / "demo.toml"
+    demo = demo_settings(tmp_path)
     with serving(demo) as (port, _):
         (answer,) = run_session(blocks, port, tmp_path)
     assert answer.startswith("HTTP/1.1 200")
