@@ -40,7 +40,9 @@ def test_no_tracked_file_refers_outside_the_repository() -> None:
 def test_a_copy_in_an_unrelated_folder_collects_every_test() -> None:
     with tempfile.TemporaryDirectory(prefix="tba-guard-clone-") as folder:
         clone = Path(folder) / "clone"
-        assert ROOT.parent not in clone.parents
+        # Its parent is a fresh folder: nothing beside the copy, as in a user's own clone.
+        assert clone.parent != ROOT.parent
+        assert not (clone.parent / "shared").exists()
         for name in tracked_files():
             target = clone / name
             target.parent.mkdir(parents=True, exist_ok=True)
