@@ -9,7 +9,8 @@ from .middleware import TBAGuardMiddleware, TBAUser
 from .replay import MemoryReplayStore, ReplayKey, ReplayStore, ReplayStoreError
 from .settings import GuardSettings, SettingsError
 from .signature import signature_base_string, verify_signature
-from .tokens import MemoryTokenStore, TokenStore, User
+from .tokens import MemoryTokenStore, TokenStore
+from .users import User
 
 __all__ = [
     "AuditEvent",

@@ -21,7 +21,7 @@ from .audit import AuditEvent, AuditHook, is_heard, record
 from .credentials import CachedCredentials, CredentialStore, Integration, StaticCredentials, Token
 from .errors import OPERATIONAL_CODES, ErrorCode, TBAError, missing, rejected
 from .header import HEADER_NAME
-from .replay import ReplayKey, ReplayStore, replay_store_for
+from .replay import MemoryReplayStore, ReplayKey, ReplayStore
 from .request import (
     OAuthRequest,
     ambiguous,
@@ -485,6 +485,17 @@ def check_verifier(token: RequestToken, oauth: Mapping[str, str]) -> None:
 
 
 # --- the pipeline -----------------------------------------------------------------------------
+
+
+def replay_store_for(
+    settings: GuardSettings, *, clock: Callable[[], float] = time.time
+) -> ReplayStore:
+    """The store the settings name: `memory`, or a Redis URL (needs `tba-guard[redis]`)."""
+    if settings.replay_store == "memory":
+        return MemoryReplayStore(settings.replay_store_max_entries, clock=clock)
+    from .redis_store import RedisReplayStore
+
+    return RedisReplayStore.from_settings(settings)
 
 
 def credential_store_for(settings: GuardSettings) -> CredentialStore:

@@ -66,11 +66,11 @@ from .tokens import (
     RequestTokenQuotaExceeded,
     TokenStore,
     TokenStoreError,
-    User,
     UserLookup,
     settings_user_lookup,
     token_store_for,
 )
+from .users import User
 
 #: The host application says who is signed in (None: nobody) from the consent page's request.
 CurrentUser = Callable[[Request], Awaitable[User | None]]

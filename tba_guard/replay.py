@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
-
-if TYPE_CHECKING:
-    from .settings import GuardSettings
+from typing import Final, NamedTuple, Protocol
 
 
 class ReplayKey(NamedTuple):
@@ -132,14 +129,3 @@ class MemoryReplayStore:
         expired = [n for n, generation in self._generations.items() if generation.expires <= now]
         for number in expired:
             self._live.difference_update(self._generations.pop(number).digests)
-
-
-def replay_store_for(
-    settings: GuardSettings, *, clock: Callable[[], float] = time.time
-) -> ReplayStore:
-    """The store the settings name: `memory`, or a Redis URL (needs `tba-guard[redis]`)."""
-    if settings.replay_store == "memory":
-        return MemoryReplayStore(settings.replay_store_max_entries, clock=clock)
-    from .redis_store import RedisReplayStore
-
-    return RedisReplayStore.from_settings(settings)

@@ -20,7 +20,7 @@ from typing import Any
 from .credentials import Integration, Token
 from .errors import ErrorDetail
 from .signature import SIGNATURE_METHODS
-from .tokens import User
+from .users import User
 
 ENV_PREFIX = "TBA_GUARD_"
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .credentials import CredentialStore, Integration, Token
+from .users import User
 
 if TYPE_CHECKING:
     from .settings import GuardSettings
@@ -46,25 +47,6 @@ class RequestTokenQuotaExceeded(TokenStoreError):
     def __init__(self, consumer_key: str, quota: int) -> None:
         super().__init__(f"integration holds {quota} live request tokens, its quota")
         self.consumer_key, self.quota = consumer_key, quota
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """Someone who may authorize an integration on the consent page: NetSuite's entity, with
-    the roles they may choose. `password` only serves the built-in sign-in form."""
-
-    entity: str
-    name: str
-    password: str = field(default="", repr=False)
-    roles: tuple[str, ...] = ()
-    active: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.roles, list):  # from TOML or JSON
-            object.__setattr__(self, "roles", tuple(self.roles))
-
-    def may_use(self, role: str) -> bool:
-        return self.active and role in self.roles
 
 
 UserLookup = Callable[[str], Awaitable[User | None]]

@@ -38,8 +38,8 @@ from tba_guard.tokens import (
     RedisTokenStore,
     RequestToken,
     TokenStore,
-    User,
 )
+from tba_guard.users import User
 
 from .conftest import (
     BASE_URL,

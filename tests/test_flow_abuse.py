@@ -28,9 +28,9 @@ from tba_guard.tokens import (
     RedisTokenStore,
     RequestToken,
     TokenStoreError,
-    User,
     settings_user_lookup,
 )
+from tba_guard.users import User
 
 from .conftest import (
     BASE_URL,
