@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SOURCES := pyproject.toml setup.py $(wildcard tba_guard/*.py tba_guard/*.toml)
+SOURCES := pyproject.toml setup.py $(wildcard tba_guard/*.py tba_guard/*/*.py tba_guard/*/*.toml tba_guard/*/templates/*.html)
 
 .PHONY: demo test lint bench clean
 

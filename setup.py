@@ -19,15 +19,17 @@ import sysconfig
 from setuptools import setup
 
 HOT_PATH = [
-    "tba_guard/errors.py",
-    "tba_guard/header.py",
-    "tba_guard/request.py",
-    "tba_guard/signature.py",
-    "tba_guard/replay.py",
-    "tba_guard/credentials.py",
-    "tba_guard/audit.py",
-    "tba_guard/checks.py",
-    "tba_guard/middleware.py",
+    "tba_guard/core/errors.py",
+    "tba_guard/core/header.py",
+    "tba_guard/core/request.py",
+    "tba_guard/core/signature.py",
+    "tba_guard/core/records.py",
+    "tba_guard/core/protocols.py",
+    "tba_guard/core/audit.py",
+    "tba_guard/core/checks.py",
+    "tba_guard/guard.py",
+    "tba_guard/stores/memory.py",
+    "tba_guard/asgi/middleware.py",
 ]
 
 

@@ -20,9 +20,9 @@ from typing import Any
 from oauthlib.oauth1 import Client
 
 from tba_guard import GuardSettings, Integration, Token, mistakes
-from tba_guard.explain import explain
-from tba_guard.mistakes import PAIR_COUNT, SEARCHED, search
-from tba_guard.request import read_parameters, request_from_url
+from tba_guard.core.mistakes import PAIR_COUNT, SEARCHED, search
+from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.tools.explain import explain
 
 NOW = 1_700_000_000
 HOST = "https://123456-sb1.restlets.example.com"

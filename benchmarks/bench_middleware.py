@@ -44,7 +44,7 @@ from competitors import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-import tba_guard.middleware
+import tba_guard.asgi.middleware
 from tba_guard import TBAGuardMiddleware
 
 # GET with a query, form POST (signed form parameters), JSON POST with a SHA-1 oauth_body_hash.
@@ -344,7 +344,7 @@ async def measure_shape(shape: Shape, count: int, rounds: int) -> dict[str, Any]
 
 
 def build() -> str:
-    compiled = not (tba_guard.middleware.__file__ or "").endswith(".py")
+    compiled = not (tba_guard.asgi.middleware.__file__ or "").endswith(".py")
     return "compiled" if compiled else "pure Python"
 
 

@@ -19,7 +19,7 @@ a replay to the other passes); this benchmark starts that setup anyway, through 
 command, to show what a second worker costs or gains without Redis. Never run it so.
 
 Requests are signed here with a few lines of `hmac` (not with tba_guard): a 200 proves each one.
-It measures the tba_guard that `python -m tba_guard.cli` imports: the installed build, or the
+It measures the tba_guard that `python -m tba_guard.tools.cli` imports: the installed build, or the
 source tree with `PYTHONPATH=.`.
 """
 
@@ -53,8 +53,9 @@ from urllib.parse import quote
 
 import redis
 
-from tba_guard.redis_store import RedisReplayStore
-from tba_guard.replay import MemoryReplayStore, ReplayKey, ReplayStore
+from tba_guard.core.protocols import ReplayKey, ReplayStore
+from tba_guard.stores.memory import MemoryReplayStore
+from tba_guard.stores.redis_replay import RedisReplayStore
 
 CONSUMER_KEY, CONSUMER_SECRET = "ck-bench", "cs-bench-redis-secret"
 TOKEN_ID, TOKEN_SECRET = "tk-bench", "ts-bench-redis-secret"
@@ -190,7 +191,7 @@ def free_port() -> int:
 
 # `tba-guard serve` without its refusal of several workers on the in-process store.
 UNCHECKED_SERVE = (
-    "import sys, tba_guard.cli as cli; cli.check_workers = lambda *_: None; "
+    "import sys, tba_guard.tools.cli as cli; cli.check_workers = lambda *_: None; "
     "sys.exit(cli.main(sys.argv[1:]))"
 )
 
@@ -198,7 +199,7 @@ UNCHECKED_SERVE = (
 @contextmanager
 def serving(config: Path, port: int, workers: int, *, unchecked: bool = False) -> Iterator[int]:
     """`tba-guard serve` in its own process group until the block ends; yields its pid."""
-    program = ["-c", UNCHECKED_SERVE] if unchecked else ["-m", "tba_guard.cli"]
+    program = ["-c", UNCHECKED_SERVE] if unchecked else ["-m", "tba_guard.tools.cli"]
     command = [sys.executable, *program, "serve", "--config", str(config)]
     command += ["--port", str(port), "--workers", str(workers)]
     # Unchecked also lets the flow serve per-process stores from several workers (measuring only).

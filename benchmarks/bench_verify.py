@@ -34,8 +34,8 @@ from competitors import (
 )
 
 from tba_guard import Guard
-from tba_guard.request import read_parameters, request_from_url
-from tba_guard.signature import request_base_string, signing_key
+from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.core.signature import request_base_string, signing_key
 
 
 def percentiles(samples: list[int]) -> dict[str, float]:

@@ -46,9 +46,9 @@ def machine() -> str:
         f"{name} {version(name)}"
         for name in ("tba-guard", "oauthlib", "authlib", "starlette", "uvicorn", "redis")
     )
-    import tba_guard.checks
+    import tba_guard.core.checks
 
-    build = "pure Python" if (tba_guard.checks.__file__ or "").endswith(".py") else "compiled"
+    build = "pure Python" if (tba_guard.core.checks.__file__ or "").endswith(".py") else "compiled"
     return (
         f"- tba_guard build: {build} (the hot path compiled by mypyc unless `pure Python`; "
         "see setup.py)\n"

@@ -15,8 +15,8 @@ import atheris
 from _launch import fuzzer_argv
 
 with atheris.instrument_imports(include=["tba_guard"]):
-    from tba_guard.errors import ErrorCode, TBAError
-    from tba_guard.header import parse_authorization
+    from tba_guard.core.errors import ErrorCode, TBAError
+    from tba_guard.core.header import parse_authorization
 
 MAX_PARAMETERS = 32
 

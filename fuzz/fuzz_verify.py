@@ -24,10 +24,10 @@ from _launch import fuzzer_argv
 
 with atheris.instrument_imports(include=["tba_guard"]):
     from tba_guard import Guard, GuardSettings, Identity, Integration, TBAError, Token
-    from tba_guard.errors import CATALOG, error_response
-    from tba_guard.replay import MemoryReplayStore
-    from tba_guard.request import OAuthRequest, form_pairs, request_from_url
-    from tba_guard.signature import SIGNATURE_METHODS, base_string, sign
+    from tba_guard.core.errors import CATALOG, error_response
+    from tba_guard.core.request import OAuthRequest, form_pairs, request_from_url
+    from tba_guard.core.signature import SIGNATURE_METHODS, base_string, sign
+    from tba_guard.stores.memory import MemoryReplayStore
 
 NOW = 1_700_000_000
 HOST = "https://123456-sb1.restlets.example.com"
@@ -111,7 +111,9 @@ def signed_header(
     signature_method = oauth["oauth_signature_method"]
     if signature_method in SIGNATURE_METHODS:
         base = base_string(method, uri, signed)
-        oauth["oauth_signature"] = sign(signature_method, base, "cs-fuzz-consumer-secret", "ts-fuzz-token-secret")
+        oauth["oauth_signature"] = sign(
+            signature_method, base, "cs-fuzz-consumer-secret", "ts-fuzz-token-secret"
+        )
     encoded = (f'{quote(n, safe="")}="{quote(v, safe="~")}"' for n, v in oauth.items())
     return "OAuth " + ", ".join(encoded)
 

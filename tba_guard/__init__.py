@@ -1,16 +1,16 @@
 """tba_guard: NetSuite-style OAuth 1.0 (TBA) request validation for ASGI applications."""
 
-from .audit import AuditEvent
-from .checks import Guard, Identity, Step
-from .credentials import CachedCredentials, CredentialStore, Integration, StaticCredentials, Token
-from .errors import ErrorCode, TBAError
-from .flow import TBAFlow
-from .middleware import TBAGuardMiddleware, TBAUser
-from .replay import MemoryReplayStore, ReplayKey, ReplayStore, ReplayStoreError
-from .settings import GuardSettings, SettingsError
-from .signature import signature_base_string, verify_signature
-from .tokens import MemoryTokenStore, TokenStore
-from .users import User
+from .asgi.flow import TBAFlow
+from .asgi.middleware import TBAGuardMiddleware, TBAUser
+from .core.audit import AuditEvent
+from .core.checks import Step
+from .core.errors import ErrorCode, TBAError
+from .core.protocols import CredentialStore, ReplayKey, ReplayStore, ReplayStoreError, TokenStore
+from .core.records import Identity, Integration, Token, User
+from .core.settings import GuardSettings, SettingsError
+from .core.signature import signature_base_string, verify_signature
+from .guard import Guard
+from .stores.memory import CachedCredentials, MemoryReplayStore, MemoryTokenStore, StaticCredentials
 
 __all__ = [
     "AuditEvent",

@@ -32,7 +32,7 @@ def serving(config: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
             [
                 sys.executable,
                 "-m",
-                "tba_guard.cli",
+                "tba_guard.tools.cli",
                 "serve",
                 "--config",
                 str(config),

@@ -10,20 +10,22 @@ import importlib
 import os
 
 HOT_PATH = (
-    "errors",
-    "header",
-    "request",
-    "signature",
-    "replay",
-    "credentials",
-    "audit",
-    "checks",
-    "middleware",
+    "core/errors",
+    "core/header",
+    "core/request",
+    "core/signature",
+    "core/records",
+    "core/protocols",
+    "core/audit",
+    "core/checks",
+    "guard",
+    "stores/memory",
+    "asgi/middleware",
 )
 
 
 def build_of(module: str) -> str:
-    path = importlib.import_module(f"tba_guard.{module}").__file__ or ""
+    path = importlib.import_module("tba_guard." + module.replace("/", ".")).__file__ or ""
     return "pure" if path.endswith(".py") else "compiled"
 
 

@@ -26,8 +26,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings, verify_signature
-from tba_guard.cli import DEMO_FACTORY, authorization_header, main, uvicorn_target
-from tba_guard.demo import CONFIG_ENV, create_app, load_settings
+from tba_guard.tools.cli import DEMO_FACTORY, authorization_header, main, uvicorn_target
+from tba_guard.tools.demo import CONFIG_ENV, create_app, load_settings
 
 from .conftest import NOW, oauth_header
 from .redis_support import SHARED_REDIS_URL, delete_prefix, shared_redis, unique_prefix
@@ -84,7 +84,7 @@ def write_config(
 def command() -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).parent / "tba-guard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tba_guard import GuardSettings, SettingsError, verify_signature
-from tba_guard.demo import load_settings
-from tba_guard.settings import MIN_SECRET_LENGTH
+from tba_guard.core.settings import MIN_SECRET_LENGTH
+from tba_guard.tools.demo import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://1234567.restlets.example.com/app/site/hosting/restlet.nl?script=1&deploy=1"
@@ -40,7 +40,7 @@ consumer_key = "{CONSUMER_KEY}"
 def command() -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).parent / "tba-guard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tba_guard.errors import CATALOG
+from tba_guard.core.errors import CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +63,11 @@ def test_error_catalog_page_lists_every_code_of_the_catalog(site: Path) -> None:
 def test_api_reference_is_generated_from_the_source(site: Path) -> None:
     page = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in (
-        "tba_guard.settings.GuardSettings",
-        "tba_guard.middleware.TBAGuardMiddleware",
-        "tba_guard.checks.Guard",
-        "tba_guard.signature.verify_signature",
-        "tba_guard.flow.TBAFlow",
+        "tba_guard.core.settings.GuardSettings",
+        "tba_guard.asgi.middleware.TBAGuardMiddleware",
+        "tba_guard.guard.Guard",
+        "tba_guard.core.signature.verify_signature",
+        "tba_guard.asgi.flow.TBAFlow",
     ):
         assert f'id="{name}"' in page, name
 

@@ -23,7 +23,7 @@ SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 def demo_settings(folder: Path) -> Path:
     """The embedded demo settings, copied where the server's log may be written beside them."""
     copy = folder / "demo.toml"
-    shutil.copy(Path(tba_guard.__file__).parent / "demo.toml", copy)
+    shutil.copy(Path(tba_guard.__file__).parent / "tools" / "demo.toml", copy)
     return copy
 
 
@@ -36,7 +36,7 @@ def run_session(blocks: list[str], port: int, tmp_path: Path) -> list[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "tba-guard").write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m tba_guard.cli "$@"\n'
+        f'#!/bin/sh\nexec "{sys.executable}" -m tba_guard.tools.cli "$@"\n'
     )
     (bin_dir / "tba-guard").chmod(0o755)
     marker = "=== next block ==="

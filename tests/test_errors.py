@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tba_guard import ErrorCode, TBAError
-from tba_guard.errors import CATALOG, error_response, missing, rejected
+from tba_guard.core.errors import CATALOG, error_response, missing, rejected
 
 
 def headers_of(response_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`tba-guard explain` (`tba_guard.explain.run_explain`): verdicts, codes, fixes, pitfalls.
+"""`tba-guard explain` (`tba_guard.tools.explain.run_explain`): verdicts, codes, fixes, pitfalls.
 
 Each pitfall test builds the request the way a client that makes that mistake builds it, signed
 with oauthlib's functions (never tba_guard's), and checks that explain names that cause and no
@@ -18,9 +18,9 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from starlette.testclient import TestClient
 
 from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddleware, Token
-from tba_guard.errors import ErrorCode
-from tba_guard.explain import FIXES, run_explain
-from tba_guard.explain import explain as explain_request
+from tba_guard.core.errors import CATALOG, ErrorCode
+from tba_guard.tools.explain import explain as explain_request
+from tba_guard.tools.explain import run_explain
 
 from .conftest import BASE_URL, NOW, REALM, Clock, echo_app, oauth_header
 
@@ -155,7 +155,7 @@ def test_a_rejection_names_the_code_the_reason_and_the_fix() -> None:
     assert not accepted
     assert "Rejected: VersionRejected (HTTP 400)" in text
     assert "Reason: oauth_version is not 1.0" in text
-    assert f"Fix: {FIXES[ErrorCode.VERSION_REJECTED]}" in text
+    assert f"Fix: {CATALOG[ErrorCode.VERSION_REJECTED].fix}" in text
 
 
 def test_later_checks_still_run_after_the_deciding_failure() -> None:

@@ -1,4 +1,4 @@
-"""The catalogue of client mistakes (tba_guard/mistakes.py), as `tba-guard explain` uses it.
+"""The catalogue of client mistakes (tba_guard/core/mistakes.py), as `explain` uses it.
 
 Every request here is signed by a deliberately faulty client built in this file from oauthlib's
 signature primitives plus one mistake (or two), never by tba_guard's signer: explain must name
@@ -27,11 +27,12 @@ from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from starlette.testclient import TestClient
 
 from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddleware, Token
-from tba_guard.cli import main
-from tba_guard.errors import ErrorCode
-from tba_guard.explain import development_hint, parse_raw_request, run_explain
-from tba_guard.mistakes import MISTAKES, PAIR_COUNT, SEARCHED, start
-from tba_guard.request import read_parameters, request_from_url
+from tba_guard.core.errors import ErrorCode
+from tba_guard.core.hints import development_hint
+from tba_guard.core.mistakes import MISTAKES, PAIR_COUNT, SEARCHED, start
+from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.tools.cli import main
+from tba_guard.tools.explain import parse_raw_request, run_explain
 
 from .conftest import BASE_URL, NOW, REALM, Clock, echo_app, fresh_nonce, oauth_header
 
@@ -467,8 +468,9 @@ async def test_the_guard_never_runs_the_mistake_search(monkeypatch: pytest.Monke
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the mistake search ran while verifying")
 
-    monkeypatch.setattr("tba_guard.mistakes.search", refuse)
-    monkeypatch.setattr("tba_guard.explain.search", refuse)
+    monkeypatch.setattr("tba_guard.core.mistakes.search", refuse)
+    monkeypatch.setattr("tba_guard.tools.explain.search", refuse)
+    monkeypatch.setattr("tba_guard.core.hints.search", refuse)
     url = f"{RESTLET}?script=7"
     value = faulty_header("GET", url, CASES["query-unsigned"].fault)
     with pytest.raises(TBAError) as raised:

@@ -31,15 +31,11 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tba_guard import GuardSettings, Integration
-from tba_guard.flow import TBAFlow
-from tba_guard.tokens import (
-    TOMBSTONE_SECONDS,
-    MemoryTokenStore,
-    RedisTokenStore,
-    RequestToken,
-    TokenStore,
-)
-from tba_guard.users import User
+from tba_guard.asgi.flow import TBAFlow
+from tba_guard.core.protocols import TokenStore
+from tba_guard.core.records import RequestToken, User
+from tba_guard.stores.memory import MemoryTokenStore
+from tba_guard.stores.redis_tokens import TOMBSTONE_SECONDS, RedisTokenStore
 
 from .conftest import (
     BASE_URL,
@@ -1101,7 +1097,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from tba_guard import GuardSettings
-from tba_guard.flow import TBAFlow
+from tba_guard.asgi.flow import TBAFlow
 
 async def callback(request):
     items = "".join(
@@ -1296,14 +1292,14 @@ def test_demo_service_runs_the_flow_for_its_demo_user(tmp_path: Path) -> None:
     """`tba-guard serve` on its embedded settings: the demo flow integration and user go through
     the three steps, the demo's callback page shows what it received, and the issued token
     opens the demo RESTlet."""
-    from tba_guard.demo import CALLBACK_PATH, load_settings
+    from tba_guard.tools.demo import CALLBACK_PATH, load_settings
 
     demo = load_settings(None)
     integration = next(i for i in demo.integrations if i.authorization_flow)
     user = demo.users[0]
     port = free_port()
     script = Path(sys.executable).parent / "tba-guard"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
     command += ["serve", "--host", "127.0.0.1", "--port", str(port)]
     with FlowServer(tmp_path / "demo.toml", port, command) as server:
         callback = f"http://localhost:{port}{CALLBACK_PATH}"

@@ -21,16 +21,11 @@ import httpx2 as httpx
 import pytest
 
 from tba_guard import GuardSettings
-from tba_guard.flow import TBAFlow
-from tba_guard.tokens import (
-    TOMBSTONE_SECONDS,
-    MemoryTokenStore,
-    RedisTokenStore,
-    RequestToken,
-    TokenStoreError,
-    settings_user_lookup,
-)
-from tba_guard.users import User
+from tba_guard.asgi.flow import TBAFlow
+from tba_guard.core.protocols import TokenStoreError
+from tba_guard.core.records import RequestToken, User
+from tba_guard.stores.memory import MemoryTokenStore, settings_user_lookup
+from tba_guard.stores.redis_tokens import TOMBSTONE_SECONDS, RedisTokenStore
 
 from .conftest import (
     BASE_URL,
@@ -485,11 +480,11 @@ async def test_sign_in_is_throttled_per_client_address(clock: Clock) -> None:
 
 
 def uvicorn_factory(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    """`uvicorn --factory tba_guard.demo:create_app ARGS` on a free loopback port (the source
+    """`uvicorn --factory tba_guard.tools.demo:create_app ARGS` on a free loopback port (the source
     tree or the installed package, whichever this interpreter imports), in its own group."""
     port = free_port()
     log = tmp_path / f"uvicorn.{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "--factory", "tba_guard.demo:create_app"]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "tba_guard.tools.demo:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
     environment = {k: v for k, v in os.environ.items() if k != "TBA_GUARD_CONFIG"}
     with log.open("wb") as out:

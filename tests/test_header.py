@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tba_guard import ErrorCode, TBAError
-from tba_guard.header import (
+from tba_guard.core.header import (
     _LIST,
     _names_as_clients_write,
     _names_from_glue,

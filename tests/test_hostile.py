@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from tba_guard import ErrorCode, Guard, GuardSettings, ReplayKey, TBAError, TBAGuardMiddleware
-from tba_guard.errors import OPERATIONAL_CODES
-from tba_guard.header import parse_authorization
+from tba_guard.core.errors import OPERATIONAL_CODES
+from tba_guard.core.header import parse_authorization
 
 from .conftest import BASE_URL, NOW, Clock, make_settings, oauth_header
 

@@ -28,7 +28,7 @@ from tba_guard import (
     TBAError,
     Token,
 )
-from tba_guard.audit import AuditEvent
+from tba_guard.core.audit import AuditEvent
 
 from .conftest import BASE_URL, NOW, REALM, oauth_header
 from .redis_support import SHARED_REDIS_URL, delete_prefix, shared_redis, unique_prefix

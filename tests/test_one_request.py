@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tba_guard import GuardSettings, TBAError, TBAGuardMiddleware
-from tba_guard.request import request_from_url
+from tba_guard.core.request import request_from_url
 
 from .conftest import BASE_URL, Clock, make_settings, oauth_header
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tba_guard import receiving
+from tba_guard.asgi import receiving
 
 MESSAGE = {"type": "http.request", "body": b"a=1", "more_body": False}
 

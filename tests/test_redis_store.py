@@ -21,8 +21,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tba_guard import GuardSettings, ReplayKey, ReplayStoreError, SettingsError, TBAGuardMiddleware
-from tba_guard.checks import Guard
-from tba_guard.redis_store import RedisReplayStore, redact_url
+from tba_guard.guard import Guard
+from tba_guard.stores.redis_replay import RedisReplayStore, redact_url
 
 from .conftest import BASE_URL, NOW, TOKEN_ID, Clock, echo_app, make_settings, oauth_header
 from .redis_support import (

@@ -68,7 +68,7 @@ def write_config(directory: Path, prefix: str) -> Path:
 def serve(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`tba-guard serve --workers 2` in its own process group, stopped (and reaped) after."""
     script = Path(sys.executable).with_name("tba-guard")  # the installed console script
-    program = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.cli"]
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
     command = [*program, "serve", "--config", str(config)]
     command += ["--port", str(port), "--workers", "2"]
     with log.open("wb") as out:

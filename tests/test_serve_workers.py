@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tba_guard.listener import has_nodelay, tcp_listener
+from tba_guard.tools.listener import has_nodelay, tcp_listener
 
 from .redis_support import SHARED_REDIS_URL, delete_prefix, free_port, shared_redis, unique_prefix
 
@@ -176,7 +176,7 @@ def test_a_multi_worker_serve_accepts_connections_with_tcp_nodelay(
     tmp_path: Path, prefix: str
 ) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "tba_guard.cli", "serve", "--config"]
+    command = [sys.executable, "-m", "tba_guard.tools.cli", "serve", "--config"]
     command += [str(write_config(tmp_path, prefix)), "--port", str(port), "--workers", "2"]
     with (
         started(command, tmp_path / "serve.log", workers=2) as server,
@@ -199,9 +199,10 @@ def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(
     port = free_port()
     recipe = (
         "import sys, uvicorn\n"
-        "from tba_guard.listener import tcp_listener\n"
+        "from tba_guard.tools.listener import tcp_listener\n"
         "listener = tcp_listener('127.0.0.1', int(sys.argv[1]))\n"
-        "uvicorn.run('tba_guard.demo:create_app', factory=True, fd=listener.fileno(), workers=2)\n"
+        "uvicorn.run('tba_guard.tools.demo:create_app', factory=True,\n"
+        "            fd=listener.fileno(), workers=2)\n"
     )
     command = [sys.executable, "-c", recipe, str(port)]
     config = write_config(tmp_path, prefix)

@@ -1,4 +1,5 @@
-"""tba_guard.testing: what an application's own tests use to sign requests to a guarded app."""
+"""tba_guard.tools.testing: what an application's own tests use to sign requests to a guarded
+app."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings
-from tba_guard.settings import MIN_SECRET_LENGTH
-from tba_guard.testing import SigningCredentials, TBAAuth, guarded_app, sign_headers
+from tba_guard.core.settings import MIN_SECRET_LENGTH
+from tba_guard.tools.testing import SigningCredentials, TBAAuth, guarded_app, sign_headers
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -86,19 +87,19 @@ async def test_auth_works_with_an_async_client() -> None:
 
 def test_signing_uses_oauthlib_not_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     # Signed by the code it checks, a helper would hide the guard's own signing mistakes.
-    import tba_guard.signature
+    import tba_guard.core.signature
 
     def refuse(*args: object, **kwargs: object) -> str:
-        raise AssertionError("tba_guard.testing must not sign with the guard's code")
+        raise AssertionError("tba_guard.tools.testing must not sign with the guard's code")
 
-    monkeypatch.setattr(tba_guard.signature, "sign", refuse)
+    monkeypatch.setattr(tba_guard.core.signature, "sign", refuse)
     credentials = SigningCredentials("ck", "cs-0123456789abcdef", "tk", "ts-0123456789abcdef")
     assert "oauth_signature=" in sign_headers(credentials, "GET", "https://h/x")["Authorization"]
 
 
 def test_importing_the_helper_does_not_import_httpx() -> None:
     code = (
-        "import sys, tba_guard.testing\n"
+        "import sys, tba_guard.tools.testing\n"
         "loaded = {'httpx', 'httpx2'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )

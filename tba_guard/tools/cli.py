@@ -18,15 +18,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from .credentials import Integration, Token
+from ..core.records import Integration, Token
+from ..core.request import FORM_CONTENT_TYPE
+from ..core.settings import GuardSettings, SettingsError
+from ..core.signature import PLAINTEXT
 from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
-from .request import FORM_CONTENT_TYPE
-from .settings import GuardSettings, SettingsError
-from .signature import PLAINTEXT
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
-DEMO_FACTORY = "tba_guard.demo:create_app"
+DEMO_FACTORY = "tba_guard.tools.demo:create_app"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT")
 
 
@@ -130,7 +130,7 @@ def own_command() -> list[str]:
         full = os.path.abspath(invoked)
         found = shutil.which("tba-guard")
         return ["tba-guard"] if found and os.path.abspath(found) == full else [full]
-    return [sys.executable, "-m", "tba_guard.cli"]
+    return [sys.executable, "-m", "tba_guard.tools.cli"]
 
 
 def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | None:

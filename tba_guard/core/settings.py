@@ -17,10 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .credentials import Integration, Token
 from .errors import ErrorDetail
+from .records import Integration, Token, User
 from .signature import SIGNATURE_METHODS
-from .users import User
 
 ENV_PREFIX = "TBA_GUARD_"
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short

@@ -12,7 +12,7 @@ however a server re-wraps the file descriptor (uvicorn's `fd=` wraps it with pro
 and it does no harm once uvicorn sets the option itself::
 
     import uvicorn
-    from tba_guard.listener import tcp_listener
+    from tba_guard.tools.listener import tcp_listener
 
     listener = tcp_listener("0.0.0.0", 8000)
     uvicorn.run("myapp:app", fd=listener.fileno(), workers=4)

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .checks import (
+from ..core.checks import (
     Step,
     check_authorization_flow,
     check_entity_and_role,
@@ -37,72 +37,27 @@ from .checks import (
     check_timestamp,
     check_token_usable,
     check_version,
-    credential_store_for,
     realm_sent,
     replay_key,
 )
-from .credentials import Integration, Token
-from .errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
-from .mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
-from .replay import MemoryReplayStore
-from .request import OAuthRequest, base_string_uri, request_from_url
-from .settings import GuardSettings
-from .signature import (
+from ..core.errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
+from ..core.mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
+from ..core.records import Integration, Token
+from ..core.request import OAuthRequest, base_string_uri, request_from_url
+from ..core.settings import GuardSettings
+from ..core.signature import (
     SIGNATURE_METHODS,
     base_string,
     request_base_string,
     sign,
     signed_parameters,
 )
+from ..stores import credential_store_for
+from ..stores.memory import MemoryReplayStore
 
 _C = ErrorCode
 
-#: The likely fix for each code, one line: what the client (or the operator) should change.
-FIXES: dict[ErrorCode, str] = {
-    _C.FEATURE_DISABLED: "switch feature_enabled on in the guard's settings",
-    _C.MISSING_REQUIRED_PARAMETER: (
-        "send one 'Authorization: OAuth ...' header with every required oauth_* parameter "
-        'exactly once, each as name="percent-encoded value", and oauth_* parameters nowhere '
-        "else (not in the query or the body)"
-    ),
-    _C.VERSION_REJECTED: 'send oauth_version="1.0" or leave it out',
-    _C.UNKNOWN_ALGORITHM: (
-        "configure the client to sign with HMAC-SHA256 (or add its method to signature_methods)"
-    ),
-    _C.INVALID_TIMESTAMP: (
-        "send the current time in whole seconds since the epoch and keep the client's clock "
-        "in sync (NTP)"
-    ),
-    _C.NONCE_REJECTED: "send a fresh random nonce of about 20 characters with every request",
-    _C.NONCE_USED: "generate a new nonce and timestamp, and sign again, for every request",
-    _C.UNKNOWN_INTEGRATION: (
-        "check the consumer key, and send the realm (account ID) exactly as configured"
-    ),
-    _C.INTEGRATION_BLOCKED: 'enable the integration record (state = "enabled")',
-    _C.AUTHORIZATION_FLOW_REQUIRED: "switch authorization_flow on for the integration",
-    _C.TOKEN_REJECTED: (
-        "check the token ID, that it belongs to this consumer key and account, and that it is "
-        "neither revoked nor expired; send the realm exactly as configured"
-    ),
-    _C.ENTITY_OR_ROLE_DISABLED: "make the token's entity and role active",
-    _C.INVALID_SIGNATURE: (
-        "rebuild the base string exactly as the server does (tba-guard explain prints it) and "
-        "sign it with the consumer secret and the token secret"
-    ),
-    _C.INVALID_CALLBACK: "send the callback URL of the integration record",
-    _C.INVALID_VERIFIER: "send the verifier that came back with the authorized request token",
-    _C.REPLAY_STORE_UNAVAILABLE: "bring the replay store (Redis) back, then retry",
-    _C.CREDENTIAL_STORE_UNAVAILABLE: "bring the credential store back, then retry",
-    _C.REQUEST_BODY_TOO_LARGE: "send a smaller form body, or raise max_body_bytes",
-    _C.REQUEST_BODY_TIMEOUT: "send the whole body promptly, or raise body_timeout",
-    _C.REQUEST_BUFFERS_FULL: "retry later, or raise max_buffered_bytes if memory allows",
-    _C.AMBIGUOUS_REQUEST: "send Content-Type and Host once, and percent-encode the form as UTF-8",
-    _C.HOST_NOT_ALLOWED: "call the service's own host name, or add it to allowed_hosts",
-    _C.REQUEST_TOKEN_LIMIT: "wait for pending request tokens to expire, or raise the quota",
-}
-
 _OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_HINT_MAX = 2048  # a hint is one header-sized line, not a document
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,48 +69,6 @@ class Pitfall:
     fix: str
     name: str = ""
     note: str = ""
-
-
-# --- development hints (the middleware's `development_hints` setting) -------------------------
-
-
-def development_hint(
-    error: TBAError, request: OAuthRequest, *, settings: GuardSettings | None = None
-) -> str:
-    """One line for an error response in development: the reason, the fix and, for a bad
-    signature, the server's base string (which holds no secret) and, given the settings, the
-    catalogued mistakes that reproduce the signature. Never switched on in production.
-    """
-    parts = [error.reason or error.code.value, FIXES[error.code]]
-    if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
-        parts.append(f"the server's base string: {request_base_string(request)}")
-        if settings is not None:
-            parts += _hint_causes(settings, request)
-    parts.append("run `tba-guard explain` for the likely cause")
-    hint = "; ".join(parts)
-    hint = "".join(c if c.isprintable() else " " for c in hint)
-    return hint if len(hint) <= _HINT_MAX else hint[:_HINT_MAX] + "…"
-
-
-def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:
-    """The mistake search with the settings' own credentials (looked up without awaiting a
-    store; a token only a token store holds is not searched)."""
-    oauth = request.oauth
-    key, token_id = oauth.get("oauth_consumer_key"), oauth.get("oauth_token")
-    integration = next((i for i in settings.integrations if i.consumer_key == key), None)
-    token = next((t for t in settings.tokens if t.token_id == token_id), None)
-    if integration is None or (token_id is not None and token is None):
-        return []
-    findings, _ = search(
-        request,
-        client_uri=request.uri,
-        consumer_secret=integration.consumer_secret,
-        token_secret=token.token_secret if token else "",
-        realm=settings.realm,
-    )
-    if not findings:
-        return ["no known client mistake reproduces the signature"]
-    return [f"likely cause ({' + '.join(f.names)}): {f.explanation}" for f in findings]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -593,7 +506,7 @@ def _conclusion(
     lines += _cause_lines(causes)
     bad_signature = _C.INVALID_SIGNATURE in report.failed
     if not causes and not (bad_signature and first.code is _C.INVALID_SIGNATURE):
-        lines.append(f"Fix: {FIXES[first.code]}")
+        lines.append(f"Fix: {CATALOG[first.code].fix}")
     if bad_signature:
         if first.code is not _C.INVALID_SIGNATURE:
             lines.append("The signature does not match either.")

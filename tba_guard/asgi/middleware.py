@@ -17,21 +17,21 @@ from urllib.parse import urlsplit
 from starlette.authentication import AuthCredentials, BaseUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import receiving
-from .audit import AuditHook
-from .checks import Clock, Guard, Identity
-from .credentials import CredentialStore
-from .errors import ErrorCode, TBAError, error_response
-from .explain import development_hint
-from .replay import ReplayStore
-from .request import (
+from ..core.audit import AuditHook
+from ..core.checks import Clock
+from ..core.errors import ErrorCode, TBAError, error_response
+from ..core.protocols import CredentialStore, ReplayStore
+from ..core.records import Identity
+from ..core.request import (
     HeaderFields,
     OAuthRequest,
     base_string_uri,
     check_content_type,
     wants_body,
 )
-from .settings import GuardSettings
+from ..core.settings import GuardSettings
+from ..guard import Guard
+from . import receiving
 
 _FORWARDED_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 
@@ -187,11 +187,11 @@ class TBAGuardMiddleware:
                 _method(scope), "", path=scope["path"], client=_client_host(scope)
             )
         self.guard.audit(request, error)
-        hint = (
-            development_hint(error, request, settings=self.settings)
-            if self.settings.development_hints
-            else None
-        )
+        hint = None
+        if self.settings.development_hints:
+            from ..core.hints import development_hint  # loaded only in development
+
+            hint = development_hint(error, request, settings=self.settings)
         await self.reject(scope, receive, send, error, hint=hint)
 
     def is_exempt(self, scope: Scope) -> bool:

@@ -21,9 +21,9 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .checks import Identity
-from .flow import TBAFlow
-from .settings import GuardSettings, SettingsError, env_has_settings
+from ..asgi.flow import TBAFlow
+from ..core.records import Identity
+from ..core.settings import GuardSettings, SettingsError, env_has_settings
 
 CONFIG_ENV = "TBA_GUARD_CONFIG"
 #: How the CLI names the embedded settings: their secrets ship with the package.
@@ -50,7 +50,7 @@ def load_settings(path: str | os.PathLike[str] | None) -> GuardSettings:
     """
     try:
         if path is None:
-            embedded = resources.files("tba_guard") / "demo.toml"
+            embedded = resources.files("tba_guard.tools") / "demo.toml"
             with resources.as_file(embedded) as file:
                 return GuardSettings.from_toml(file)
         return GuardSettings.from_toml(path)
@@ -135,6 +135,6 @@ def build_app(settings: GuardSettings) -> ASGIApp:
 
 
 def create_app() -> ASGIApp:
-    """uvicorn factory (`tba_guard.demo:create_app`): settings by `PRECEDENCE` without a
+    """uvicorn factory (`tba_guard.tools.demo:create_app`): settings by `PRECEDENCE` without a
     --config. Under several workers it refuses to start unless the stores are shared."""
     return build_app(resolve_settings(None)[0])

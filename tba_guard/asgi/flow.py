@@ -37,10 +37,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .audit import AuditEvent, AuditHook, record
-from .checks import (
+from ..core.audit import AuditEvent, AuditHook, record
+from ..core.checks import (
     Clock,
-    Guard,
     Step,
     check_callback,
     check_entity_and_role,
@@ -49,28 +48,30 @@ from .checks import (
     check_signature,
     check_verifier,
     claim_nonce,
-    credential_store_for,
     realm_sent,
 )
-from .credentials import CredentialStore, Token
-from .errors import OPERATIONAL_CODES, ErrorCode, TBAError
-from .middleware import BUFFERS, ClientDisconnected, TBAGuardMiddleware
-from .replay import MemoryReplayStore, ReplayStore
-from .request import OAuthRequest, wants_body
-from .settings import GuardSettings
-from .signature import signature_matches
-from .tokens import (
-    FlowCredentials,
-    MemoryTokenStore,
-    RequestToken,
+from ..core.errors import OPERATIONAL_CODES, ErrorCode, TBAError
+from ..core.protocols import (
+    CredentialStore,
+    ReplayStore,
     RequestTokenQuotaExceeded,
     TokenStore,
     TokenStoreError,
     UserLookup,
-    settings_user_lookup,
-    token_store_for,
 )
-from .users import User
+from ..core.records import RequestToken, Token, User
+from ..core.request import OAuthRequest, wants_body
+from ..core.settings import GuardSettings
+from ..core.signature import signature_matches
+from ..guard import Guard
+from ..stores import credential_store_for, token_store_for
+from ..stores.memory import (
+    FlowCredentials,
+    MemoryReplayStore,
+    MemoryTokenStore,
+    settings_user_lookup,
+)
+from .middleware import BUFFERS, ClientDisconnected, TBAGuardMiddleware
 
 #: The host application says who is signed in (None: nobody) from the consent page's request.
 CurrentUser = Callable[[Request], Awaitable[User | None]]

@@ -42,12 +42,12 @@ except ImportError:  # pragma: no cover - depends on the installation
         "the Redis replay store needs the redis package: pip install 'tba-guard[redis]'"
     ) from None
 
-from .replay import ReplayKey, ReplayStoreError
+from ..core.protocols import ReplayKey, ReplayStoreError
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
 
-    from .settings import GuardSettings
+    from ..core.settings import GuardSettings
 
 DEFAULT_PREFIX = "tba_guard:nonce:"
 DEFAULT_POOL_SIZE = 32

@@ -1,5 +1,5 @@
-"""The checks, each a small function raising the code the catalog assigns,
-and `Guard`, which runs them in the documented order (docs/checks-and-errors.md).
+"""The checks, each a small function named after what it checks, raising the code the catalog
+assigns. `sequence.py` declares their order; `Guard` runs it.
 
 The first failing check decides the code. Cheap checks run before lookups, and nothing touches
 the replay store before the request is known to be well formed; only a request whose signature
@@ -8,30 +8,18 @@ verified may write to it.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Final
 from urllib.parse import urlsplit
 
-from .audit import AuditEvent, AuditHook, is_heard, record
-from .credentials import CachedCredentials, CredentialStore, Integration, StaticCredentials, Token
-from .errors import OPERATIONAL_CODES, ErrorCode, TBAError, missing, rejected
+from .errors import ErrorCode, TBAError, missing, rejected
 from .header import HEADER_NAME
-from .replay import MemoryReplayStore, ReplayKey, ReplayStore
-from .request import (
-    OAuthRequest,
-    ambiguous,
-    form_body_pairs,
-    read_parameters,
-    request_from_url,
-)
-from .settings import GuardSettings
+from .protocols import CredentialStore, ReplayKey, ReplayStore
+from .records import Integration, RequestToken, Token
+from .request import OAuthRequest, ambiguous, form_body_pairs, read_parameters
 from .signature import PLAINTEXT, signature_matches
-from .tokens import RequestToken
 
 Clock = Callable[[], float]
 #: What steps 1 to 9 established: the replay key to claim, the integration and the token.
@@ -64,59 +52,6 @@ _RESOURCE_REQUIRED: Final = _REQUIRED[Step.RESOURCE]  # looked up without hashin
 #: that sends it on gets `InvalidVerifier` (step 11), which says what happened.
 MAY_BE_EMPTY: Final = frozenset({"oauth_verifier"})
 _MAX_TIMESTAMP_DIGITS: Final = 12  # past year 30000: anything longer is not a clock
-
-
-class Identity:
-    """Who a verified request speaks for; what `scope["tba"]` holds. Read-only.
-
-    A plain class with properties rather than a frozen dataclass: one is built per accepted
-    request, and the compiled build constructs a plain class about ten times faster.
-    """
-
-    __slots__ = ("_consumer_key", "_entity", "_realm", "_role", "_token_id")
-
-    def __init__(self, consumer_key: str, token_id: str, realm: str, entity: str, role: str):
-        self._consumer_key = consumer_key
-        self._token_id = token_id
-        self._realm = realm
-        self._entity = entity
-        self._role = role
-
-    @property
-    def consumer_key(self) -> str:
-        return self._consumer_key
-
-    @property
-    def token_id(self) -> str:
-        return self._token_id
-
-    @property
-    def realm(self) -> str:
-        return self._realm
-
-    @property
-    def entity(self) -> str:
-        """The NetSuite entity (user) the token was issued to."""
-        return self._entity
-
-    @property
-    def role(self) -> str:
-        return self._role
-
-    def _fields(self) -> tuple[str, str, str, str, str]:
-        return (self._consumer_key, self._token_id, self._realm, self._entity, self._role)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Identity) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (
-            f"Identity(consumer_key={self._consumer_key!r}, token_id={self._token_id!r}, "
-            f"realm={self._realm!r}, entity={self._entity!r}, role={self._role!r})"
-        )
 
 
 # --- 1. FeatureDisabled -----------------------------------------------------------------------
@@ -485,181 +420,3 @@ def check_verifier(token: RequestToken, oauth: Mapping[str, str]) -> None:
 
 
 # --- the pipeline -----------------------------------------------------------------------------
-
-
-def replay_store_for(
-    settings: GuardSettings, *, clock: Callable[[], float] = time.time
-) -> ReplayStore:
-    """The store the settings name: `memory`, or a Redis URL (needs `tba-guard[redis]`)."""
-    if settings.replay_store == "memory":
-        return MemoryReplayStore(settings.replay_store_max_entries, clock=clock)
-    from .redis_store import RedisReplayStore
-
-    return RedisReplayStore.from_settings(settings)
-
-
-def credential_store_for(settings: GuardSettings) -> CredentialStore:
-    store: CredentialStore = StaticCredentials(settings.integrations, settings.tokens)
-    if settings.credentials_cache_ttl > 0:
-        store = CachedCredentials(store, ttl=settings.credentials_cache_ttl)
-    return store
-
-
-class Guard:
-    """Runs the checks in the documented order. One instance serves every request: it keeps
-    no per-request state, only the settings and the two stores.
-    """
-
-    def __init__(
-        self,
-        settings: GuardSettings | None = None,
-        *,
-        credentials: CredentialStore | None = None,
-        replay_store: ReplayStore | None = None,
-        clock: Clock = time.time,
-        audit_hooks: Iterable[AuditHook] = (),
-    ) -> None:
-        self.settings = settings = settings or GuardSettings()
-        self.clock = clock
-        self.credentials = credentials or credential_store_for(settings)
-        self.replay_store = replay_store or replay_store_for(settings, clock=clock)
-        self.audit_hooks = tuple(audit_hooks)
-        # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
-        self._dummy_secret = secrets.token_urlsafe(32)
-
-    @property
-    def replay_ttl(self) -> int:
-        """Long enough that a key outlives every moment its timestamp could still pass."""
-        return 2 * self.settings.timestamp_tolerance
-
-    async def check_well_formed(self, request: OAuthRequest, step: Step) -> ReplayKey:
-        """Steps 1 to 7: everything that needs no credential, ending with the replay read."""
-        s = self.settings
-        check_feature_enabled(s.feature_enabled)
-        check_required_parameters(
-            request,
-            step,
-            max_header_length=s.max_header_length,
-            max_header_parameters=s.max_header_parameters,
-        )
-        oauth = request.oauth
-        check_version(oauth)
-        check_signature_method(oauth, s.signature_methods, secure=request.secure)
-        timestamp = check_timestamp(oauth, now=self.clock(), tolerance=s.timestamp_tolerance)
-        check_nonce_length(oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
-        key = replay_key(oauth, timestamp)
-        await check_nonce_unused(self.replay_store, key)
-        return key
-
-    async def check_integration(self, request: OAuthRequest, step: Step) -> Integration:
-        """Step 8."""
-        integration = await check_integration_known(
-            self.credentials, request.oauth, realm=self.settings.realm, step=step
-        )
-        check_integration_enabled(integration, request.oauth, step=step)
-        if step is not Step.RESOURCE:
-            check_authorization_flow(integration)
-        return integration
-
-    async def check_credentials(self, request: OAuthRequest) -> tuple[Integration, Token]:
-        """Steps 8 and 9 for a protected resource.
-
-        In opaque mode the wire does not say which of these failed, and the work must not say it
-        either: an unknown consumer key, a blocked integration, an unusable token and a bad
-        signature each cost one integration lookup, one token lookup and one signature (against
-        a random dummy secret when the real one is unknown), so timing cannot reveal which
-        consumer keys or tokens exist.
-        """
-        token_looked_up = False
-        try:
-            integration = await self.check_integration(request, Step.RESOURCE)
-            token_looked_up = True
-            token = await check_token(
-                self.credentials,
-                request.oauth,
-                integration,
-                realm=self.settings.realm,
-                now=self.clock(),
-            )
-            check_entity_and_role(token)
-        except TBAError as error:
-            if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
-                await self._dummy_credential_work(request, lookup_token=not token_looked_up)
-            raise
-        return integration, token
-
-    async def _dummy_credential_work(self, request: OAuthRequest, *, lookup_token: bool) -> None:
-        """The lookups and the signature a rejection skipped, with the results thrown away."""
-        if lookup_token:
-            with contextlib.suppress(Exception):  # the verdict is already decided
-                await self.credentials.token(request.oauth["oauth_token"])
-        signature_matches(request, self._dummy_secret, self._dummy_secret)
-
-    async def check_before_body(self, request: OAuthRequest) -> CheckedCredentials:
-        """Steps 1 to 9 for a protected resource: all that needs no body, so that a request
-        they refuse is answered before its body is read. Does not audit; the caller does."""
-        key = await self.check_well_formed(request, Step.RESOURCE)
-        integration, token = await self.check_credentials(request)
-        return key, integration, token
-
-    async def check_body_and_signature(
-        self, request: OAuthRequest, checked: CheckedCredentials
-    ) -> Identity:
-        """The rest, once `request.body` holds what the signature covers: the form body's
-        parameters, step 10, and the replay claim. Does not audit; the caller does."""
-        key, integration, token = checked
-        check_form_body(request)
-        check_signature(request, integration.consumer_secret, token.token_secret)
-        await claim_nonce(self.replay_store, key, self.replay_ttl)
-        return Identity(
-            consumer_key=integration.consumer_key,
-            token_id=token.token_id,
-            realm=self.settings.realm or realm_sent(request.oauth),
-            entity=token.entity,
-            role=token.role,
-        )
-
-    async def verify(self, request: OAuthRequest) -> Identity:
-        """Verify a request for a protected resource, body included; return who it speaks for.
-
-        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
-        goes to the audit log.
-        """
-        try:
-            checked = await self.check_before_body(request)
-            identity = await self.check_body_and_signature(request, checked)
-        except TBAError as error:
-            self.audit(request, error)
-            raise
-        self.audit(request, None)
-        return identity
-
-    async def verify_request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
-        body: bytes | str = b"",
-    ) -> Identity:
-        """The single call: verify a whole request given as method, URL, headers and body."""
-        return await self.verify(request_from_url(method, url, headers, body))
-
-    def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
-        if not is_heard("accepted" if error is None else "rejected", self.audit_hooks):
-            return
-        oauth = request.oauth
-        record(
-            AuditEvent(
-                outcome="accepted" if error is None else "rejected",
-                code=error.code.value if error else "",
-                consumer_key=oauth.get("oauth_consumer_key", ""),
-                token_id=oauth.get("oauth_token", ""),
-                realm=realm_sent(oauth) or (self.settings.realm or ""),
-                method=request.method,
-                path=request.path,
-                client=request.client,
-                time=self.clock(),
-                reason=error.reason if error else "",
-            ),
-            self.audit_hooks,
-        )

@@ -1,0 +1,54 @@
+"""Development hints: one line in an error response naming the reason, the likely fix and, for
+a bad signature, the server's base string and the catalogued client mistakes that reproduce it.
+
+Loaded only when `development_hints` is on; never switched on in production.
+"""
+
+from __future__ import annotations
+
+from .errors import CATALOG, ErrorCode, TBAError
+from .mistakes import search
+from .request import OAuthRequest
+from .settings import GuardSettings
+from .signature import request_base_string
+
+_HINT_MAX = 2048  # a hint is one header-sized line, not a document
+
+
+def development_hint(
+    error: TBAError, request: OAuthRequest, *, settings: GuardSettings | None = None
+) -> str:
+    """One line for an error response in development: the reason, the fix and, for a bad
+    signature, the server's base string (which holds no secret) and, given the settings, the
+    catalogued mistakes that reproduce the signature. Never switched on in production.
+    """
+    parts = [error.reason or error.code.value, CATALOG[error.code].fix]
+    if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
+        parts.append(f"the server's base string: {request_base_string(request)}")
+        if settings is not None:
+            parts += _hint_causes(settings, request)
+    parts.append("run `tba-guard explain` for the likely cause")
+    hint = "; ".join(parts)
+    hint = "".join(c if c.isprintable() else " " for c in hint)
+    return hint if len(hint) <= _HINT_MAX else hint[:_HINT_MAX] + "…"
+
+
+def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:
+    """The mistake search with the settings' own credentials (looked up without awaiting a
+    store; a token only a token store holds is not searched)."""
+    oauth = request.oauth
+    key, token_id = oauth.get("oauth_consumer_key"), oauth.get("oauth_token")
+    integration = next((i for i in settings.integrations if i.consumer_key == key), None)
+    token = next((t for t in settings.tokens if t.token_id == token_id), None)
+    if integration is None or (token_id is not None and token is None):
+        return []
+    findings, _ = search(
+        request,
+        client_uri=request.uri,
+        consumer_secret=integration.consumer_secret,
+        token_secret=token.token_secret if token else "",
+        realm=settings.realm,
+    )
+    if not findings:
+        return ["no known client mistake reproduces the signature"]
+    return [f"likely cause ({' + '.join(f.names)}): {f.explanation}" for f in findings]

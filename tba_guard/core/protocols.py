@@ -1,0 +1,94 @@
+"""The storage boundaries the core checks against: small async protocols that the stores
+(memory, Redis, a database) implement. Declared here, below the stores, so the checks depend on
+the shape of a store and never on one store."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+from .records import Decision, Integration, RequestToken, Token, User
+
+#: How long an expired or used request token is remembered, to name the reason at step three.
+TOMBSTONE_SECONDS = 3600
+#: Live request tokens per integration unless the settings say otherwise.
+DEFAULT_QUOTA = 1000
+
+
+class ReplayKey(NamedTuple):
+    consumer_key: str
+    token: str  # empty on the request-token step
+    nonce: str
+    timestamp: int
+
+    def identity(self) -> bytes:
+        """The key as unambiguous bytes: lengths prefixed, so no two keys can collide."""
+        ck, token, nonce = self.consumer_key, self.token, self.nonce
+        text = f"{len(ck)}:{ck}{len(token)}:{token}{len(nonce)}:{nonce}{self.timestamp}"
+        return text.encode("utf-8", "surrogateescape")
+
+
+class ReplayStoreError(Exception):
+    """The store cannot answer (down, timed out, full). The guard fails closed with a 503."""
+
+
+class ReplayStore(Protocol):
+    """The storage boundary of replay protection. Implement both coroutines to add a store."""
+
+    async def seen(self, key: ReplayKey) -> bool:
+        """Whether the key was claimed and is still remembered. Reads only."""
+        ...
+
+    async def claim(self, key: ReplayKey, ttl: int) -> bool:
+        """Remember the key for at least `ttl` seconds. False when it was already claimed."""
+        ...
+
+
+class CredentialStore(Protocol):
+    """Where the guard looks up integrations and tokens. Return None for an unknown key."""
+
+    async def integration(self, consumer_key: str) -> Integration | None: ...
+
+    async def token(self, token_id: str) -> Token | None: ...
+
+
+class TokenStoreError(Exception):
+    """The token store cannot answer (down, timed out, full). The flow fails closed: 503."""
+
+
+class RequestTokenQuotaExceeded(TokenStoreError):
+    """One integration holds its quota of live request tokens: refused for it alone
+    (`RequestTokenLimit`), while every other integration keeps getting tokens."""
+
+    def __init__(self, consumer_key: str, quota: int) -> None:
+        super().__init__(f"integration holds {quota} live request tokens, its quota")
+        self.consumer_key, self.quota = consumer_key, quota
+
+
+UserLookup = Callable[[str], Awaitable[User | None]]
+
+
+class TokenStore(Protocol):
+    """The storage boundary of the flow. Every method may raise `TokenStoreError`."""
+
+    async def put_request_token(self, token: RequestToken) -> None:
+        """Store a new token; `RequestTokenQuotaExceeded` when its integration is at quota."""
+        ...
+
+    async def request_token(self, token_id: str) -> RequestToken | None:
+        """The token as it is now (pending, decided or used), or None once forgotten."""
+        ...
+
+    async def decide(
+        self, token_id: str, decision: Decision, *, verifier: str, entity: str, role: str
+    ) -> bool:
+        """Record the user's decision if none was recorded yet. False otherwise (atomic)."""
+        ...
+
+    async def consume(self, token_id: str) -> bool:
+        """Count one exchange. True only for the first (atomic)."""
+        ...
+
+    async def put_access_token(self, token: Token) -> None: ...
+
+    async def access_token(self, token_id: str) -> Token | None: ...
