@@ -21,7 +21,7 @@ from oauthlib.oauth1 import Client
 
 from tba_guard import GuardSettings, Integration, Token, mistakes
 from tba_guard.core.mistakes import PAIR_COUNT, SEARCHED, search
-from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.core.request import parse_parameters, request_from_url
 from tba_guard.tools.explain import explain
 
 NOW = 1_700_000_000
@@ -89,7 +89,7 @@ def measure(query: str, requests: int) -> dict[str, Any]:
     for index in range(requests):
         header = signed(url, index)
         request = request_from_url("GET", url, {"Authorization": header})
-        read_parameters(request)
+        parse_parameters(request)
         start = time.perf_counter()
         found, complete = search(
             request,

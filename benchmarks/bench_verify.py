@@ -34,7 +34,7 @@ from competitors import (
 )
 
 from tba_guard import Guard
-from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.core.request import parse_parameters, request_from_url
 from tba_guard.core.signature import request_base_string, signing_key
 
 
@@ -78,7 +78,7 @@ def hmac_floor(shape: Shape, batch: list[dict[str, str]]) -> list[int]:
     prepared = []
     for headers in batch:
         request = request_from_url(shape.method, url, headers, shape.body)
-        read_parameters(request)
+        parse_parameters(request)
         prepared.append((request_base_string(request).encode(), request.oauth["oauth_signature"]))
     samples = []
     clock = time.thread_time_ns

@@ -33,7 +33,7 @@ from .core.checks import (
 from .core.errors import OPERATIONAL_CODES, TBAError
 from .core.protocols import CredentialStore, ReplayKey, ReplayStore
 from .core.records import Identity, Integration, Token
-from .core.request import OAuthRequest, request_from_url
+from .core.request import OAuthRequest, parse_parameters, request_from_url
 from .core.settings import GuardSettings
 from .core.signature import signature_matches
 from .stores import credential_store_for, replay_store_for
@@ -70,12 +70,12 @@ class Guard:
         """Steps 1 to 7: everything that needs no credential, ending with the replay read."""
         s = self.settings
         check_feature_enabled(s.feature_enabled)
-        check_required_parameters(
+        parse_parameters(
             request,
-            step,
             max_header_length=s.max_header_length,
             max_header_parameters=s.max_header_parameters,
         )
+        check_required_parameters(request, step)
         oauth = request.oauth
         check_version(oauth)
         check_signature_method(oauth, s.signature_methods, secure=request.secure)

@@ -30,7 +30,7 @@ from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddl
 from tba_guard.core.errors import ErrorCode
 from tba_guard.core.hints import development_hint
 from tba_guard.core.mistakes import MISTAKES, PAIR_COUNT, SEARCHED, start
-from tba_guard.core.request import read_parameters, request_from_url
+from tba_guard.core.request import parse_parameters, request_from_url
 from tba_guard.tools.cli import main
 from tba_guard.tools.explain import parse_raw_request, run_explain
 
@@ -436,7 +436,7 @@ def test_a_right_signature_with_wrong_secrets_is_the_honest_no_known_mistake() -
 def test_the_signing_input_never_shows_its_secrets() -> None:
     url = f"{RESTLET}?script=7"
     request = request_from_url("GET", url, {"Authorization": faulty_header("GET", url)})
-    read_parameters(request)
+    parse_parameters(request)
     signing, clues = start(
         request,
         client_uri=request.uri,
@@ -456,7 +456,7 @@ def test_a_development_hint_given_the_settings_names_the_mistake() -> None:
     url = f"{RESTLET}?script=7&deploy=1"
     value = faulty_header("GET", url, CASES["query-unsigned"].fault)
     request = request_from_url("GET", url, {"Authorization": value})
-    read_parameters(request)
+    parse_parameters(request)
     error = TBAError(ErrorCode.INVALID_SIGNATURE, "the signature does not match")
     hint = development_hint(error, request, settings=settings())
     assert "likely cause (query-unsigned): the query parameters were left out" in hint

@@ -15,10 +15,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
-from .header import HEADER_NAME
 from .protocols import CredentialStore, ReplayKey, ReplayStore
 from .records import Integration, RequestToken, Token
-from .request import OAuthRequest, ambiguous, form_body_pairs, read_parameters
+from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
 
 Clock = Callable[[], float]
@@ -65,23 +64,12 @@ def check_feature_enabled(enabled: bool) -> None:
 # --- 2. MissingRequiredParameter --------------------------------------------------------------
 
 
-def check_required_parameters(
-    request: OAuthRequest,
-    step: Step = Step.RESOURCE,
-    *,
-    max_header_length: int = 4096,
-    max_header_parameters: int = 32,
-) -> None:
-    """Parse the header (and the query) and insist on each required parameter once."""
+def check_required_parameters(request: OAuthRequest, step: Step = Step.RESOURCE) -> None:
+    """Each required parameter of the step once, in a request `parse_parameters` has parsed."""
     required = _RESOURCE_REQUIRED if step is Step.RESOURCE else _REQUIRED[step]
     if request.authorization is None:
         # No credentials at all: a 401 challenge, as HTTP authentication expects.
         raise missing(*required, reason="no Authorization header", status=401)
-    if request.authorization_count > 1:
-        raise rejected(HEADER_NAME, reason="more than one Authorization header")
-    read_parameters(
-        request, max_header_length=max_header_length, max_header_parameters=max_header_parameters
-    )
     oauth = request.oauth
     if request.params:
         twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})

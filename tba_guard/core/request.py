@@ -11,10 +11,11 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from .errors import ErrorCode, TBAError
+from .errors import ErrorCode, TBAError, rejected
 from .header import (
     DEFAULT_MAX_HEADER_LENGTH,
     DEFAULT_MAX_HEADER_PARAMETERS,
+    HEADER_NAME,
     decode_printable_escapes,
     parse_authorization,
 )
@@ -28,9 +29,10 @@ _SIGNED_SCHEMES: Final = {"ws": "http", "wss": "https"}
 class OAuthRequest:
     """One request to verify. `authorization` is None when the header is absent.
 
-    `oauth` and `params` are filled by the required-parameter check, which is where parsing
-    can fail with the right code. A plain class rather than a dataclass: one is built per
-    request, and the compiled build constructs a plain class about ten times faster.
+    `oauth` and `params` are empty until `parse_parameters`, the sequence's parsing step, which
+    is where parsing can fail with the right code. A plain class rather than a dataclass: one
+    is built per request, and the compiled build constructs a plain class about ten times
+    faster.
     """
 
     __slots__ = (
@@ -242,16 +244,20 @@ def request_from_url(
     )
 
 
-def read_parameters(
+def parse_parameters(
     request: OAuthRequest,
     *,
     max_header_length: int = DEFAULT_MAX_HEADER_LENGTH,
     max_header_parameters: int = DEFAULT_MAX_HEADER_PARAMETERS,
-) -> None:
-    """Fill `oauth` from the header and `params` from the query: what needs no body.
+) -> OAuthRequest:
+    """Parse what needs no body: `oauth` from the header, `params` from the query. Returns the
+    request, now parsed; the checks that follow read it and never parse.
 
-    Raises `TBAError` (MissingRequiredParameter) when the header does not parse.
+    Parsed in place because one request object is built per request and the checks run on it;
+    raises `TBAError` (MissingRequiredParameter) for a second header or one that does not parse.
     """
+    if request.authorization_count > 1:
+        raise rejected(HEADER_NAME, reason="more than one Authorization header")
     if request.authorization is not None:
         request.oauth = parse_authorization(
             request.authorization,
@@ -259,6 +265,7 @@ def read_parameters(
             max_parameters=max_header_parameters,
         )
     request.params = form_pairs(request.query) if request.query else []
+    return request
 
 
 def form_body_pairs(request: OAuthRequest) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 from .errors import TBAError
-from .request import OAuthRequest, form_body_pairs, read_parameters, request_from_url
+from .request import OAuthRequest, form_body_pairs, parse_parameters, request_from_url
 
 HMAC_DIGESTS: Final = {"HMAC-SHA1": "sha1", "HMAC-SHA256": "sha256", "HMAC-SHA512": "sha512"}
 PLAINTEXT: Final = "PLAINTEXT"
@@ -270,7 +270,7 @@ def _parsed(
     body: bytes | str,
 ) -> OAuthRequest:
     request = request_from_url(method, url, headers, body)
-    read_parameters(request)
+    parse_parameters(request)
     request.params += form_body_pairs(request)
     return request
 

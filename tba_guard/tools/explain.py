@@ -43,7 +43,7 @@ from ..core.checks import (
 from ..core.errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
 from ..core.mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
 from ..core.records import Integration, Token
-from ..core.request import OAuthRequest, base_string_uri, request_from_url
+from ..core.request import OAuthRequest, base_string_uri, parse_parameters, request_from_url
 from ..core.settings import GuardSettings
 from ..core.signature import (
     SIGNATURE_METHODS,
@@ -384,10 +384,12 @@ async def _run_checks(
     )
     parsed = _attempt(
         lambda: check_required_parameters(
-            request,
+            parse_parameters(
+                request,
+                max_header_length=s.max_header_length,
+                max_header_parameters=s.max_header_parameters,
+            ),
             step,
-            max_header_length=s.max_header_length,
-            max_header_parameters=s.max_header_parameters,
         )
     )
     report.verdict("2", "MissingRequiredParameter", parsed)
