@@ -6,6 +6,7 @@ validation, and an unknown name or a bad value is a `SettingsError` that names t
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import json
@@ -22,6 +23,8 @@ from .records import Integration, Token, User
 from .signature import SIGNATURE_METHODS
 
 ENV_PREFIX = "TBA_GUARD_"
+#: Seconds a database credential store caches lookups unless `credentials_cache_ttl` says.
+DATABASE_CACHE_TTL = 5.0
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short
 #: secret is guessable offline from one signed request, since HMAC signs with it.
 MIN_SECRET_LENGTH = 16
@@ -78,7 +81,17 @@ class GuardSettings:
     max_body_bytes: int = 1_048_576
     body_timeout: float = 10.0
     max_buffered_bytes: int = 64 * 1_048_576  # bodies held at once by all requests in a process
-    credentials_cache_ttl: float = 0.0
+    # Where integrations and tokens live: "settings" (the lists below), or a database URL,
+    # "sqlite:///path/tba.db" or "postgresql://…" (may hold a password).
+    credential_store: str = field(default="settings", repr=False)
+    # Seconds a credential lookup is cached, found or not: how long a revocation or a block may
+    # take to bite. None: 5 for a database, 0 (no cache) for the settings' own lists.
+    credentials_cache_ttl: float | None = None
+    # Fernet keys that seal the database's secrets, newest first (kept outside the database).
+    credential_key: tuple[str, ...] = field(default=(), repr=False)
+    credential_store_timeout: float = 1.0  # seconds per database lookup; then 503
+    credential_store_pool_size: int = 4  # database connections (and threads) per process
+    credential_cache_size: int = 10_000  # ids cached per kind, found and not found alike
     development_hints: bool = False  # a one-line hint in error responses; never in production
     integrations: tuple[Integration, ...] = ()
     tokens: tuple[Token, ...] = field(default=(), repr=False)
@@ -107,6 +120,18 @@ class GuardSettings:
             object.__setattr__(self, spec.name, parsed)
         if self.nonce_min_length > self.nonce_max_length:
             raise SettingsError("nonce_min_length: larger than nonce_max_length")
+        if self.credential_store != "settings" and not self.credential_key:
+            raise SettingsError(
+                "credential_key: required with a database credential_store, to seal its "
+                "secrets (generate one: tba-guard db keygen)"
+            )
+
+    @property
+    def credential_cache_ttl(self) -> float:
+        """`credentials_cache_ttl`, or its default for the credential store in use."""
+        if self.credentials_cache_ttl is not None:
+            return self.credentials_cache_ttl
+        return 0.0 if self.credential_store == "settings" else DATABASE_CACHE_TTL
 
     def replace(self, **changes: Any) -> GuardSettings:
         return dataclasses.replace(self, **changes)
@@ -227,6 +252,45 @@ def _replay_store(key: str, value: Any) -> str:
     ):
         return str(value)
     raise _fail(key, "'memory' or a redis:// URL", value)
+
+
+def _credential_store(key: str, value: Any) -> str:
+    """`settings`, or a database URL; the password in one is never echoed."""
+    if value == "settings":
+        return "settings"
+    if isinstance(value, str) and value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return value
+    shown = value.split("://")[0] + "://…" if isinstance(value, str) else value
+    raise _fail(key, "'settings', 'sqlite:///path' or a postgresql:// URL", shown)
+
+
+def _optional_number(minimum: float) -> Callable[[str, Any], float | None]:
+    number = _number(minimum)
+
+    def check(key: str, value: Any) -> float | None:
+        return None if value is None else number(key, value)
+
+    return check
+
+
+def _fernet_keys(key: str, value: Any) -> tuple[str, ...]:
+    """One key or several, newest first: each the 44 characters of 32 url-safe base64 bytes.
+    Never echoes a key."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise _fail(key, "a key or a list of keys", type(value).__name__)
+    for index, item in enumerate(value):
+        try:
+            raw = base64.urlsafe_b64decode(item.encode("ascii")) if isinstance(item, str) else b""
+        except (ValueError, UnicodeEncodeError):
+            raw = b""
+        if len(raw) != 32:
+            raise SettingsError(
+                f"{key}[{index}]: expected a key of 32 url-safe base64 bytes "
+                "(generate one: tba-guard db keygen)"
+            )
+    return tuple(value)
 
 
 def _public_url(key: str, value: Any) -> str | None:
@@ -462,7 +526,12 @@ _FIELDS: dict[str, _Field] = {
         _spec("max_body_bytes", _int(0), _text_int),
         _spec("body_timeout", _number(0.001), _text_float),
         _spec("max_buffered_bytes", _int(0), _text_int),
-        _spec("credentials_cache_ttl", _number(0), _text_float),
+        _spec("credential_store", _credential_store),
+        _spec("credentials_cache_ttl", _optional_number(0), _text_float),
+        _spec("credential_key", _fernet_keys),
+        _spec("credential_store_timeout", _number(0.001), _text_float),
+        _spec("credential_store_pool_size", _int(1), _text_int),
+        _spec("credential_cache_size", _int(1), _text_int),
         _spec("development_hints", _bool, _text_bool),
         _spec(
             "integrations",

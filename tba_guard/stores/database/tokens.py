@@ -1,0 +1,71 @@
+"""The flow's token stores with a credential database: request tokens where they were (in
+process or in Redis: they live minutes), access tokens in the database, so that a token the
+flow issued outlives every process and a Redis restart.
+
+Subclasses rather than wrappers, so that whoever asks what kind of request-token store this is
+(the flow refuses per-process stores behind several workers) gets the true answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ...core.protocols import TokenStoreError
+from ...core.records import Token
+from ...core.settings import GuardSettings
+from ..memory import MemoryTokenStore
+from ..redis_tokens import RedisTokenStore
+from .store import DatabaseCredentials, DatabaseUnavailable
+
+
+class _AccessTokensInDatabase:
+    database: DatabaseCredentials
+
+    async def put_access_token(self, token: Token) -> None:
+        try:
+            await self.database.put_flow_token(token)
+        except DatabaseUnavailable as exc:  # the flow answers a token-store failure with 503
+            raise TokenStoreError(str(exc)) from exc
+
+    async def access_token(self, token_id: str) -> Token | None:
+        try:
+            return await self.database.flow_token(token_id)
+        except DatabaseUnavailable as exc:
+            raise TokenStoreError(str(exc)) from exc
+
+
+class MemoryRequestTokens(_AccessTokensInDatabase, MemoryTokenStore):
+    """Request tokens in this process; access tokens in the database."""
+
+    def __init__(
+        self,
+        database: DatabaseCredentials,
+        *,
+        max_per_integration: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(max_per_integration=max_per_integration, clock=clock)
+        self.database = database
+
+
+class RedisRequestTokens(_AccessTokensInDatabase, RedisTokenStore):
+    """Request tokens in Redis; access tokens in the database."""
+
+    @classmethod
+    def with_database(
+        cls,
+        database: DatabaseCredentials,
+        settings: GuardSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> RedisRequestTokens:
+        store = cls(
+            settings.token_store,
+            prefix=settings.token_store_key_prefix,
+            timeout=max(settings.redis_timeout, 1.0),
+            max_per_integration=settings.max_request_tokens_per_integration,
+            clock=clock,
+        )
+        store.database = database
+        return store
