@@ -25,8 +25,9 @@ from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings, Integration, TBAGuardMiddleware, Token
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository this suite belongs to
 # Published vectors, copied into the repository; tests/vectors/README.md says where each comes from.
-VECTORS_PATH = Path(__file__).resolve().parent / "vectors" / "signatures.json"
+VECTORS_PATH = ROOT / "tests" / "vectors" / "signatures.json"
 
 NOW = 1_700_000_000
 REALM = "123456_SB1"

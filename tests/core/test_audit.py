@@ -1,0 +1,233 @@
+"""The audit trail: one structured record per decision on `tba_guard.audit`, and the hook.
+
+The metrics example is the README's, run as written: a hook that counts codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tba_guard import AuditEvent, TBAGuardMiddleware
+from tests.asgi.test_hostile import APP_STATUS, Request, drive
+from tests.conftest import (
+    BASE_URL,
+    CONSUMER_KEY,
+    NOW,
+    REALM,
+    TOKEN_ID,
+    Clock,
+    echo_app,
+    make_settings,
+    oauth_header,
+)
+
+URL = f"{BASE_URL}/services/rest/orders"
+FIELDS = {
+    "outcome",
+    "code",
+    "consumer_key",
+    "token_id",
+    "realm",
+    "method",
+    "path",
+    "client",
+    "time",
+    "reason",
+}
+
+
+def audit_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "tba_guard.audit"]
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    audit: dict[str, Any] = record.tba_audit  # type: ignore[attr-defined]
+    return audit
+
+
+def guarded(clock: Clock, **overrides: Any) -> TestClient:
+    app = TBAGuardMiddleware(echo_app(), make_settings(**overrides), clock=clock)
+    return TestClient(app, base_url=BASE_URL, client=("198.51.100.7", 40000))
+
+
+def test_an_accepted_request_is_one_info_record_with_every_field(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    with guarded(clock) as client:
+        assert (
+            client.get(URL, headers={"Authorization": oauth_header("GET", URL)}).status_code == 200
+        )
+    (record,) = audit_records(caplog)
+    assert record.levelno == logging.INFO
+    assert fields(record) == {
+        "outcome": "accepted",
+        "code": "",
+        "consumer_key": CONSUMER_KEY,
+        "token_id": TOKEN_ID,
+        "realm": REALM,
+        "method": "GET",
+        "path": "/services/rest/orders",
+        "client": "198.51.100.7",
+        "time": NOW,  # the injected clock
+        "reason": "",
+    }
+    assert record.getMessage().startswith("accepted - GET /services/rest/orders")
+
+
+def test_a_rejected_request_is_one_warning_record_with_its_code_and_reason(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    value = oauth_header("POST", URL, token="tk-revoked", token_secret="ts-revoked-token-secret")
+    with guarded(clock) as client:
+        assert client.post(URL, headers={"Authorization": value}).status_code == 401
+    (record,) = audit_records(caplog)
+    assert record.levelno == logging.WARNING
+    event = fields(record)
+    assert set(event) == FIELDS
+    assert event["outcome"] == "rejected"
+    assert event["code"] == "TokenRejected"
+    assert event["token_id"] == "tk-revoked"
+    assert event["method"] == "POST"
+    assert event["reason"] == "revoked token"
+
+
+def test_opaque_mode_hides_the_code_on_the_wire_but_not_in_the_audit_log(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    value = oauth_header("GET", URL, consumer_key="ck-unknown")
+    with guarded(clock, error_detail="opaque") as client:
+        response = client.get(URL, headers={"Authorization": value})
+    assert response.json()["error"]["code"] == "INVALID_LOGIN_ATTEMPT"
+    (record,) = audit_records(caplog)
+    assert fields(record)["code"] == "UnknownIntegration"
+    assert fields(record)["consumer_key"] == "ck-unknown"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "chunks", "stall", "code"),
+    [
+        ({"max_body_bytes": 4}, [b"a=12345"], False, "RequestBodyTooLarge"),
+        ({"body_timeout": 0.01}, [b"a="], True, "RequestBodyTimeout"),
+    ],
+)
+def test_body_limits_are_decisions_on_the_audit_log_too(
+    caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, Any],
+    chunks: list[bytes],
+    stall: bool,
+    code: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    value = oauth_header("POST", URL, body="a=12345", form=True)
+    headers = [
+        (b"authorization", value.encode()),
+        (b"content-type", b"application/x-www-form-urlencoded"),
+    ]
+    request = Request("POST", b"/services/rest/orders", b"", headers, chunks)
+    asyncio.run(drive(request, make_settings(**overrides), stall=stall))
+    (record,) = audit_records(caplog)
+    assert fields(record)["code"] == code
+    assert fields(record)["consumer_key"] == CONSUMER_KEY
+
+
+def test_a_nonce_signature_or_header_never_reaches_the_record(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    value = oauth_header("GET", URL, nonce="nonce-must-not-be-logged")
+    with guarded(clock) as client:
+        client.get(URL, headers={"Authorization": value})
+    (record,) = audit_records(caplog)
+    rendered = record.getMessage() + repr(fields(record))
+    signature = value.split('oauth_signature="')[1].split('"')[0]
+    assert "nonce-must-not-be-logged" not in rendered
+    assert signature not in rendered
+    assert "oauth_" not in rendered
+
+
+def test_client_chosen_values_cannot_forge_a_second_log_line(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    forged = "ck\naccepted - GET /admin consumer_key=admin"
+    value = oauth_header("GET", URL, consumer_key=forged)
+    with guarded(clock) as client:
+        client.get(URL, headers={"Authorization": value})
+    (record,) = audit_records(caplog)
+    assert "\n" not in record.getMessage()
+    assert fields(record)["consumer_key"].startswith("ck\\x0aaccepted")
+
+
+def test_long_client_chosen_values_are_cut(caplog: pytest.LogCaptureFixture, clock: Clock) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    value = oauth_header("GET", URL, consumer_key="k" * 1000)
+    with guarded(clock) as client:
+        client.get(URL, headers={"Authorization": value})
+    (record,) = audit_records(caplog)
+    assert fields(record)["consumer_key"] == "k" * 128 + "…"
+
+
+# --- the metrics hook: the README example -------------------------------------------------
+
+
+def test_the_readme_hook_counts_decisions_by_code(clock: Clock) -> None:
+    # As in the README's "The audit log":
+    decisions: Counter[str] = Counter()
+
+    def count_codes(event: AuditEvent) -> None:
+        decisions[event.code or "accepted"] += 1
+
+    app = TBAGuardMiddleware(
+        echo_app(), settings=make_settings(), clock=clock, audit_hooks=[count_codes]
+    )
+    with TestClient(app, base_url=BASE_URL) as client:
+        client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
+        client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
+        client.get(URL, headers={"Authorization": oauth_header("GET", URL, version="2")})
+        client.get(URL, headers={"Authorization": oauth_header("GET", URL, consumer_secret="x")})
+        client.get(URL)
+    assert decisions == Counter(
+        {
+            "accepted": 2,
+            "VersionRejected": 1,
+            "InvalidSignature": 1,
+            "MissingRequiredParameter": 1,
+        }
+    )
+
+
+def test_a_failing_hook_changes_no_decision_and_is_logged(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    def broken(event: AuditEvent) -> None:
+        raise RuntimeError("metrics backend down")
+
+    app = TBAGuardMiddleware(echo_app(), make_settings(), clock=clock, audit_hooks=[broken])
+    with TestClient(app, base_url=BASE_URL) as client:
+        good = client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
+        bad = client.get(URL, headers={"Authorization": oauth_header("GET", URL, version="2")})
+    assert good.status_code == 200
+    assert bad.status_code == 400
+    failures = [r for r in audit_records(caplog) if r.levelno == logging.ERROR]
+    assert len(failures) == 2
+    assert "audit hook" in failures[0].getMessage()
+
+
+def test_hook_events_are_the_logged_fields(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    events: list[AuditEvent] = []
+    request = Request(headers=[(b"authorization", oauth_header("GET", f"{BASE_URL}/").encode())])
+    outcome = asyncio.run(drive(request, make_settings(), hooks=[events.append]))
+    assert outcome.status == APP_STATUS
+    (record,) = audit_records(caplog)
+    (event,) = events
+    assert fields(record) == {name: getattr(event, name) for name in FIELDS}
