@@ -1,4 +1,5 @@
-"""The `tba-guard` command: `serve` (the demo service), `sign` and `explain`.
+"""The `tba-guard` command: `serve` (the demo service), `sign` and `explain`; and, for the
+credential database, `db`, `integration` and `token` (tools/admin.py).
 
 Usage and configuration errors print one line naming the problem and exit with status 2,
 never a traceback; `explain` exits 1 when the request would be rejected. No subcommand prints
@@ -22,6 +23,9 @@ from ..core.records import Integration, Token
 from ..core.request import FORM_CONTENT_TYPE
 from ..core.settings import GuardSettings, SettingsError
 from ..core.signature import PLAINTEXT
+from .admin import ERRORS as ADMIN_ERRORS
+from .admin import add_commands as add_admin_commands
+from .admin import audit_to_stderr, credential_admin
 from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -269,6 +273,8 @@ def signing_method(settings: GuardSettings, *, print_secrets: bool = False) -> s
 
 def run_sign(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.config)[0]
+    if settings.credential_store != "settings":
+        settings = with_database_records(settings, args.config, args.consumer_key, args.token)
     print(
         authorization_header(
             settings,
@@ -283,6 +289,17 @@ def run_sign(args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def with_database_records(
+    settings: GuardSettings, config: str | None, consumer_key: str, token_id: str | None
+) -> GuardSettings:
+    """The settings holding the integration and token to sign with, read from the database
+    (their secrets opened here, never printed)."""
+    with credential_admin(config) as admin:
+        integration = admin.integration_with_secret(consumer_key)
+        token = admin.token_with_secret(token_id) if token_id is not None else None
+    return settings.replace(integrations=(integration,), tokens=(token,) if token else ())
 
 
 # --- explain ----------------------------------------------------------------------------------
@@ -427,17 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--now", type=float, metavar="TS", help="server clock (epoch seconds)")
     explain.set_defaults(run=run_explain_command)
+    add_admin_commands(commands, _add_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    if args.command in ("db", "integration", "token"):
+        audit_to_stderr()
     try:
         status = run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return status
-    except (UsageError, SettingsError) as exc:
+    except (UsageError, SettingsError, *ADMIN_ERRORS) as exc:
         print(f"tba-guard {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
