@@ -27,6 +27,7 @@ HOT_PATH = [
     "tba_guard/core/protocols.py",
     "tba_guard/core/audit.py",
     "tba_guard/core/checks.py",
+    "tba_guard/core/sequence.py",
     "tba_guard/guard.py",
     "tba_guard/stores/memory.py",
     "tba_guard/asgi/middleware.py",

@@ -1,4 +1,7 @@
-"""`Guard`: runs the core's sequence of checks against the configured stores."""
+"""`Guard`: runs the core's declared sequence of checks against the configured stores.
+
+It sits above the stores because it builds the ones the settings name when none is given.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +10,21 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 
+from mypy_extensions import mypyc_attr
+
 from .core.audit import AuditEvent, AuditHook, is_heard, record
-from .core.checks import (
-    CheckedCredentials,
-    Clock,
-    Step,
-    check_authorization_flow,
-    check_entity_and_role,
-    check_feature_enabled,
-    check_form_body,
-    check_integration_enabled,
-    check_integration_known,
-    check_nonce_length,
-    check_nonce_unused,
-    check_required_parameters,
-    check_signature,
-    check_signature_method,
-    check_timestamp,
-    check_token,
-    check_version,
-    claim_nonce,
-    realm_sent,
-    replay_key,
-)
+from .core.checks import Clock, Step, realm_sent
 from .core.errors import OPERATIONAL_CODES, TBAError
-from .core.protocols import CredentialStore, ReplayKey, ReplayStore
-from .core.records import Identity, Integration, Token
-from .core.request import OAuthRequest, parse_parameters, request_from_url
+from .core.protocols import CredentialStore, ReplayStore, TokenStore, UserLookup
+from .core.records import Identity
+from .core.request import OAuthRequest, request_from_url
+from .core.sequence import AFTER_BODY, BEFORE_BODY, Verification, run_checks
 from .core.settings import GuardSettings
 from .core.signature import signature_matches
 from .stores import credential_store_for, replay_store_for
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Guard:
     """Runs the checks in the documented order. One instance serves every request: it keeps
     no per-request state, only the settings and the two stores.
@@ -66,92 +52,85 @@ class Guard:
         """Long enough that a key outlives every moment its timestamp could still pass."""
         return 2 * self.settings.timestamp_tolerance
 
-    async def check_well_formed(self, request: OAuthRequest, step: Step) -> ReplayKey:
-        """Steps 1 to 7: everything that needs no credential, ending with the replay read."""
-        s = self.settings
-        check_feature_enabled(s.feature_enabled)
-        parse_parameters(
+    def start(
+        self,
+        request: OAuthRequest,
+        step: Step = Step.RESOURCE,
+        *,
+        tokens: TokenStore | None = None,
+        user_lookup: UserLookup | None = None,
+    ) -> Verification:
+        """A request's state for the sequence, against this guard's settings and stores (and,
+        for the flow's steps, its token store and user directory)."""
+        return Verification(
             request,
-            max_header_length=s.max_header_length,
-            max_header_parameters=s.max_header_parameters,
+            step,
+            self.settings,
+            now=self.clock(),
+            credentials=self.credentials,
+            replay_store=self.replay_store,
+            replay_ttl=self.replay_ttl,
+            tokens=tokens,
+            user_lookup=user_lookup,
         )
-        check_required_parameters(request, step)
-        oauth = request.oauth
-        check_version(oauth)
-        check_signature_method(oauth, s.signature_methods, secure=request.secure)
-        timestamp = check_timestamp(oauth, now=self.clock(), tolerance=s.timestamp_tolerance)
-        check_nonce_length(oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
-        key = replay_key(oauth, timestamp)
-        await check_nonce_unused(self.replay_store, key)
-        return key
 
-    async def check_integration(self, request: OAuthRequest, step: Step) -> Integration:
-        """Step 8."""
-        integration = await check_integration_known(
-            self.credentials, request.oauth, realm=self.settings.realm, step=step
-        )
-        check_integration_enabled(integration, request.oauth, step=step)
-        if step is not Step.RESOURCE:
-            check_authorization_flow(integration)
-        return integration
-
-    async def check_credentials(self, request: OAuthRequest) -> tuple[Integration, Token]:
-        """Steps 8 and 9 for a protected resource.
-
-        In opaque mode the wire does not say which of these failed, and the work must not say it
-        either: an unknown consumer key, a blocked integration, an unusable token and a bad
-        signature each cost one integration lookup, one token lookup and one signature (against
-        a random dummy secret when the real one is unknown), so timing cannot reveal which
-        consumer keys or tokens exist.
-        """
-        token_looked_up = False
-        try:
-            integration = await self.check_integration(request, Step.RESOURCE)
-            token_looked_up = True
-            token = await check_token(
-                self.credentials,
-                request.oauth,
-                integration,
-                realm=self.settings.realm,
-                now=self.clock(),
-            )
-            check_entity_and_role(token)
-        except TBAError as error:
-            if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
-                await self._dummy_credential_work(request, lookup_token=not token_looked_up)
-            raise
-        return integration, token
-
-    async def _dummy_credential_work(self, request: OAuthRequest, *, lookup_token: bool) -> None:
-        """The lookups and the signature a rejection skipped, with the results thrown away."""
-        if lookup_token:
-            with contextlib.suppress(Exception):  # the verdict is already decided
-                await self.credentials.token(request.oauth["oauth_token"])
-        signature_matches(request, self._dummy_secret, self._dummy_secret)
-
-    async def check_before_body(self, request: OAuthRequest) -> CheckedCredentials:
+    async def check_before_body(self, request: OAuthRequest) -> Verification:
         """Steps 1 to 9 for a protected resource: all that needs no body, so that a request
         they refuse is answered before its body is read. Does not audit; the caller does."""
-        key = await self.check_well_formed(request, Step.RESOURCE)
-        integration, token = await self.check_credentials(request)
-        return key, integration, token
+        verification = self.start(request)
+        await self.run(verification, body=False)
+        return verification
 
     async def check_body_and_signature(
-        self, request: OAuthRequest, checked: CheckedCredentials
+        self, request: OAuthRequest, verification: Verification
     ) -> Identity:
         """The rest, once `request.body` holds what the signature covers: the form body's
         parameters, step 10, and the replay claim. Does not audit; the caller does."""
-        key, integration, token = checked
-        check_form_body(request)
-        check_signature(request, integration.consumer_secret, token.token_secret)
-        await claim_nonce(self.replay_store, key, self.replay_ttl)
+        await self.run(verification, body=True)
+        token = verification.token
+        assert verification.integration is not None
+        assert token is not None
         return Identity(
-            consumer_key=integration.consumer_key,
+            consumer_key=verification.integration.consumer_key,
             token_id=token.token_id,
             realm=self.settings.realm or realm_sent(request.oauth),
             entity=token.entity,
             role=token.role,
         )
+
+    async def run(self, verification: Verification, *, body: bool) -> None:
+        """The step's checks before the body, or from the body on, fail-fast. In opaque mode a
+        credential rejection first does the work it skipped (`equal_work`)."""
+        step = verification.step
+        try:
+            await run_checks(AFTER_BODY[step] if body else BEFORE_BODY[step], verification)
+        except TBAError as error:
+            if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
+                await self.equal_work(verification)
+            raise
+
+    async def equal_work(self, verification: Verification) -> None:
+        """The lookups and the signature a rejection skipped, with the results thrown away.
+
+        In opaque mode the wire does not say which check failed, and the work must not say it
+        either: an unknown consumer key, a blocked integration, an unusable token and a bad
+        signature each cost the same lookups and one signature (against a random dummy secret
+        when the real one is unknown), so timing cannot reveal which keys or tokens exist.
+        Requests refused before credentials are looked up (steps 1 to 7) cost no lookup.
+        """
+        v = verification
+        if not v.well_formed or v.verified:
+            return
+        oauth, step = v.request.oauth, v.step
+        with contextlib.suppress(Exception):  # the verdict is already decided
+            if step is Step.RESOURCE and not v.looked_up_token:
+                await self.credentials.token(oauth["oauth_token"])
+            if step is Step.ACCESS_TOKEN and not v.looked_up_token and v.tokens is not None:
+                await v.tokens.request_token(oauth["oauth_token"])
+            if step is Step.ACCESS_TOKEN and not v.looked_up_user and v.user_lookup is not None:
+                await v.user_lookup("")
+        if not v.signed:
+            signature_matches(v.request, self._dummy_secret, self._dummy_secret)
 
     async def verify(self, request: OAuthRequest) -> Identity:
         """Verify a request for a protected resource, body included; return who it speaks for.
@@ -160,8 +139,8 @@ class Guard:
         goes to the audit log.
         """
         try:
-            checked = await self.check_before_body(request)
-            identity = await self.check_body_and_signature(request, checked)
+            verification = await self.check_before_body(request)
+            identity = await self.check_body_and_signature(request, verification)
         except TBAError as error:
             self.audit(request, error)
             raise

@@ -15,8 +15,6 @@ guard, whose credential store knows the issued tokens.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -32,23 +30,11 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.audit import AuditHook
-from ..core.checks import (
-    Clock,
-    Step,
-    check_callback,
-    check_entity_and_role,
-    check_form_body,
-    check_request_token,
-    check_signature,
-    check_verifier,
-    claim_nonce,
-    realm_sent,
-)
-from ..core.errors import OPERATIONAL_CODES, ErrorCode, TBAError
+from ..core.checks import Clock, Step, realm_sent, token_store_unavailable
+from ..core.errors import ErrorCode, TBAError
 from ..core.protocols import (
     CredentialStore,
     ReplayStore,
-    RequestTokenQuotaExceeded,
     TokenStore,
     TokenStoreError,
     UserLookup,
@@ -56,7 +42,6 @@ from ..core.protocols import (
 from ..core.records import RequestToken, Token
 from ..core.request import OAuthRequest, wants_body
 from ..core.settings import GuardSettings
-from ..core.signature import signature_matches
 from ..guard import Guard
 from ..stores import credential_store_for, token_store_for
 from ..stores.memory import (
@@ -78,9 +63,8 @@ _FORM_TYPE = "application/x-www-form-urlencoded"
 BodyReader = Callable[[OAuthRequest], Awaitable[None]]
 
 
-async def _no_body(request: OAuthRequest) -> None:
-    """For a request built with its body (`request_from_url`): add the form's parameters."""
-    check_form_body(request)
+async def _body_given(request: OAuthRequest) -> None:
+    """For a request built with its body (`request_from_url`): nothing to read."""
 
 
 logger = logging.getLogger("tba_guard.flow")
@@ -88,16 +72,11 @@ logger = logging.getLogger("tba_guard.flow")
 
 @asynccontextmanager
 async def token_store_errors() -> AsyncIterator[None]:
-    """A failing token store fails closed: the 503 the guard gives for a failing store. An
-    integration at its request-token quota gets a code of its own, for it alone."""
+    """The flow's own writes fail closed as the sequence's reads do (`token_store_unavailable`)."""
     try:
         yield
-    except RequestTokenQuotaExceeded as exc:
-        raise TBAError(ErrorCode.REQUEST_TOKEN_LIMIT, str(exc)) from exc
     except TokenStoreError as exc:
-        raise TBAError(
-            ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"token store failed: {exc}"
-        ) from exc
+        raise token_store_unavailable(exc) from exc
 
 
 class TBAFlow:
@@ -151,8 +130,6 @@ class TBAFlow:
             sign_in_url=sign_in_url,
             clock=clock,
         )
-        # Opaque mode signs rejected flow requests with this, as the guard does on resources.
-        self._dummy_secret = secrets.token_urlsafe(32)
         # Who builds the app, and how many workers the server building it was told to run:
         # checked again where it serves (see `process_problem`).
         self._built_pid = os.getpid()
@@ -231,7 +208,6 @@ class TBAFlow:
             if wants_body(request):
                 request.body = await middleware.read_body(receive)
                 held = len(request.body)
-            check_form_body(request)
 
         try:
             try:
@@ -259,28 +235,23 @@ class TBAFlow:
     # --- step one ------------------------------------------------------------------------------
 
     async def issue_request_token(
-        self, request: OAuthRequest, read_body: BodyReader = _no_body
+        self, request: OAuthRequest, read_body: BodyReader = _body_given
     ) -> list[tuple[str, str]]:
-        """The order of checks for the request-token step; the answer's form fields."""
-        guard, step = self.guard, Step.REQUEST_TOKEN
-        work = _Work()
+        """The declared sequence for the request-token step; the answer's form fields."""
+        guard = self.guard
+        verification = guard.start(request, Step.REQUEST_TOKEN, tokens=self.tokens)
         try:
-            key = await guard.check_well_formed(request, step)  # 1-7
-            work.credentials_checked = True
-            integration = await guard.check_integration(request, step)  # 8
-            # 9: there is no token yet
+            await guard.run(verification, body=False)  # 1-9
             await read_body(request)
-            work.signature = True
-            check_signature(request, integration.consumer_secret)  # 10: key `cs&`
-            work.verified = True
-            callback = check_callback(request.oauth, integration)  # 11
-            await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
+            await guard.run(verification, body=True)  # 10-12
+            integration = verification.integration
+            assert integration is not None
             role = request.oauth.get("role", "")
             token = RequestToken(
                 token_id=secrets.token_hex(_SECRET_BYTES),
                 token_secret=secrets.token_hex(_SECRET_BYTES),
                 consumer_key=integration.consumer_key,
-                callback=callback,
+                callback=verification.callback,
                 expires_at=self.clock() + self.settings.request_token_ttl,
                 realm=self.settings.realm or realm_sent(request.oauth),
                 requested_role=role,
@@ -288,7 +259,6 @@ class TBAFlow:
             async with token_store_errors():
                 await self.tokens.put_request_token(token)
         except TBAError as error:
-            await self.equal_work(request, error, work, step)
             guard.audit(request, error)
             raise
         guard.audit(request, None)
@@ -302,27 +272,24 @@ class TBAFlow:
     # --- step three ----------------------------------------------------------------------------
 
     async def issue_access_token(
-        self, request: OAuthRequest, read_body: BodyReader = _no_body
+        self, request: OAuthRequest, read_body: BodyReader = _body_given
     ) -> list[tuple[str, str]]:
-        """The order of checks for the access-token step; the answer's form fields.
+        """The declared sequence for the access-token step; the answer's form fields.
 
         The request token is consumed by the first exchange whose signature verified, even one
         with a wrong verifier: a verifier can be tried once.
         """
-        guard, step = self.guard, Step.ACCESS_TOKEN
-        work = _Work()
+        guard = self.guard
+        verification = guard.start(
+            request, Step.ACCESS_TOKEN, tokens=self.tokens, user_lookup=self.user_lookup
+        )
         try:
-            key = await guard.check_well_formed(request, step)  # 1-7
-            work.credentials_checked = True
-            oauth = request.oauth  # read by the checks above
-            integration = await guard.check_integration(request, step)  # 8
-            token_id = oauth["oauth_token"]
-            work.token = True
-            async with token_store_errors():
-                found = await self.tokens.request_token(token_id)
-            request_token = check_request_token(  # 9
-                found, oauth, integration, realm=self.settings.realm, now=self.clock()
-            )
+            await guard.run(verification, body=False)  # 1-9
+            await read_body(request)
+            await guard.run(verification, body=True)  # 10-12
+            integration, request_token = verification.integration, verification.request_token
+            assert integration is not None
+            assert request_token is not None
             access = Token(
                 token_id=secrets.token_hex(_SECRET_BYTES),
                 token_secret=secrets.token_hex(_SECRET_BYTES),
@@ -331,23 +298,8 @@ class TBAFlow:
                 role=request_token.role,
                 account=request_token.realm or None,
             )
-            if request_token.decision == "allowed":
-                work.user = True
-                usable = await self.user_usable(request_token.entity, request_token.role)
-                check_entity_and_role(dataclasses.replace(access, active=usable))  # 9
-            await read_body(request)
-            work.signature = True
-            check_signature(request, integration.consumer_secret, request_token.token_secret)
-            work.verified = True
-            try:
-                check_verifier(request_token, oauth)  # 11
-            except TBAError:
-                async with token_store_errors():
-                    await self.tokens.consume(token_id)
-                raise
-            await claim_nonce(guard.replay_store, key, guard.replay_ttl)  # 12
             async with token_store_errors():
-                if not await self.tokens.consume(token_id):
+                if not await self.tokens.consume(request_token.token_id):
                     raise TBAError(
                         ErrorCode.TOKEN_REJECTED,
                         "request token used by a concurrent request",
@@ -355,58 +307,13 @@ class TBAFlow:
                     )
                 await self.tokens.put_access_token(access)
         except TBAError as error:
-            await self.equal_work(request, error, work, step)
             guard.audit(request, error)
             raise
         guard.audit(request, None)
         return [("oauth_token", access.token_id), ("oauth_token_secret", access.token_secret)]
 
-    async def equal_work(
-        self, request: OAuthRequest, error: TBAError, work: _Work, step: Step
-    ) -> None:
-        """In opaque mode, the lookups and the signature a credential rejection skipped, with
-        the results thrown away: an unknown key, a blocked integration, a missing flow box, an
-        unusable request token and a bad signature then cost the same counted work."""
-        if (
-            self.settings.error_detail != "opaque"
-            or error.code in OPERATIONAL_CODES
-            or not work.credentials_checked
-            or work.verified
-        ):
-            return
-        with contextlib.suppress(Exception):  # the verdict is already decided
-            if step is Step.ACCESS_TOKEN and not work.token:
-                await self.tokens.request_token(request.oauth["oauth_token"])
-            if step is Step.ACCESS_TOKEN and not work.user and self.user_lookup is not None:
-                await self.user_lookup("")
-        if not work.signature:
-            signature_matches(request, self._dummy_secret, self._dummy_secret)
-
-    async def user_usable(self, entity: str, role: str) -> bool:
-        """Whether the user who consented may still act in that role (no lookup: yes)."""
-        if self.user_lookup is None:
-            return True
-        try:
-            user = await self.user_lookup(entity)
-        except Exception as exc:  # a failing directory fails closed, never a 500
-            raise TBAError(
-                ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"user lookup failed: {exc!r}"
-            ) from exc
-        return user is not None and user.may_use(role)
-
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(slots=True)
-class _Work:
-    """What a flow step has spent so far, so that opaque mode can spend the rest."""
-
-    credentials_checked: bool = False  # steps 1-7 passed: step 8 looked the integration up
-    token: bool = False  # the request token was looked up
-    user: bool = False  # its user was looked up
-    signature: bool = False  # the signature was computed
-    verified: bool = False  # and it matched: past here the caller holds the secrets
 
 
 def server_workers() -> int | None:

@@ -15,8 +15,8 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
-from .protocols import CredentialStore, ReplayKey, ReplayStore
-from .records import Integration, RequestToken, Token
+from .protocols import CredentialStore, ReplayKey, ReplayStore, RequestTokenQuotaExceeded
+from .records import Integration, RequestToken, Token, User
 from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
 
@@ -139,6 +139,9 @@ def check_signature_method(
         raise TBAError(ErrorCode.UNKNOWN_ALGORITHM, f"{method[:32]!r} is not an accepted method")
     if method == PLAINTEXT and not secure:
         raise TBAError(ErrorCode.UNKNOWN_ALGORITHM, "PLAINTEXT is accepted over HTTPS only")
+    if method == PLAINTEXT and "oauth_body_hash" in oauth:
+        # The body hash is computed with the signature's own hash, and PLAINTEXT has none.
+        raise TBAError(ErrorCode.UNKNOWN_ALGORITHM, "PLAINTEXT cannot sign a body hash")
     return method
 
 
@@ -224,11 +227,18 @@ def realm_mismatch(oauth: Mapping[str, str], configured: str | None) -> bool:
     return configured is not None and bool(sent) and sent != configured
 
 
-def _credentials_unavailable(exc: Exception) -> TBAError:
+def credentials_unavailable(exc: Exception, what: str = "credential store") -> TBAError:
     return TBAError(
-        ErrorCode.CREDENTIAL_STORE_UNAVAILABLE,
-        f"credential store failed: {type(exc).__name__}: {exc}",
+        ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, f"{what} failed: {type(exc).__name__}: {exc}"
     )
+
+
+def token_store_unavailable(exc: Exception) -> TBAError:
+    """A failing token store fails closed, as a failing credential store does. An integration
+    at its request-token quota gets a code of its own, for it alone."""
+    if isinstance(exc, RequestTokenQuotaExceeded):
+        return TBAError(ErrorCode.REQUEST_TOKEN_LIMIT, str(exc))
+    return credentials_unavailable(exc, "token store")
 
 
 async def check_integration_known(
@@ -237,7 +247,7 @@ async def check_integration_known(
     try:
         integration = await credentials.integration(oauth["oauth_consumer_key"])
     except Exception as exc:  # any store failure fails closed, never a 500
-        raise _credentials_unavailable(exc) from exc
+        raise credentials_unavailable(exc) from exc
     if integration is None:
         raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "no integration has this consumer key")
     if step is Step.REQUEST_TOKEN and realm_mismatch(oauth, realm):
@@ -277,7 +287,7 @@ async def check_token(
     try:
         token = await credentials.token(oauth["oauth_token"])
     except Exception as exc:
-        raise _credentials_unavailable(exc) from exc
+        raise credentials_unavailable(exc) from exc
     check_token_usable(token, oauth, integration, realm=realm, now=now)
     assert token is not None
     return token
@@ -305,6 +315,12 @@ def check_token_usable(
 
 def check_entity_and_role(token: Token) -> None:
     if not token.active:
+        raise TBAError(ErrorCode.ENTITY_OR_ROLE_DISABLED, "the token's entity or role is inactive")
+
+
+def check_user_active(user: User | None, role: str) -> None:
+    """At step three: the user who allowed is still active and may still use the role."""
+    if user is None or not user.may_use(role):
         raise TBAError(ErrorCode.ENTITY_OR_ROLE_DISABLED, "the token's entity or role is inactive")
 
 

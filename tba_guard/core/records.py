@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mypy_extensions import mypyc_attr
+
 IntegrationState = Literal["enabled", "blocked"]
 Decision = Literal["pending", "allowed", "denied"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Integration:
     """An integration record: NetSuite's consumer key and secret and its switches."""
@@ -26,6 +29,7 @@ class Integration:
         return f"Integration(name={self.name!r}, consumer_key={self.consumer_key!r})"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Token:
     """An access token: bound to one integration, one entity (user) and one role.
@@ -48,6 +52,7 @@ class Token:
         return f"Token(token_id={self.token_id!r}, consumer_key={self.consumer_key!r})"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class User:
     """Someone who may authorize an integration on the consent page: NetSuite's entity, with
@@ -67,6 +72,7 @@ class User:
         return self.active and role in self.roles
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class RequestToken:
     """A token between steps one and three. `verifier` is set by the user's decision: a random
@@ -98,6 +104,7 @@ class RequestToken:
         )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Identity:
     """Who a verified request speaks for; what `scope["tba"]` holds. Read-only.
 

@@ -244,7 +244,10 @@ def signature_matches(request: OAuthRequest, consumer_secret: str, token_secret:
     valid = hmac.compare_digest(expected, sent.encode("utf-8", "surrogateescape"))
     body_hash = request.oauth.get("oauth_body_hash")
     if body_hash is not None:
-        valid &= _body_hash_matches(request, signature_method, body_hash)
+        # PLAINTEXT has no hash of its own to sign a body with: never a valid body hash.
+        valid &= signature_method != PLAINTEXT and _body_hash_matches(
+            request, signature_method, body_hash
+        )
     return valid
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from cachetools import TTLCache
+from mypy_extensions import mypyc_attr
 
 from ..core.protocols import (
     DEFAULT_QUOTA,
@@ -42,6 +43,7 @@ class _Generation:
         self.digests: list[int] = []
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryReplayStore:
     """The in-process store: one worker process, bounded by entry count.
 
@@ -119,6 +121,7 @@ class MemoryReplayStore:
             self._live.difference_update(self._generations.pop(number).digests)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class StaticCredentials:
     """Integrations and tokens held in memory, as read from settings."""
 
@@ -136,6 +139,7 @@ class StaticCredentials:
         self._tokens[token.token_id] = token
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CachedCredentials:
     """A short-lived cache in front of a slow store (a database).
 
@@ -172,6 +176,7 @@ class CachedCredentials:
             return found
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryTokenStore:
     """One process's tokens. Request tokens are bounded in number, per integration (a quota of
     live ones) and in all: only a caller holding a consumer secret can create one, but a leaked
@@ -286,6 +291,7 @@ def _drop_expired(live: dict[str, float], now: float) -> None:
         del live[token_id]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FlowCredentials:
     """The guard's credential store: the configured one first, then the access tokens the flow
     issued. With `users`, a token whose user (or role) is no longer usable is reported inactive,

@@ -19,31 +19,18 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from ..core.checks import (
     Step,
-    check_authorization_flow,
-    check_entity_and_role,
-    check_feature_enabled,
-    check_form_body,
-    check_integration_enabled,
-    check_integration_known,
-    check_nonce_length,
-    check_nonce_unused,
-    check_required_parameters,
-    check_signature,
-    check_signature_method,
-    check_timestamp,
-    check_token_usable,
-    check_version,
     realm_sent,
-    replay_key,
 )
 from ..core.errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
 from ..core.mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
 from ..core.records import Integration, Token
-from ..core.request import OAuthRequest, base_string_uri, parse_parameters, request_from_url
+from ..core.request import OAuthRequest, base_string_uri, request_from_url
+from ..core.sequence import SEQUENCE, Check, Verification
 from ..core.settings import GuardSettings
 from ..core.signature import (
     SIGNATURE_METHODS,
@@ -376,115 +363,77 @@ async def _run_checks(
     now: float,
     client_uri: str,
 ) -> _Context:
-    """Steps 1 to 12 with the standalone checks. After a failure the later checks still run
-    where they can, so the user sees every problem at once; the first failure decides."""
-    s, context = settings, _Context(client_uri=client_uri)
-    report.verdict(
-        "1", "FeatureDisabled", _attempt(lambda: check_feature_enabled(s.feature_enabled))
+    """The guard's own sequence, run to the end: after a failure the later checks still run
+    where what they need was established, so the user sees every problem at once; the first
+    failure decides. The settings' own credentials and a throwaway replay store: explain never
+    touches a shared store."""
+    v = Verification(
+        request,
+        step,
+        settings,
+        now=now,
+        credentials=credential_store_for(settings),
+        replay_store=MemoryReplayStore(1, clock=lambda: now),
+        replay_ttl=1,
     )
-    parsed = _attempt(
-        lambda: check_required_parameters(
-            parse_parameters(
-                request,
-                max_header_length=s.max_header_length,
-                max_header_parameters=s.max_header_parameters,
-            ),
-            step,
-        )
-    )
-    report.verdict("2", "MissingRequiredParameter", parsed)
-    if parsed is not None:
-        report.skip("3-12", "every later check", "the parameters could not be read")
-        return context
-    oauth = request.oauth
-    report.verdict("3", "VersionRejected", _attempt(lambda: check_version(oauth)))
-    report.verdict(
-        "4",
-        "UnknownAlgorithm",
-        _attempt(lambda: check_signature_method(oauth, s.signature_methods, secure=request.secure)),
-    )
-    timestamp_error = _attempt(
-        lambda: check_timestamp(oauth, now=now, tolerance=s.timestamp_tolerance)
-    )
-    report.verdict("5", "InvalidTimestamp", timestamp_error)
-    report.verdict(
-        "6",
-        "NonceRejected",
-        _attempt(
-            lambda: check_nonce_length(
-                oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length
-            )
-        ),
-    )
-    timestamp = _timestamp_value(oauth["oauth_timestamp"])
-    if timestamp is not None:
-        throwaway = MemoryReplayStore(1, clock=lambda: now)  # never the configured store
-        key = replay_key(oauth, timestamp)
-        report.verdict(
-            "7",
-            "NonceUsed",
-            await _attempt_async(check_nonce_unused(throwaway, key)),
-            "(explain keeps no history; the real store may have seen it)",
-        )
-    else:
-        report.skip("7", "NonceUsed", "the timestamp is not a number")
-    await _run_credential_checks(report, settings, request, step, now, context)
-    report.skip("11", "InvalidCallback / InvalidVerifier", _flow_note(step))
-    report.skip("12", "claim the replay key", "explain never writes to a replay store")
-    return context
+    checks = [check for check in SEQUENCE if step in check.steps]
+    for number in dict.fromkeys(check.number for check in SEQUENCE):
+        group = [check for check in checks if check.number == number]
+        if not group:  # e.g. the flow's callback and verifier, on a protected resource
+            others = dict.fromkeys(check.name for check in SEQUENCE if check.number == number)
+            report.skip(number, " / ".join(others), f"not part of {_STEP_NAMES[step]}")
+            continue
+        error, skipped = await _run_group(group, v)
+        name = " / ".join(dict.fromkeys(check.name for check in group))
+        if skipped and error is None:
+            report.skip(number, name, skipped)
+        else:
+            report.verdict(number, name, error, _NOTES.get(number, ""))
+        if number == "2" and error is not None:
+            report.skip(f"3-{SEQUENCE[-1].number}", "every later check", _NEEDS["oauth"])
+            break
+        if number == "5" and v.timestamp is None:
+            # Explain goes on to the replay read with a timestamp outside the window.
+            v.timestamp = _timestamp_value(request.oauth.get("oauth_timestamp", ""))
+    return _Context(client_uri=client_uri, integration=v.integration, token=v.token)
 
 
-def _flow_note(step: Step) -> str:
-    if step is Step.RESOURCE:
-        return "not part of a protected-resource request"
-    return "explain does not check the flow's callback or verifier"
+#: Why a check could not run: what an earlier failure left unknown.
+_NEEDS = {
+    "oauth": "the parameters could not be read",
+    "timestamp": "the timestamp is not a number",
+    "key": "no replay key: the nonce was not read",
+    "integration": "no integration",
+    "token": "no token",
+    "request_token": "no request token (explain has no token store)",
+    "token_secret": "no token secret for an unknown token",
+}
+_STEP_NAMES = {
+    Step.RESOURCE: "a protected-resource request",
+    Step.REQUEST_TOKEN: "the request-token step",
+    Step.ACCESS_TOKEN: "the access-token step",
+}
+_NOTES = {"7": "(explain keeps no history; the real store may have seen it)"}
 
 
-async def _run_credential_checks(
-    report: _Report,
-    settings: GuardSettings,
-    request: OAuthRequest,
-    step: Step,
-    now: float,
-    context: _Context,
-) -> None:
-    """Steps 8 to 10, with the settings' own credentials (never a shared store)."""
-    oauth, credentials = request.oauth, credential_store_for(settings)
-    try:
-        integration = await check_integration_known(
-            credentials, oauth, realm=settings.realm, step=step
-        )
-    except TBAError as unknown:
-        report.verdict("8", "UnknownIntegration / IntegrationBlocked", unknown)
-        report.skip("9", "TokenRejected / EntityOrRoleDisabled", "no integration")
-        report.skip("10", "InvalidSignature", "no consumer secret for an unknown consumer key")
-        return
-    context.integration = integration
-    error = _attempt(lambda: check_integration_enabled(integration, oauth, step=step))
-    if error is None and step is not Step.RESOURCE:
-        error = _attempt(lambda: check_authorization_flow(integration))
-    report.verdict("8", "UnknownIntegration / IntegrationBlocked", error)
-    token_secret = ""
-    if step is not Step.REQUEST_TOKEN:
-        token = await credentials.token(oauth["oauth_token"])
-        context.token = token
-        error = _attempt(
-            lambda: check_token_usable(token, oauth, integration, realm=settings.realm, now=now)
-        )
-        if error is None and token is not None:
-            error = _attempt(lambda: check_entity_and_role(token))
-        report.verdict("9", "TokenRejected / EntityOrRoleDisabled", error)
-        if token is None:
-            report.skip("10", "InvalidSignature", "no token secret for an unknown token")
-            return
-        token_secret = token.token_secret
-    secret = integration.consumer_secret
-
-    def form_then_signature() -> None:  # the form's parameters join once the body is read
-        check_form_body(request)
-        check_signature(request, secret, token_secret)
-
-    report.verdict("10", "InvalidSignature", _attempt(form_then_signature))
+async def _run_group(group: list[Check], v: Verification) -> tuple[TBAError | None, str]:
+    """One number's checks: the first failure, or why they could not run."""
+    for check in group:
+        if check.writes:
+            return None, "explain never writes to a store"
+        missing = [need for need in check.needs if getattr(v, need) is None]
+        if missing:
+            if check.number == "10" and v.integration is None:
+                return None, "no consumer secret for an unknown consumer key"
+            return None, _NEEDS[missing[0]]
+        try:
+            if check.is_async:
+                await cast(Awaitable[None], check.run(v))
+            else:
+                check.run(v)
+        except TBAError as error:
+            return error, ""
+    return None, ""
 
 
 # --- the conclusion and the known pitfalls ----------------------------------------------------
