@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.support import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
     REALM,
     TOKEN_ID,
     TOKEN_SECRET,
     oauth_header,
+    read_response,
+    serving,
 )
-from tests.server_support import read_response, serving
 
 FORM = "application/x-www-form-urlencoded"
 CONNECTIONS = 60

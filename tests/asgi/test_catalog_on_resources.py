@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tba_guard import TBAGuardMiddleware
-from tests.conftest import BASE_URL, NOW, Clock, echo_app, make_settings, oauth_header
+from tests.support import BASE_URL, NOW, Clock, echo_app, make_settings, oauth_header
 
 URL = f"{BASE_URL}/app/site/hosting/restlet.nl?script=12&deploy=1"
 

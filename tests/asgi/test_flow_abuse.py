@@ -7,13 +7,9 @@ Work is counted (lookups, HMACs), never timed; the clock is injected, nothing sl
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,51 +22,45 @@ from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken, User
 from tba_guard.stores.memory import MemoryTokenStore, settings_user_lookup
 from tba_guard.stores.redis_tokens import TOMBSTONE_SECONDS, RedisTokenStore
-from tests.asgi.test_flow import (
+from tests.support import (
     ACCESS_TOKEN_PATH,
     ALICE,
     AUTHORIZE_PATH,
-    CALLBACK,
-    FLOW_KEY,
-    FLOW_SECRET,
-    OTHER_KEY,
-    OTHER_SECRET,
-    REQUEST_TOKEN_PATH,
-    FlowClient,
-    csrf_of,
-    flow_settings,
-    form,
-)
-from tests.asgi.test_hostile import CountingCredentials, count_signatures
-from tests.conftest import (
     BASE_URL,
+    CALLBACK,
     CONSUMER_KEY,
     CONSUMER_SECRET,
+    FLOW_KEY,
+    FLOW_SECRET,
     NOW,
+    OTHER_KEY,
+    OTHER_SECRET,
     REALM,
-    Clock,
-    echo_app,
-    oauth_header,
-)
-from tests.redis_support import (
+    REQUEST_TOKEN_PATH,
     SHARED_REDIS_URL,
+    Clock,
+    CountingCredentials,
+    FlowClient,
+    Server,
+    client_for,
+    count_signatures,
+    csrf_of,
     delete_prefix,
+    echo_app,
+    flow_settings,
+    form,
     free_port,
+    oauth_header,
+    run_cli,
     shared_redis,
+    start_server,
+    stop_server,
     unique_prefix,
+    wait_until_up,
+    write_config,
 )
-from tests.tools.test_cli import run_cli, write_config
 
 CAROL = User("44", "carol", "carol-pw-s3cr3t", ("3",))
-STARTUP_LIMIT = 60.0  # seconds a server process gets to start or fail (a bound, not a measure)
-
-
-async def clients(
-    flow: TBAFlow, base: str = BASE_URL, address: str = "127.0.0.1"
-) -> AsyncIterator[FlowClient]:
-    transport = httpx.ASGITransport(app=flow, client=(address, 50000))
-    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
-        yield FlowClient(client, base)
 
 
 def error_code(response: httpx.Response) -> str:
@@ -98,7 +88,7 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
     settings = flow_settings()
     assert settings.max_request_tokens_per_integration == 1000
     flow = TBAFlow(echo_app(), settings, clock=clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         assert await flood(fc, 1010, clock) == Counter({200: 1000, 503: 10})
         other = await fc.request_token(consumer_key=OTHER_KEY, consumer_secret=OTHER_SECRET)
         assert form(other)["oauth_callback_confirmed"] == "true"
@@ -107,7 +97,7 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
 async def test_quota_counts_live_tokens_only(clock: Clock) -> None:
     """Exchanged and expired request tokens give their place back."""
     flow = TBAFlow(echo_app(), flow_settings(max_request_tokens_per_integration=2), clock=clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         await fc.new_request_token()
         assert error_code(await fc.request_token()) == "RequestTokenLimit"
@@ -137,17 +127,6 @@ async def test_a_full_store_drops_expired_and_used_tokens_before_refusing(clock:
         await store.put_request_token(token("h", OTHER_KEY))
     assert store.live_request_tokens(FLOW_KEY) == 0
     assert store.live_request_tokens(OTHER_KEY) == 3
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    client = shared_redis()
-    prefix = unique_prefix()
-    try:
-        yield prefix
-    finally:
-        delete_prefix(client, prefix)
-        client.close()
 
 
 async def test_redis_quota_ends_one_integrations_flood_and_the_other_gets_tokens(
@@ -260,7 +239,7 @@ async def test_opaque_step_one_answers_every_credential_failure_alike_with_equal
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flow, credentials, tokens, users = opaque_flow(clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         # Signed first: oauthlib's own HMACs are not the server's work.
         headers = {
             case: oauth_header(
@@ -336,7 +315,7 @@ async def test_opaque_step_three_answers_every_credential_failure_alike_with_equ
         allowed("rt-other", consumer_key=OTHER_KEY),
     ):
         await tokens.put_request_token(token)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         headers = {}
         for case, header in STEP_THREE_FAILURES.items():
             sent = {"consumer_key": FLOW_KEY, "consumer_secret": FLOW_SECRET} | header
@@ -381,7 +360,7 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
 
 async def test_over_https_cookies_are_host_prefixed_and_secure(clock: Clock) -> None:
     flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
         signed_in = await fc.sign_in(token_id)
@@ -397,7 +376,7 @@ async def test_over_https_cookies_are_host_prefixed_and_secure(clock: Clock) -> 
 async def test_over_plain_http_cookies_are_plain_and_not_secure(clock: Clock) -> None:
     """Development only: a browser would drop a `__Host-` or Secure cookie over HTTP."""
     flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
-    async for fc in clients(flow, "http://127.0.0.1:8000"):
+    async for fc in client_for(flow, "http://127.0.0.1:8000"):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
         [(name, value)] = set_cookies(page).items()
@@ -415,7 +394,7 @@ async def test_a_csrf_cookie_the_server_did_not_issue_is_refused(
     name = "tba_csrf" if base.startswith("http:") else "__Host-tba_csrf"
     planted = {"Cookie": f"{name}=chosen-by-the-attacker"}
     flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
-    async for fc in clients(flow, base):
+    async for fc in client_for(flow, base):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id}, headers=planted)
         data = {"oauth_token": token_id, "csrf": csrf_of(page.text), "action": "sign_in"}
@@ -447,7 +426,7 @@ async def test_sign_in_is_throttled_per_name_even_for_the_right_password(
 ) -> None:
     caplog.set_level("INFO", logger="tba_guard.audit")
     flow = TBAFlow(echo_app(), throttled_settings(), clock=clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         token_id = await fresh_token(fc, clock)
         for _ in range(5):
             wrong = await fc.sign_in(token_id, User("0", ALICE.name, "guess"))
@@ -457,11 +436,11 @@ async def test_sign_in_is_throttled_per_name_even_for_the_right_password(
         assert "Too many attempts" in refused.text
         assert 0 < int(refused.headers["retry-after"]) <= 900
         assert "tba_session" not in refused.headers.get("set-cookie", "")
-    async for other in clients(flow, address="10.0.0.7"):  # the name is locked everywhere
+    async for other in client_for(flow, address="10.0.0.7"):  # the name is locked everywhere
         assert (await sign_in_as(other, clock, ALICE)).status_code == 429
         assert (await sign_in_as(other, clock, CAROL)).status_code == 303
     clock.now += 900  # the window has passed
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         assert (await sign_in_as(fc, clock, ALICE)).status_code == 303
     reasons = [r.tba_audit["reason"] for r in caplog.records if hasattr(r, "tba_audit")]
     assert reasons.count("sign-in failed") == 5
@@ -471,72 +450,38 @@ async def test_sign_in_is_throttled_per_name_even_for_the_right_password(
 
 async def test_sign_in_is_throttled_per_client_address(clock: Clock) -> None:
     flow = TBAFlow(echo_app(), throttled_settings(), clock=clock)
-    async for fc in clients(flow):
+    async for fc in client_for(flow):
         token_id = await fresh_token(fc, clock)
         for attempt in range(20):  # a different name each time: only the address adds up
             wrong = await fc.sign_in(token_id, User("0", f"user{attempt}", "guess"))
             assert wrong.status_code == 401
         assert (await fc.sign_in(token_id, CAROL)).status_code == 429
-    async for elsewhere in clients(flow, address="10.0.0.7"):
+    async for elsewhere in client_for(flow, address="10.0.0.7"):
         assert (await sign_in_as(elsewhere, clock, CAROL)).status_code == 303
 
 
 # --- 4. several worker processes on per-process stores ----------------------------------------
 
 
-def uvicorn_factory(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+def uvicorn_factory(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """`uvicorn --factory tba_guard.tools.demo:create_app ARGS` on a free loopback port (the source
     tree or the installed package, whichever this interpreter imports), in its own group."""
     port = free_port()
-    log = tmp_path / f"uvicorn.{port}.log"
     command = [sys.executable, "-m", "uvicorn", "--factory", "tba_guard.tools.demo:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
-    environment = {k: v for k, v in os.environ.items() if k != "TBA_GUARD_CONFIG"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environment | (env or {}),
-            start_new_session=True,
-        )
-    return process, f"http://127.0.0.1:{port}", log
-
-
-def outcome(process: subprocess.Popen[bytes], base: str) -> str:
-    """'served' once /healthz answers 200, 'exited' once the process ends, whichever first."""
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return "exited"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return "served"
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return "neither"
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    log = tmp_path / f"uvicorn.{port}.log"
+    return start_server(command, log, port=port, env={"TBA_GUARD_CONFIG": None, **(env or {})})
 
 
 def test_uvicorn_factory_with_two_workers_on_the_memory_store_refuses_to_start(
     tmp_path: Path,
 ) -> None:
-    process, base, log = uvicorn_factory(tmp_path, "--workers", "2")
+    server = uvicorn_factory(tmp_path, "--workers", "2")
     try:
-        result = outcome(process, base)
+        result = wait_until_up(server)
     finally:
-        stop(process)
-    output = log.read_text(errors="replace")
+        stop_server(server)
+    output = server.output()
     assert result == "exited", output  # uvicorn stops its parent when a worker cannot start
     assert "tba_guard refuses to serve: this app runs in 2 worker processes" in output
     assert 'replay_store = "memory"' in output
@@ -554,12 +499,12 @@ def test_uvicorn_factory_with_two_workers_on_the_memory_store_refuses_to_start(
 def test_uvicorn_factory_serves_one_worker_or_an_acknowledged_several(
     tmp_path: Path, args: list[str], env: dict[str, str]
 ) -> None:
-    process, base, log = uvicorn_factory(tmp_path, *args, env=env)
+    server = uvicorn_factory(tmp_path, *args, env=env)
     try:
-        result = outcome(process, base)
+        result = wait_until_up(server)
     finally:
-        stop(process)
-    assert result == "served", log.read_text(errors="replace")
+        stop_server(server)
+    assert result == "served", server.output()
 
 
 def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> None:
@@ -573,16 +518,14 @@ def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> Non
             1,
         )
     )
-    process, base, log = uvicorn_factory(
-        tmp_path, "--workers", "2", env={"TBA_GUARD_CONFIG": str(config)}
-    )
+    server = uvicorn_factory(tmp_path, "--workers", "2", env={"TBA_GUARD_CONFIG": str(config)})
     try:
-        result = outcome(process, base)
+        result = wait_until_up(server)
     finally:
-        stop(process)
+        stop_server(server)
         delete_prefix(client, prefix)
         client.close()
-    assert result == "served", log.read_text(errors="replace")
+    assert result == "served", server.output()
 
 
 # --- 5. `tba-guard sign` with PLAINTEXT first -------------------------------------------------

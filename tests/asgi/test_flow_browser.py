@@ -17,7 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from tests.asgi.test_flow import (
+from tests.support import (
     ACCESS_TOKEN_PATH,
     ALICE,
     AUTHORIZE_PATH,
@@ -28,12 +28,12 @@ from tests.asgi.test_flow import (
     REQUEST_TOKEN_PATH,
     FlowServer,
     assert_error,
+    free_port,
+    oauth_header,
     oauth_session,
     query_of,
     server_config,
 )
-from tests.conftest import oauth_header
-from tests.redis_support import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -10,151 +10,40 @@ correctly (by oauthlib) are accepted, so the properties are not met by refusing 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import itertools
-import json
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from tba_guard import ErrorCode, Guard, GuardSettings, ReplayKey, TBAError, TBAGuardMiddleware
+from tba_guard import ErrorCode, Guard, TBAError
 from tba_guard.core.errors import OPERATIONAL_CODES
 from tba_guard.core.header import parse_authorization
-from tests.conftest import BASE_URL, NOW, Clock, make_settings, oauth_header
+from tests.support import (
+    APP_STATUS,
+    BASE_URL,
+    NOW,
+    Clock,
+    CountingCredentials,
+    FailingStore,
+    Outcome,
+    Request,
+    count_signatures,
+    drive,
+    make_settings,
+    oauth_header,
+)
 
-HOST = BASE_URL.removeprefix("https://")
 FORM = "application/x-www-form-urlencoded"
 CATALOG_CODES = {code.value for code in ErrorCode}
 OPAQUE_CODES = {"INVALID_LOGIN_ATTEMPT", "INVALID_REQUEST"}
-APP_STATUS = 299  # only the application answers with this
 CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# --- driving the middleware at the ASGI level --------------------------------------------------
-
-
-class RecordingApp:
-    """The protected application: records that it ran, drains the body, answers 299."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.body = b""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        while True:
-            message = await receive()
-            self.body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await send({"type": "http.response.start", "status": APP_STATUS, "headers": []})
-        await send({"type": "http.response.body", "body": b"app"})
-
-
-@dataclass
-class Outcome:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    app_calls: int
-    app_body: bytes = b""
-    received: int = 0  # how many messages the guard and the app took from the client
-
-    @property
-    def error(self) -> dict[str, str]:
-        document = json.loads(self.body)
-        assert set(document) == {"error"}
-        error: dict[str, str] = document["error"]
-        return error
-
-    def header(self, name: bytes) -> bytes | None:
-        return next((v for n, v in self.headers if n == name), None)
-
-
-class FailingStore:
-    """A replay store that is down: every call raises, as a lost Redis connection does."""
-
-    async def seen(self, key: ReplayKey) -> bool:
-        raise ConnectionError("replay store down")
-
-    async def claim(self, key: ReplayKey, ttl: int) -> bool:
-        raise ConnectionError("replay store down")
-
-
-@dataclass
-class Request:
-    method: str = "GET"
-    raw_path: bytes = b"/"
-    query: bytes = b""
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    chunks: Sequence[bytes] = (b"",)
-
-
-def scope_for(request: Request) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": request.method,
-        "scheme": "https",
-        "path": request.raw_path.decode("latin-1"),
-        "raw_path": request.raw_path,
-        "query_string": request.query,
-        "root_path": "",
-        "headers": [(b"host", HOST.encode()), *request.headers],
-        "client": ("203.0.113.9", 50000),
-        "server": (HOST, 443),
-    }
-
-
-async def drive(
-    request: Request,
-    settings: GuardSettings,
-    *,
-    replay_store: Any = None,
-    stall: bool = False,
-    hooks: Sequence[Any] = (),
-    guard: Guard | None = None,
-) -> Outcome:
-    """Run one request through a fresh middleware; collect what it sent."""
-    app = RecordingApp()
-    if guard is None:
-        guard = Guard(settings, clock=Clock(), replay_store=replay_store, audit_hooks=hooks)
-    middleware = TBAGuardMiddleware(app, guard=guard)
-    pending = [
-        # A client that stalls promises more body after its last chunk.
-        {"type": "http.request", "body": chunk, "more_body": stall or i < len(request.chunks) - 1}
-        for i, chunk in enumerate(request.chunks)
-    ]
-    sent: list[dict[str, Any]] = []
-    received = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        received += 1
-        if pending:
-            return pending.pop(0)
-        if stall:
-            await asyncio.Event().wait()  # a client that never sends the rest
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await asyncio.wait_for(middleware(scope_for(request), receive, send), timeout=30)
-    starts = [m for m in sent if m["type"] == "http.response.start"]
-    assert len(starts) == 1, sent
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return Outcome(
-        starts[0]["status"], list(starts[0]["headers"]), body, app.calls, app.body, received
-    )
+# --- what every answer keeps (the middleware is driven by tests.support.drive) ----------------
 
 
 def assert_well_formed(outcome: Outcome, *, opaque: bool) -> None:
@@ -449,24 +338,6 @@ def test_a_correctly_signed_request_with_every_kind_of_parameter_is_accepted() -
 # --- opaque mode: equal work whether or not a consumer key exists -----------------------------
 
 
-class CountingCredentials:
-    """The settings' credentials, counting each lookup."""
-
-    def __init__(self, settings: GuardSettings) -> None:
-        from tba_guard import StaticCredentials
-
-        self.store = StaticCredentials(settings.integrations, settings.tokens)
-        self.lookups: Counter[str] = Counter()
-
-    async def integration(self, consumer_key: str) -> Any:
-        self.lookups["integration"] += 1
-        return await self.store.integration(consumer_key)
-
-    async def token(self, token_id: str) -> Any:
-        self.lookups["token"] += 1
-        return await self.store.token(token_id)
-
-
 OPAQUE_401S = {
     "unknown consumer key": ({"consumer_key": "ck-nobody"}, "UnknownIntegration"),
     "bad signature": ({"consumer_secret": "not-the-secret"}, "InvalidSignature"),
@@ -484,21 +355,6 @@ OPAQUE_401S = {
         "EntityOrRoleDisabled",
     ),
 }
-
-
-def count_signatures(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the length of every HMAC that is base64-encoded, which the guard does once per
-    signature it computes. Patched in the standard library, where both the pure and the
-    compiled build look it up on each call."""
-    signs: list[int] = []
-    real_b2a_base64 = binascii.b2a_base64
-
-    def counting_b2a_base64(data: bytes, *, newline: bool = True) -> bytes:
-        signs.append(len(data))
-        return real_b2a_base64(data, newline=newline)
-
-    monkeypatch.setattr(binascii, "b2a_base64", counting_b2a_base64)
-    return signs
 
 
 @pytest.mark.parametrize("case", OPAQUE_401S, ids=list(OPAQUE_401S))

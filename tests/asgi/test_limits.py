@@ -19,8 +19,8 @@ import httpx2 as httpx
 import pytest
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
-from tests.asgi.test_hostile import APP_STATUS, Outcome, Request, drive
-from tests.conftest import (
+from tests.support import (
+    APP_STATUS,
     BASE_URL,
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -28,10 +28,14 @@ from tests.conftest import (
     REALM,
     TOKEN_ID,
     TOKEN_SECRET,
+    Outcome,
+    Request,
+    drive,
     make_settings,
     oauth_header,
+    read_response,
+    serving,
 )
-from tests.server_support import read_response, serving
 
 FORM = "application/x-www-form-urlencoded"
 URL = f"{BASE_URL}/services/rest/limits"

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 
 from tba_guard import Identity, TBAGuardMiddleware
 from tba_guard.tools.testing import TBAAuth, guarded_app, sign_headers
-from tests.conftest import BASE_URL, Clock, echo_app, make_settings, oauth_header
+from tests.support import BASE_URL, Clock, echo_app, make_settings, oauth_header
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from tba_guard import GuardSettings, TBAError, TBAGuardMiddleware
 from tba_guard.core.request import request_from_url
-from tests.conftest import BASE_URL, Clock, make_settings, oauth_header
+from tests.support import BASE_URL, Clock, make_settings, oauth_header
 
 HOST = "123456-sb1.restlets.example.com"
 PATH = "/services/rest/record"

@@ -19,7 +19,7 @@ from requests_oauthlib import OAuth1
 from starlette.testclient import TestClient
 
 from tba_guard import TBAGuardMiddleware
-from tests.conftest import (
+from tests.support import (
     BASE_URL,
     CONSUMER_KEY,
     CONSUMER_SECRET,

@@ -14,14 +14,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from tba_guard import AuditEvent, TBAGuardMiddleware
-from tests.asgi.test_hostile import APP_STATUS, Request, drive
-from tests.conftest import (
+from tests.support import (
+    APP_STATUS,
     BASE_URL,
     CONSUMER_KEY,
     NOW,
     REALM,
     TOKEN_ID,
     Clock,
+    Request,
+    drive,
     echo_app,
     make_settings,
     oauth_header,

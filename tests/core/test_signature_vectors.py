@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tba_guard import signature_base_string, verify_signature
-from tests.conftest import load_vectors
+from tests.support import load_vectors
 
 VECTORS = load_vectors()
 

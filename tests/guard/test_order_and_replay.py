@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tba_guard import ErrorCode, Guard, MemoryReplayStore, ReplayKey, TBAError
-from tests.conftest import BASE_URL, NOW, Clock, fresh_nonce, make_settings, oauth_header
+from tests.support import BASE_URL, NOW, Clock, fresh_nonce, make_settings, oauth_header
 
 URL = f"{BASE_URL}/services/rest/record/v1/customer?limit=5"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 HOT_PATH = (
     "core/errors",
@@ -20,6 +20,7 @@ HOT_PATH = (
     "core/protocols",
     "core/audit",
     "core/checks",
+    "core/sequence",
     "guard",
     "stores/memory",
     "asgi/middleware",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tba_guard.core.errors import CATALOG
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def _require_mkdocs() -> None:

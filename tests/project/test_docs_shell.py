@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import tba_guard
-from tests.conftest import ROOT
-from tests.server_support import serving
+from tests.support import ROOT, serving
 
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 

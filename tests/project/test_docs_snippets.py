@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tba_guard import GuardSettings, Integration, Token, User
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PACKAGE = ROOT / "tba_guard"
 #: Bottom first. A module may import its own layer and the layers before it, never one after.

@@ -29,9 +29,20 @@ from tba_guard import (
     Token,
 )
 from tba_guard.core.audit import AuditEvent
-from tests.asgi.test_hostile import FailingStore, Outcome, Request, drive
-from tests.conftest import BASE_URL, NOW, REALM, oauth_header
-from tests.redis_support import SHARED_REDIS_URL, delete_prefix, shared_redis, unique_prefix
+from tests.support import (
+    BASE_URL,
+    NOW,
+    REALM,
+    SHARED_REDIS_URL,
+    FailingStore,
+    Outcome,
+    Request,
+    delete_prefix,
+    drive,
+    oauth_header,
+    shared_redis,
+    unique_prefix,
+)
 
 CANARY = uuid.uuid4().hex
 CONSUMER_SECRET = f"cs-{CANARY[:16]}-consumer"

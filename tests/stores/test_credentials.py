@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from tba_guard import CachedCredentials, ErrorCode, Guard, Integration, TBAError, Token
-from tests.conftest import (
+from tests.support import (
     BASE_URL,
     CONSUMER_KEY,
     CONSUMER_SECRET,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tba_guard import MemoryReplayStore, ReplayKey, ReplayStoreError
-from tests.conftest import NOW, Clock
+from tests.support import NOW, Clock
 
 
 def key(nonce: str, timestamp: int = NOW, token: str = "t", consumer: str = "c") -> ReplayKey:

@@ -23,12 +23,18 @@ from redis.backoff import NoBackoff
 from tba_guard import GuardSettings, ReplayKey, ReplayStoreError, SettingsError, TBAGuardMiddleware
 from tba_guard.guard import Guard
 from tba_guard.stores.redis_replay import RedisReplayStore, redact_url
-from tests.conftest import BASE_URL, NOW, TOKEN_ID, Clock, echo_app, make_settings, oauth_header
-from tests.redis_support import (
+from tests.support import (
+    BASE_URL,
+    NOW,
     SHARED_REDIS_URL,
+    TOKEN_ID,
+    Clock,
     delete_prefix,
+    echo_app,
     free_port,
     keys_under,
+    make_settings,
+    oauth_header,
     private_cluster,
     private_redis,
     shared_redis,

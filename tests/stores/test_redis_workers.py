@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import oauth_header
-from tests.redis_support import (
+from tests.support import (
     SHARED_REDIS_URL,
-    delete_prefix,
+    Server,
+    cli_command,
+    descendants,
     free_port,
+    oauth_header,
+    running_server,
+    server_ends,
     shared_redis,
-    unique_prefix,
+    socket_descriptors,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -40,15 +40,6 @@ TOKEN_ID, TOKEN_SECRET = "tk-workers", "ts-workers-secret"
 PATH = "/app/site/hosting/restlet.nl?script=7&deploy=1"
 COPIES = 24
 MAX_ROUNDS = 12  # fresh requests until one round's copies landed on both workers
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    client = shared_redis()
-    name = unique_prefix()
-    yield name
-    delete_prefix(client, name)
-    client.close()
 
 
 def write_config(directory: Path, prefix: str) -> Path:
@@ -71,77 +62,12 @@ def write_config(directory: Path, prefix: str) -> Path:
 
 
 @contextmanager
-def serve(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`tba-guard serve --workers 2` in its own process group, stopped (and reaped) after."""
-    script = Path(sys.executable).with_name("tba-guard")  # the installed console script
-    program = [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
-    command = [*program, "serve", "--config", str(config)]
+def serve(config: Path, port: int, log: Path) -> Iterator[Server]:
+    """`tba-guard serve --workers 2`, once both workers are up; stopped (and reaped) after."""
+    command = [*cli_command(), "serve", "--config", str(config)]
     command += ["--port", str(port), "--workers", "2"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_for_workers(process, log, 2)
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-
-
-def wait_for_workers(process: subprocess.Popen[bytes], log: Path, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if text.count("Application startup complete") >= count:
-            return
-        if process.poll() is not None:
-            pytest.fail(f"tba-guard serve exited with {process.returncode}:\n{text}")
-        time.sleep(0.05)
-    pytest.fail(f"the workers did not start:\n{log.read_text(errors='replace')}")
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (uvicorn's workers are its children)."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            with suppress(OSError):
-                children = [int(c) for c in (task / "children").read_text().split()]
-                found += children
-                pending += children
-    return found
-
-
-def server_socket_inodes(server_port: int) -> dict[int, int]:
-    """Client port -> inode of the server's end of that loopback connection."""
-    inodes: dict[int, int] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].split(":")[1], 16)
-        remote_port = int(fields[2].split(":")[1], 16)
-        if local_port == server_port:
-            inodes[remote_port] = int(fields[9])
-    return inodes
-
-
-def socket_owners(pids: list[int]) -> dict[int, int]:
-    """Socket inode -> the pid holding it."""
-    owners: dict[int, int] = {}
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            with suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    owners[int(target[8:-1])] = pid
-    return owners
+    with running_server(command, log, port=port, workers=2) as server:
+        yield server
 
 
 async def send(port: int, authorization: str) -> tuple[int, bytes, asyncio.StreamWriter]:
@@ -177,12 +103,12 @@ async def one_round(port: int, server_pid: int) -> tuple[list[int], list[bytes],
     )
     results = await asyncio.gather(*(send(port, authorization) for _ in range(COPIES)))
     try:
-        inodes = server_socket_inodes(port)
-        owners = socket_owners(descendants(server_pid))
+        inodes = server_ends(port)
+        holders = socket_descriptors(descendants(server_pid))
         served_by = {
-            owners[inodes[writer.get_extra_info("sockname")[1]]]
+            holders[inodes[writer.get_extra_info("sockname")[1]]][0]
             for _, _, writer in results
-            if inodes.get(writer.get_extra_info("sockname")[1]) in owners
+            if inodes.get(writer.get_extra_info("sockname")[1]) in holders
         }
     finally:
         for _, _, writer in results:
@@ -191,21 +117,21 @@ async def one_round(port: int, server_pid: int) -> tuple[list[int], list[bytes],
 
 
 async def test_two_workers_accept_one_request_sent_24_times_exactly_once(
-    tmp_path: Path, prefix: str
+    tmp_path: Path, redis_prefix: str
 ) -> None:
     client: redis.Redis = shared_redis()
     port = free_port()
     rounds, spread = 0, False
-    with serve(write_config(tmp_path, prefix), port, tmp_path / "serve.log") as process:
+    with serve(write_config(tmp_path, redis_prefix), port, tmp_path / "serve.log") as server:
         # Fresh requests until one round's copies landed on both workers (usually the first).
         while rounds < MAX_ROUNDS and not spread:
-            statuses, bodies, served_by = await one_round(port, process.pid)
+            statuses, bodies, served_by = await one_round(port, server.pid)
             rounds += 1
             assert sorted(statuses) == [200] + [401] * (COPIES - 1)
             rejected = [b for s, b in zip(statuses, bodies, strict=True) if s == 401]
             assert {json.loads(body)["error"]["code"] for body in rejected} == {"NonceUsed"}
             spread = len(served_by) == 2
-        stored = list(client.scan_iter(match=prefix + "*"))
+        stored = list(client.scan_iter(match=redis_prefix + "*"))
     client.close()
     assert spread, "the kernel never spread one round's copies over both workers"
     assert len(stored) == rounds  # one key per accepted request, nothing else

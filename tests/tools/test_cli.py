@@ -10,14 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +24,20 @@ from starlette.testclient import TestClient
 from tba_guard import GuardSettings, verify_signature
 from tba_guard.tools.cli import DEMO_FACTORY, authorization_header, main, uvicorn_target
 from tba_guard.tools.demo import CONFIG_ENV, create_app, load_settings
-from tests.conftest import NOW, oauth_header
-from tests.redis_support import SHARED_REDIS_URL, delete_prefix, shared_redis, unique_prefix
+from tests.support import (
+    NOW,
+    SHARED_REDIS_URL,
+    Server,
+    cli_command,
+    delete_prefix,
+    free_port,
+    oauth_header,
+    run_cli,
+    running_server,
+    shared_redis,
+    unique_prefix,
+    write_config,
+)
 
 DEMO = load_settings(None)
 DEMO_KEY = DEMO.integrations[0].consumer_key
@@ -39,57 +47,7 @@ DEMO_TOKEN_SECRET = DEMO.tokens[0].token_secret
 SECRETS = (DEMO_SECRET, DEMO_TOKEN_SECRET)
 RESTLET = "/app/site/hosting/restlet.nl"
 FORM = "application/x-www-form-urlencoded"
-STARTUP_LIMIT = 30.0  # seconds to wait for /healthz before giving up (not a timing assertion)
-
-CONFIG = """
-[guard]
-realm = "7654321_SB1"
-signature_methods = {methods}
-replay_store = "{store}"
-token_store = "{store}"
-session_secret = "cli-test-session-secret-0123456789"
-
-[[integrations]]
-name = "Order sync"
-consumer_key = "ck-order-sync"
-consumer_secret = "cs-order-sync-secret"
-
-[[integrations]]
-name = "Other"
-consumer_key = "ck-other"
-consumer_secret = "cs-other-integration-secret"
-
-[[tokens]]
-token_id = "tk-alice"
-token_secret = "ts-alice-token-secret"
-consumer_key = "ck-order-sync"
-entity = "38"
-role = "3"
-"""
-
-
-def write_config(
-    directory: Path,
-    *,
-    methods: str = '["HMAC-SHA256"]',
-    store: str = "memory",
-    text: str | None = None,
-) -> Path:
-    path = directory / "tba.toml"
-    path.write_text(text if text is not None else CONFIG.format(methods=methods, store=store))
-    return path
-
-
-def command() -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).parent / "tba-guard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tba_guard.tools.cli"]
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+STARTUP_LIMIT = 30.0  # seconds to wait for the workers' output (not a timing assertion)
 
 
 def sign(*args: str) -> str:
@@ -98,46 +56,14 @@ def sign(*args: str) -> str:
     return done.stdout.strip()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    base: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
 @contextmanager
 def running_serve(log: Path, *args: str) -> Iterator[Server]:
     """`tba-guard serve ARGS` as a real process on a free loopback port, stopped afterwards
     (with its worker processes: it leads its own process group)."""
     port = free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", log)
-    try:
-        wait_until_healthy(process, server)
+    command = [*cli_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    with running_server(command, log, port=port) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -145,20 +71,6 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The demo service on the embedded settings, shared by the tests of this module."""
     with running_serve(tmp_path_factory.mktemp("serve") / "serve.log") as server:
         yield server
-
-
-def wait_until_healthy(process: subprocess.Popen[str], server: Server) -> None:
-    deadline = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"tba-guard serve exited with {process.returncode}:\n{server.output()}")
-        try:
-            if httpx2.get(f"{server.base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"tba-guard serve did not answer /healthz:\n{server.output()}")
 
 
 def wait_for_output(server: Server, text: str, *, count: int) -> None:

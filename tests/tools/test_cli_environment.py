@@ -17,7 +17,7 @@ import pytest
 from tba_guard import GuardSettings, SettingsError, verify_signature
 from tba_guard.core.settings import MIN_SECRET_LENGTH
 from tba_guard.tools.demo import load_settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 URL = "https://1234567.restlets.example.com/app/site/hosting/restlet.nl?script=1&deploy=1"
 CONSUMER_KEY, CONSUMER_SECRET = "ck-env", "cs-env-0123456789abcdef"

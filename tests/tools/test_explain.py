@@ -21,7 +21,7 @@ from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddl
 from tba_guard.core.errors import CATALOG, ErrorCode
 from tba_guard.tools.explain import explain as explain_request
 from tba_guard.tools.explain import run_explain
-from tests.conftest import BASE_URL, NOW, REALM, Clock, echo_app, oauth_header
+from tests.support import BASE_URL, NOW, REALM, Clock, echo_app, oauth_header
 
 CONSUMER_KEY = "ck-explain"
 CONSUMER_SECRET = "cs-EXPLAIN-consumer-secret-7Q2"

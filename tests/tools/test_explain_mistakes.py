@@ -33,7 +33,7 @@ from tba_guard.core.mistakes import MISTAKES, PAIR_COUNT, SEARCHED, start
 from tba_guard.core.request import parse_parameters, request_from_url
 from tba_guard.tools.cli import main
 from tba_guard.tools.explain import parse_raw_request, run_explain
-from tests.conftest import BASE_URL, NOW, REALM, Clock, echo_app, fresh_nonce, oauth_header
+from tests.support import BASE_URL, NOW, REALM, Clock, echo_app, fresh_nonce, oauth_header
 
 CONSUMER_KEY = "ck-mistakes"
 CONSUMER_SECRET = "cs-MISTAKES-consumer-secret-3K8"

@@ -11,25 +11,24 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 from tba_guard.tools.listener import has_nodelay, tcp_listener
-from tests.conftest import ROOT
-from tests.redis_support import (
+from tests.support import (
+    ROOT,
     SHARED_REDIS_URL,
-    delete_prefix,
+    Server,
+    descendants,
     free_port,
-    shared_redis,
-    unique_prefix,
+    running_server,
+    server_ends,
+    socket_descriptors,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -38,15 +37,6 @@ pytestmark = pytest.mark.skipif(
 
 CONNECTIONS = 6  # spread over the workers by the kernel; every one of them is checked
 PIDFD_GETFD = 438  # the same number on every Linux architecture
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    client = shared_redis()
-    name = unique_prefix()
-    yield name
-    delete_prefix(client, name)
-    client.close()
 
 
 def write_config(directory: Path, prefix: str) -> Path:
@@ -65,32 +55,14 @@ def write_config(directory: Path, prefix: str) -> Path:
 
 @contextmanager
 def started(
-    command: list[str], log: Path, workers: int, config: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process in its own process group, once every worker is up; stopped after."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    environment.pop("TBA_GUARD_CONFIG", None)
-    if config is not None:  # what the demo factory reads
-        environment["TBA_GUARD_CONFIG"] = str(config)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while log.read_text(errors="replace").count("Application startup complete") < workers:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+    command: list[str], log: Path, port: int, workers: int, config: Path | None = None
+) -> Iterator[Server]:
+    """A server process from the tree under test (not an installed build), once every worker
+    is up; stopped after."""
+    # TBA_GUARD_CONFIG is what the demo factory reads; a setting of the caller's never leaks in.
+    env = {"PYTHONPATH": str(ROOT), "TBA_GUARD_CONFIG": str(config) if config else None}
+    with running_server(command, log, port=port, env=env, workers=workers) as server:
+        yield server
 
 
 def healthy_connections(port: int, count: int, stack: ExitStack) -> list[socket.socket]:
@@ -108,43 +80,6 @@ def healthy_connections(port: int, count: int, stack: ExitStack) -> list[socket.
         assert answer.startswith(b"HTTP/1.1 200"), answer
         connections.append(client)
     return connections
-
-
-def descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            with suppress(OSError):
-                children = [int(c) for c in (task / "children").read_text().split()]
-                found += children
-                pending += children
-    return found
-
-
-def server_ends(port: int) -> dict[int, int]:
-    """Client port -> socket inode of the server's end of that loopback connection."""
-    ends: dict[int, int] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
-        if local == port and remote != 0:
-            ends[remote] = int(fields[9])
-    return ends
-
-
-def socket_descriptors(pids: list[int]) -> dict[int, tuple[int, int]]:
-    """Socket inode -> (pid, file descriptor) holding it."""
-    held: dict[int, tuple[int, int]] = {}
-    for pid in pids:
-        with suppress(OSError):
-            for entry in Path(f"/proc/{pid}/fd").iterdir():
-                with suppress(OSError):
-                    target = os.readlink(entry)
-                    if target.startswith("socket:["):
-                        held[int(target[8:-1])] = (pid, int(entry.name))
-    return held
 
 
 def copy_socket(pid: int, fd: int) -> socket.socket:
@@ -178,13 +113,13 @@ def accepted_sockets(server: int, port: int, clients: list[socket.socket]) -> li
 
 
 def test_a_multi_worker_serve_accepts_connections_with_tcp_nodelay(
-    tmp_path: Path, prefix: str
+    tmp_path: Path, redis_prefix: str
 ) -> None:
     port = free_port()
     command = [sys.executable, "-m", "tba_guard.tools.cli", "serve", "--config"]
-    command += [str(write_config(tmp_path, prefix)), "--port", str(port), "--workers", "2"]
+    command += [str(write_config(tmp_path, redis_prefix)), "--port", str(port), "--workers", "2"]
     with (
-        started(command, tmp_path / "serve.log", workers=2) as server,
+        started(command, tmp_path / "serve.log", port, workers=2) as server,
         ExitStack() as stack,
     ):
         clients = healthy_connections(port, CONNECTIONS, stack)
@@ -197,7 +132,7 @@ def test_a_multi_worker_serve_accepts_connections_with_tcp_nodelay(
 
 
 def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(
-    tmp_path: Path, prefix: str
+    tmp_path: Path, redis_prefix: str
 ) -> None:
     """`uvicorn.run(..., fd=tcp_listener(...).fileno(), workers=2)`, as docs/deployment.md shows it,
     on the Redis stores that several workers need."""
@@ -210,9 +145,9 @@ def test_the_readme_recipe_for_your_own_uvicorn_gives_workers_tcp_nodelay(
         "            fd=listener.fileno(), workers=2)\n"
     )
     command = [sys.executable, "-c", recipe, str(port)]
-    config = write_config(tmp_path, prefix)
+    config = write_config(tmp_path, redis_prefix)
     with (
-        started(command, tmp_path / "uvicorn.log", workers=2, config=config) as server,
+        started(command, tmp_path / "uvicorn.log", port, workers=2, config=config) as server,
         ExitStack() as stack,
     ):
         clients = healthy_connections(port, CONNECTIONS, stack)

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from tba_guard import GuardSettings
 from tba_guard.core.settings import MIN_SECRET_LENGTH
 from tba_guard.tools.testing import SigningCredentials, TBAAuth, guarded_app, sign_headers
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.servers import free_port
+
 SHARED_REDIS_URL = os.environ.get("TBA_GUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -60,13 +62,6 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
     while batch:
         client.delete(*batch[:1000])
         batch = batch[1000:]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cluster_port() -> int:
