@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tba_guard import GuardSettings, Integration, SettingsError, Token
+from tba_guard.core.records import User
 
 TOML = """
 [guard]
@@ -188,3 +192,56 @@ def test_secrets_do_not_appear_in_reprs() -> None:
     assert "ck" in shown
     assert "tk" in shown
     assert "SECRET" not in shown
+
+
+# --- the authorization flow's settings: users, token lifetime and store ------------------------
+
+
+def test_flow_settings_come_from_toml_with_users(tmp_path: Path) -> None:
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            [guard]
+            request_token_ttl = 120
+            authorize_path = "/consent"
+            token_store = "redis://127.0.0.1:6379/0"
+
+            [[users]]
+            entity = "38"
+            name = "alice"
+            password = "pw"
+            roles = ["3", "1000"]
+            """
+        )
+    )
+    settings = GuardSettings.from_toml(path)
+    assert settings.request_token_ttl == 120
+    assert settings.authorize_path == "/consent"
+    assert settings.users == (User("38", "alice", "pw", ("3", "1000")),)
+    assert "pw" not in repr(settings)
+    assert "redis://" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ([{"entity": "38", "name": "a", "roles": ["3"], "colour": "red"}], "users[0]"),
+        ([{"entity": "38", "name": "a", "roles": "3"}], "users[0].roles"),
+        ([{"name": "a"}], "entity"),
+    ],
+)
+def test_bad_users_are_errors_naming_the_key(users: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GuardSettings(users=users)
+
+
+def test_flow_settings_come_from_the_environment() -> None:
+    settings = GuardSettings.from_env(
+        {
+            "TBA_GUARD_REQUEST_TOKEN_TTL": "90",
+            "TBA_GUARD_USERS": '[{"entity": "7", "name": "eve", "roles": ["3"]}]',
+        }
+    )
+    assert settings.request_token_ttl == 90
+    assert settings.users[0].roles == ("3",)
