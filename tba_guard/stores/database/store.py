@@ -93,8 +93,12 @@ class DatabaseCredentials:
         self.ttl, self.timeout, self.pool_size = ttl, timeout, pool_size
         self._timer, self._clock = timer, clock
         self._listen = listen and self.dialect == "postgresql"
-        self._integrations: TTLCache[str, Integration] = TTLCache(cache_size, ttl, timer)
-        self._tokens: TTLCache[str, IssuedToken] = TTLCache(cache_size, ttl, timer)
+        # Records found, with the moment they expire. Plain dicts, not TTLCache: a hit is on
+        # every request, and TTLCache's hit costs about 0.4 µs to a dict's 0.02 (two lookups:
+        # 4 % of a verification). Bounded all the same, by `_remember`.
+        self.cache_size = cache_size
+        self._integrations: dict[str, tuple[float, Integration]] = {}
+        self._tokens: dict[str, tuple[float, IssuedToken]] = {}
         self._missing: dict[Kind, TTLCache[str, bool]] = {
             "integration": TTLCache(cache_size, ttl, timer),
             "token": TTLCache(cache_size, ttl, timer),
@@ -119,12 +123,20 @@ class DatabaseCredentials:
     # --- the CredentialStore protocol ----------------------------------------------------------
 
     async def integration(self, consumer_key: str) -> Integration | None:
+        if not self._changes:  # the hit, inline: what nearly every request takes
+            entry = self._integrations.get(consumer_key)
+            if entry is not None and entry[0] > self._timer():
+                return entry[1]
         return await self._lookup(
             "integration", consumer_key, self._integrations, self._fetch_integration
         )
 
     async def token(self, token_id: str) -> Token | None:
         """Tokens issued from the command line or imported; the flow's are its own to serve."""
+        if not self._changes:
+            entry = self._tokens.get(token_id)
+            if entry is not None and entry[0] > self._timer():
+                return None if entry[1].by_flow else entry[1].token
         found = await self._lookup("token", token_id, self._tokens, self._fetch_token)
         return found.token if found is not None and not found.by_flow else None
 
@@ -137,8 +149,7 @@ class DatabaseCredentials:
     async def put_flow_token(self, token: Token) -> None:
         await self._off_loop(self._insert_flow_token, token)
         self._forget_absence("token", token.token_id)
-        if self.ttl > 0:
-            self._tokens[token.token_id] = IssuedToken(token, by_flow=True)
+        self._remember(self._tokens, token.token_id, IssuedToken(token, by_flow=True))
 
     # --- caches --------------------------------------------------------------------------------
 
@@ -146,15 +157,14 @@ class DatabaseCredentials:
         self,
         kind: Kind,
         key: str,
-        cache: TTLCache[str, T],
+        cache: dict[str, tuple[float, T]],
         fetch: Callable[[str], T | None],
     ) -> T | None:
         if self._changes:
             self._apply_changes()
-        try:
-            return cache[key]
-        except KeyError:
-            pass
+        entry = cache.get(key)
+        if entry is not None and entry[0] > self._timer():
+            return entry[1]
         missing = self._missing[kind]
         if key in missing or not await self._may_exist(kind, key):
             return None
@@ -167,8 +177,18 @@ class DatabaseCredentials:
             if found is None:
                 missing[key] = True
             else:
-                cache[key] = found
+                self._remember(cache, key, found)
         return found
+
+    def _remember(self, cache: dict[str, tuple[float, T]], key: str, value: T) -> None:
+        """Cache for `ttl`. When full, the oldest entry goes: with one TTL for all, that is
+        the one closest to expiring, as TTLCache would choose."""
+        if self.ttl <= 0:
+            return
+        cache.pop(key, None)  # re-inserted at the end: the order stays the order of expiry
+        if len(cache) >= self.cache_size:
+            del cache[next(iter(cache))]
+        cache[key] = (self._timer() + self.ttl, value)
 
     async def _may_exist(self, kind: Kind, key: str) -> bool:
         """False only when the directory, loaded less than a second ago, lacks the id."""
