@@ -10,7 +10,6 @@ kept a while longer as tombstones, so step three can say *why* a token is reject
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import time
@@ -24,6 +23,7 @@ from ..core.protocols import (
     TokenStoreError,
 )
 from ..core.records import Decision, RequestToken, Token
+from .redis import DEFAULT_POOL_SIZE, Argument, RedisConnection, RedisUnavailable
 
 if TYPE_CHECKING:
     from ..core.settings import GuardSettings
@@ -81,18 +81,14 @@ class RedisTokenStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = 1.0,
+        pool_size: int = DEFAULT_POOL_SIZE,
         max_per_integration: int = DEFAULT_QUOTA,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from .redis_replay import redact_url
-
-        self.url = url
-        self.location = redact_url(url)
+        self.redis = RedisConnection(url, pool_size=pool_size, timeout=timeout, what="token_store")
         self.prefix = prefix
-        self.timeout = timeout
         self.max_per_integration = max_per_integration
         self._clock = clock
-        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     @classmethod
     def from_settings(
@@ -101,10 +97,17 @@ class RedisTokenStore:
         return cls(
             settings.token_store,
             prefix=settings.token_store_key_prefix,
+            # Its scripts do more than the replay store's one-key commands: a longer bound.
             timeout=max(settings.redis_timeout, 1.0),
+            pool_size=settings.redis_pool_size,
             max_per_integration=settings.max_request_tokens_per_integration,
             clock=clock,
         )
+
+    @property
+    def location(self) -> str:
+        """The URL with any password hidden."""
+        return self.redis.location
 
     def __repr__(self) -> str:
         return f"RedisTokenStore({self.location!r}, prefix={self.prefix!r})"
@@ -209,35 +212,14 @@ class RedisTokenStore:
         )
 
     async def aclose(self) -> None:
-        """Close the connections this store opened in the running loop."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose(close_connection_pool=True)
+        """Close the connections this store opened."""
+        await self.redis.aclose()
 
-    def _client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            from redis.asyncio import Redis
-
-            for stale in [other for other in self._clients if other.is_closed()]:
-                del self._clients[stale]
-            client = self._clients[loop] = Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
-        return client
-
-    async def _call(self, *command: Any) -> Any:
-        from redis.exceptions import RedisError
-
+    async def _call(self, name: str, *arguments: Argument) -> Any:
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._client().execute_command(*command)
-        except TimeoutError:
-            raise TokenStoreError(f"Redis at {self.location}: no answer in time") from None
-        except (RedisError, OSError) as exc:
-            raise TokenStoreError(f"Redis at {self.location}: {type(exc).__name__}") from None
+            return await self.redis.call(name, *arguments)
+        except RedisUnavailable as exc:
+            raise TokenStoreError(str(exc)) from None
 
 
 def _flatten(mapping: dict[str, str]) -> list[str]:
