@@ -14,12 +14,61 @@ def headers_of(response_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {name.decode(): value.decode() for name, value in response_headers}
 
 
-@pytest.mark.parametrize("code", list(ErrorCode))
-def test_every_code_has_a_status_a_problem_and_a_message(code: ErrorCode) -> None:
+# Written out here, never read back from CATALOG: NetSuite's codes (named as in its TBA error
+# tables) with the status and OAuth Problem Reporting value answered, then the project's own.
+NETSUITE_CODES = [
+    (ErrorCode.FEATURE_DISABLED, 401, "permission_denied"),
+    (ErrorCode.MISSING_REQUIRED_PARAMETER, 400, "parameter_absent"),
+    (ErrorCode.VERSION_REJECTED, 400, "version_rejected"),
+    (ErrorCode.UNKNOWN_ALGORITHM, 400, "signature_method_rejected"),
+    (ErrorCode.INVALID_TIMESTAMP, 400, "timestamp_refused"),
+    (ErrorCode.NONCE_REJECTED, 400, "parameter_rejected"),
+    (ErrorCode.NONCE_USED, 401, "nonce_used"),
+    (ErrorCode.UNKNOWN_INTEGRATION, 401, "consumer_key_unknown"),
+    (ErrorCode.INTEGRATION_BLOCKED, 401, "consumer_key_rejected"),
+    (ErrorCode.AUTHORIZATION_FLOW_REQUIRED, 401, "permission_denied"),
+    (ErrorCode.TOKEN_REJECTED, 401, "token_rejected"),
+    (ErrorCode.ENTITY_OR_ROLE_DISABLED, 401, "permission_denied"),
+    (ErrorCode.INVALID_SIGNATURE, 401, "signature_invalid"),
+    (ErrorCode.INVALID_CALLBACK, 400, "parameter_rejected"),
+    (ErrorCode.INVALID_VERIFIER, 401, "verifier_invalid"),
+]
+OWN_CODES = [  # operational limits, not a verdict on credentials
+    (ErrorCode.REPLAY_STORE_UNAVAILABLE, 503, "temporarily_unavailable"),
+    (ErrorCode.CREDENTIAL_STORE_UNAVAILABLE, 503, "temporarily_unavailable"),
+    (ErrorCode.REQUEST_BODY_TOO_LARGE, 413, "parameter_rejected"),
+    (ErrorCode.REQUEST_BODY_TIMEOUT, 408, "parameter_rejected"),
+    (ErrorCode.REQUEST_BUFFERS_FULL, 503, "temporarily_unavailable"),
+    (ErrorCode.AMBIGUOUS_REQUEST, 400, "parameter_rejected"),
+    (ErrorCode.HOST_NOT_ALLOWED, 400, "parameter_rejected"),
+    (ErrorCode.REQUEST_TOKEN_LIMIT, 503, "temporarily_unavailable"),
+]
+STATUS_AND_PROBLEM = NETSUITE_CODES + OWN_CODES
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "problem"),
+    STATUS_AND_PROBLEM,
+    ids=[c.value for c, _, _ in STATUS_AND_PROBLEM],
+)
+def test_every_code_has_a_status_a_problem_and_a_message(
+    code: ErrorCode, status: int, problem: str
+) -> None:
     entry = CATALOG[code]
-    assert entry.status in (400, 401, 408, 413, 503)
-    assert entry.problem
+    assert (entry.status, entry.problem) == (status, problem)
     assert len(entry.message) > 20
+    # And so it goes on the wire, in code mode: the status, the challenge and the message.
+    response = error_response(TBAError(code), realm="123456")
+    assert response.status == status
+    if (code, status, problem) in NETSUITE_CODES:
+        www = headers_of(response.headers)["www-authenticate"]
+        assert www.startswith(f'OAuth realm="123456", error="{code}", oauth_problem="{problem}"')
+    assert json.loads(response.body)["error"] == {"code": code.value, "message": entry.message}
+
+
+def test_the_table_above_names_every_code_once() -> None:
+    """A code added to ErrorCode without its row here would go untested."""
+    assert sorted(code for code, _, _ in STATUS_AND_PROBLEM) == sorted(ErrorCode)
 
 
 def test_body_is_the_restlet_error_shape_and_never_cached() -> None:
