@@ -41,8 +41,11 @@ class Guard:
     ) -> None:
         self.settings = settings = settings or GuardSettings()
         self.clock = clock
-        self.credentials = credentials or credential_store_for(settings)
-        self.replay_store = replay_store or replay_store_for(settings, clock=clock)
+        # `is None`, not `or`: an empty store may be falsy (`MemoryReplayStore` has a length).
+        self.credentials = credential_store_for(settings) if credentials is None else credentials
+        self.replay_store = (
+            replay_store_for(settings, clock=clock) if replay_store is None else replay_store
+        )
         self.audit_hooks = tuple(audit_hooks)
         # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
         self._dummy_secret = secrets.token_urlsafe(32)

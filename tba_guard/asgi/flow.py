@@ -105,12 +105,14 @@ class TBAFlow:
     ) -> None:
         self.settings = settings = settings or GuardSettings()
         self.clock = clock
-        self.tokens = tokens or token_store_for(settings, clock=clock)
+        self.tokens = token_store_for(settings, clock=clock) if tokens is None else tokens
         if user_lookup is None and current_user is None:
             user_lookup = settings_user_lookup(settings.users)
         self.user_lookup = user_lookup
         self.credentials = FlowCredentials(
-            credentials or credential_store_for(settings), self.tokens, user_lookup
+            credential_store_for(settings) if credentials is None else credentials,
+            self.tokens,
+            user_lookup,
         )
         self.guard = Guard(
             settings,
