@@ -47,9 +47,9 @@ def test_every_public_callable_has_a_readable_signature(name: str) -> None:
     exported = getattr(tba_guard, name)
     if not (isinstance(exported, type) or callable(exported)) or name in ALIASES_AND_ENUMS:
         return
-    if isinstance(exported, type) and issubclass(exported, Exception):
-        if "__init__" not in vars(exported):  # the message alone, as `Exception` takes it
-            return
+    is_error = isinstance(exported, type) and issubclass(exported, Exception)
+    if is_error and "__init__" not in vars(exported):  # the message alone, as Exception's
+        return
     signature = inspect.signature(exported)
     assert all(p.name for p in signature.parameters.values())
 
