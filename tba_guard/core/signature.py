@@ -11,15 +11,14 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
-from .errors import TBAError
-from .request import OAuthRequest, form_body_pairs, parse_parameters, request_from_url
+from .request import OAuthRequest
 
 HMAC_DIGESTS: Final = {"HMAC-SHA1": "sha1", "HMAC-SHA256": "sha256", "HMAC-SHA512": "sha512"}
 PLAINTEXT: Final = "PLAINTEXT"
@@ -249,48 +248,3 @@ def signature_matches(request: OAuthRequest, consumer_secret: str, token_secret:
             request, signature_method, body_hash
         )
     return valid
-
-
-def signature_base_string(
-    method: str,
-    url: str,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
-    body: bytes | str = b"",
-) -> str:
-    """The RFC 5849 base string the server builds for this request (no clock, no store).
-
-    Raises `TBAError` when the headers are ambiguous (AmbiguousRequest) or the Authorization
-    header does not parse (MissingRequiredParameter).
-    """
-    request = _parsed(method, url, headers, body)
-    return request_base_string(request)
-
-
-def _parsed(
-    method: str,
-    url: str,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
-    body: bytes | str,
-) -> OAuthRequest:
-    request = request_from_url(method, url, headers, body)
-    parse_parameters(request)
-    request.params += form_body_pairs(request)
-    return request
-
-
-def verify_signature(
-    method: str,
-    url: str,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
-    body: bytes | str,
-    consumer_secret: str,
-    token_secret: str = "",
-) -> bool:
-    """True when the request's signature is right for these secrets. The signature alone:
-    no clock, no replay store, no policy on which signature methods are allowed.
-    """
-    try:
-        request = _parsed(method, url, headers, body)
-    except TBAError:
-        return False
-    return signature_matches(request, consumer_secret, token_secret)
