@@ -122,6 +122,9 @@ def _names_as_clients_write(rest: str, pieces: list[str]) -> list[str] | None:
     """
     if not rest.isascii() or rest.encode("ascii").translate(None, _PLAIN_BYTES):
         return None  # a tab, a control character or a backslash: for `_LIST` to judge
+    if not len(pieces) % 2:
+        # An odd number of quotes leaves a value open; its text would otherwise be dropped.
+        return None
     glue = '"'.join(pieces[0::2])
     if not glue.endswith('="'):
         return None
