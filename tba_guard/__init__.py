@@ -8,7 +8,7 @@ from .core.errors import ErrorCode, TBAError
 from .core.protocols import CredentialStore, ReplayKey, ReplayStore, ReplayStoreError, TokenStore
 from .core.records import Identity, Integration, Token, User
 from .core.settings import GuardSettings, SettingsError
-from .core.signature import signature_base_string, verify_signature
+from .core.standalone import signature_base_string, verify_signature
 from .guard import Guard
 from .stores.memory import CachedCredentials, MemoryReplayStore, MemoryTokenStore, StaticCredentials
 

@@ -65,7 +65,7 @@ def test_api_reference_is_generated_from_the_source(site: Path) -> None:
         "tba_guard.core.settings.GuardSettings",
         "tba_guard.asgi.middleware.TBAGuardMiddleware",
         "tba_guard.guard.Guard",
-        "tba_guard.core.signature.verify_signature",
+        "tba_guard.core.standalone.verify_signature",
         "tba_guard.asgi.flow.TBAFlow",
     ):
         assert f'id="{name}"' in page, name
