@@ -19,23 +19,23 @@ from ..redis_tokens import RedisTokenStore
 from .store import DatabaseCredentials, DatabaseUnavailable
 
 
-class _AccessTokensInDatabase:
-    database: DatabaseCredentials
-
-    async def put_access_token(self, token: Token) -> None:
-        try:
-            await self.database.put_flow_token(token)
-        except DatabaseUnavailable as exc:  # the flow answers a token-store failure with 503
-            raise TokenStoreError(str(exc)) from exc
-
-    async def access_token(self, token_id: str) -> Token | None:
-        try:
-            return await self.database.flow_token(token_id)
-        except DatabaseUnavailable as exc:
-            raise TokenStoreError(str(exc)) from exc
+async def _put(database: DatabaseCredentials, token: Token) -> None:
+    try:
+        await database.put_flow_token(token)
+    except DatabaseUnavailable as exc:  # the flow answers a token-store failure with 503
+        raise TokenStoreError(str(exc)) from exc
 
 
-class MemoryRequestTokens(_AccessTokensInDatabase, MemoryTokenStore):
+async def _get(database: DatabaseCredentials, token_id: str) -> Token | None:
+    try:
+        return await database.flow_token(token_id)
+    except DatabaseUnavailable as exc:
+        raise TokenStoreError(str(exc)) from exc
+
+
+# Each class overrides the two methods itself, with no mixin: the compiled build's stores are
+# mypyc classes, which take interpreted subclasses but are safest with a single base.
+class MemoryRequestTokens(MemoryTokenStore):
     """Request tokens in this process; access tokens in the database."""
 
     def __init__(
@@ -48,9 +48,23 @@ class MemoryRequestTokens(_AccessTokensInDatabase, MemoryTokenStore):
         super().__init__(max_per_integration=max_per_integration, clock=clock)
         self.database = database
 
+    async def put_access_token(self, token: Token) -> None:
+        await _put(self.database, token)
 
-class RedisRequestTokens(_AccessTokensInDatabase, RedisTokenStore):
+    async def access_token(self, token_id: str) -> Token | None:
+        return await _get(self.database, token_id)
+
+
+class RedisRequestTokens(RedisTokenStore):
     """Request tokens in Redis; access tokens in the database."""
+
+    database: DatabaseCredentials
+
+    async def put_access_token(self, token: Token) -> None:
+        await _put(self.database, token)
+
+    async def access_token(self, token_id: str) -> Token | None:
+        return await _get(self.database, token_id)
 
     @classmethod
     def with_database(
