@@ -4,22 +4,29 @@ Stateless per request. It builds one `OAuthRequest` from the scope, runs every c
 no body, and only then reads the body, when the parsed parameters say the signature covers it
 (a form, or `oauth_body_hash`). That body is handed to the application unchanged; any other
 body streams through untouched.
+
+A rejection is answered with the documented JSON body and `WWW-Authenticate` challenge, or by
+the application's own `on_error` hook, as Starlette's `AuthenticationMiddleware` allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.authentication import AuthCredentials, BaseUser
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.audit import AuditHook
 from ..core.checks import Clock
-from ..core.errors import ErrorCode, TBAError, error_response
+from ..core.errors import ErrorCode, ErrorResponse, TBAError, error_response
 from ..core.protocols import CredentialStore, ReplayStore
 from ..core.records import Identity
 from ..core.request import (
@@ -34,6 +41,12 @@ from ..guard import Guard
 from . import receiving
 
 _FORWARDED_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+
+logger = logging.getLogger("tba_guard")
+
+#: Renders a rejection the application's way: the connection and the real error (never the
+#: opaque one) in, a Starlette `Response` out, returned or awaited.
+OnError = Callable[[HTTPConnection, TBAError], Response | Awaitable[Response]]
 
 
 class TBAUser(BaseUser):
@@ -110,6 +123,20 @@ class TrustedProxies:
 
 
 class TBAGuardMiddleware:
+    """Verifies every HTTP request and websocket handshake before `app` sees it.
+
+    Give either the options a `Guard` is built from (`settings`, `credentials`, `replay_store`,
+    `clock`, `audit_hooks`) or a ready `guard=`; both at once is a `TypeError` naming the
+    options the guard already carries.
+
+    `on_error(connection, error)` renders an HTTP rejection the application's way (sync or
+    async, returning a Starlette `Response`). It sees the real `TBAError`, in opaque mode too:
+    it runs on the server, and what it reveals is the application's choice. The audit event is
+    recorded before it runs, and an operational 503 keeps its `Retry-After` if the response sets
+    none. If the hook raises or returns no `Response`, the exception is logged (logger
+    `tba_guard`) and the documented default answers. Websocket rejections ignore the hook.
+    """
+
     def __init__(
         self,
         app: ASGIApp,
@@ -120,15 +147,29 @@ class TBAGuardMiddleware:
         replay_store: ReplayStore | None = None,
         clock: Clock = time.time,
         audit_hooks: Iterable[AuditHook] = (),
+        on_error: OnError | None = None,
     ) -> None:
         self.app = app
-        self.guard = guard or Guard(
-            settings,
-            credentials=credentials,
-            replay_store=replay_store,
-            clock=clock,
-            audit_hooks=audit_hooks,
-        )
+        hooks = tuple(audit_hooks)
+        if guard is None:
+            guard = Guard(
+                settings,
+                credentials=credentials,
+                replay_store=replay_store,
+                clock=clock,
+                audit_hooks=hooks,
+            )
+        else:
+            _refuse_overridden(
+                guard,
+                settings=settings,
+                credentials=credentials,
+                replay_store=replay_store,
+                clock=clock,
+                audit_hooks=hooks,
+            )
+        self.guard = guard
+        self.on_error = on_error
         self.settings = settings = self.guard.settings
         self.exempt_exact = frozenset(p for p in settings.exempt_paths if not p.endswith("/"))
         self.exempt_prefixes = tuple(p for p in settings.exempt_paths if p.endswith("/"))
@@ -182,17 +223,63 @@ class TBAGuardMiddleware:
         error: TBAError,
         request: OAuthRequest | None,
     ) -> None:
+        request = self.audit_refusal(scope, error, request)
+        if self.on_error is not None and scope["type"] == "http":
+            response = await self.render(HTTPConnection(scope), error, request)
+            await response(scope, receive, send)
+            return
+        await self.reject(scope, receive, send, error, hint=self.hint_for(error, request))
+
+    def audit_refusal(
+        self, scope: Scope, error: TBAError, request: OAuthRequest | None
+    ) -> OAuthRequest:
+        """Record the rejection; return the request it was recorded for."""
         if request is None:  # refused before it could be built: audit what the scope says
             request = OAuthRequest(
                 _method(scope), "", path=scope["path"], client=_client_host(scope)
             )
         self.guard.audit(request, error)
-        hint = None
-        if self.settings.development_hints:
-            from ..core.hints import development_hint  # loaded only in development
+        return request
 
-            hint = development_hint(error, request, settings=self.settings)
-        await self.reject(scope, receive, send, error, hint=hint)
+    def hint_for(self, error: TBAError, request: OAuthRequest) -> str | None:
+        if not self.settings.development_hints:
+            return None
+        from ..core.hints import development_hint  # loaded only in development
+
+        return development_hint(error, request, settings=self.settings)
+
+    def default_answer(self, error: TBAError, request: OAuthRequest) -> ErrorResponse:
+        """The documented answer: status, JSON body and challenge, opaque where configured."""
+        settings = self.settings
+        return error_response(
+            error,
+            realm=settings.realm or "",
+            detail=settings.error_detail,
+            hint=self.hint_for(error, request),
+        )
+
+    async def render(
+        self, connection: HTTPConnection, error: TBAError, request: OAuthRequest
+    ) -> Response:
+        """The answer to an HTTP rejection (already audited) as a Starlette `Response`:
+        `on_error`'s, or the documented default when there is no hook or it fails."""
+        default = self.default_answer(error, request)
+        if self.on_error is not None:
+            try:
+                result = self.on_error(connection, error)
+                response = await result if inspect.isawaitable(result) else result
+                if not isinstance(response, Response):
+                    raise TypeError(f"on_error returned {type(response).__name__}, not a Response")
+            except Exception:
+                # A broken hook must not turn a rejection into a 500 that, in opaque mode,
+                # would tell the client which check its request tripped.
+                logger.exception("on_error failed on %s; answering the default", error.code)
+            else:
+                retry_after = dict(default.headers).get(b"retry-after")
+                if retry_after is not None and "retry-after" not in response.headers:
+                    response.headers["retry-after"] = retry_after.decode("latin-1")
+                return response
+        return as_response(default)
 
     def is_exempt(self, scope: Scope) -> bool:
         """Exempt paths match the path the router will see; a path that a router or proxy could
@@ -264,7 +351,7 @@ class TBAGuardMiddleware:
         Raises `ClientDisconnected` if the client went away first.
         """
         settings = self.settings
-        cap, limit = settings.max_body_bytes, settings.max_buffered_bytes
+        limit = settings.max_buffered_bytes
         chunks: list[bytes] = []
         size = 0
         deadline: float | None = None
@@ -279,10 +366,7 @@ class TBAGuardMiddleware:
                 if message["type"] == "http.disconnect":
                     raise ClientDisconnected
                 chunk = message.get("body", b"")
-                if size + len(chunk) > cap:
-                    raise TBAError(
-                        ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes"
-                    )
+                self.check_body_size(size + len(chunk))
                 BUFFERS.take(len(chunk), limit)
                 size += len(chunk)
                 chunks.append(chunk)
@@ -297,6 +381,11 @@ class TBAGuardMiddleware:
             BUFFERS.give_back(size)
             raise
 
+    def check_body_size(self, size: int) -> None:
+        cap = self.settings.max_body_bytes
+        if size > cap:
+            raise TBAError(ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes")
+
     async def reject(
         self,
         scope: Scope,
@@ -306,8 +395,9 @@ class TBAGuardMiddleware:
         *,
         hint: str | None = None,
     ) -> None:
+        settings = self.settings
         response = error_response(
-            error, realm=self.settings.realm or "", detail=self.settings.error_detail, hint=hint
+            error, realm=settings.realm or "", detail=settings.error_detail, hint=hint
         )
         if scope["type"] == "websocket":
             # Refuse the handshake before accepting it: with the denial-response extension the
@@ -331,6 +421,39 @@ class TBAGuardMiddleware:
             {"type": "http.response.start", "status": response.status, "headers": response.headers}
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+def as_response(answer: ErrorResponse) -> Response:
+    """The documented answer as a Starlette `Response`, byte for byte what `reject` sends."""
+    response = Response(answer.body, status_code=answer.status)
+    response.raw_headers = list(answer.headers)
+    return response
+
+
+def _refuse_overridden(
+    guard: Guard,
+    *,
+    settings: GuardSettings | None,
+    credentials: CredentialStore | None,
+    replay_store: ReplayStore | None,
+    clock: Clock,
+    audit_hooks: tuple[AuditHook, ...],
+) -> None:
+    """`guard=` carries its own settings, stores, clock and hooks: options given beside it
+    would be ignored, so name them instead. The guard's own settings object is no conflict."""
+    given = [
+        name
+        for name, is_given in (
+            ("settings", settings is not None and settings is not guard.settings),
+            ("credentials", credentials is not None),
+            ("replay_store", replay_store is not None),
+            ("clock", clock is not time.time),
+            ("audit_hooks", bool(audit_hooks)),
+        )
+        if is_given
+    ]
+    if given:
+        raise TypeError(f"guard= already carries: {', '.join(given)}; pass them to Guard instead")
 
 
 def _method(scope: Scope) -> str:
