@@ -226,9 +226,14 @@ def test_a_rejected_request_never_reaches_the_app(clock: Clock) -> None:
     app = RecordingApp()
     url = f"{BASE_URL}/x"
     with guarded(app, clock) as client:
-        for header in (None, "Bearer x", oauth_header("GET", url, signature="bad")):
+        for header, status, code in (
+            (None, 401, "MissingRequiredParameter"),
+            ("Bearer x", 400, "MissingRequiredParameter"),
+            (oauth_header("GET", url, signature="bad"), 401, "InvalidSignature"),
+        ):
             headers = {"Authorization": header} if header else {}
-            assert client.get(url, headers=headers).status_code in (400, 401)
+            response = client.get(url, headers=headers)
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code)
     assert app.scopes == []
 
 

@@ -125,27 +125,27 @@ async def test_same_nonce_for_another_token_is_accepted(guard: Guard) -> None:
 async def test_malformed_requests_never_reach_the_replay_store(
     guard: Guard, store: RecordingStore
 ) -> None:
-    for bends in (
-        {"drop": ("oauth_nonce",)},
-        {"version": "9"},
-        {"signature_method": "PLAINTEXT"},
-        {"timestamp": 1},
-        {"nonce": "abc"},
+    for bends, code in (
+        ({"drop": ("oauth_nonce",)}, ErrorCode.MISSING_REQUIRED_PARAMETER),
+        ({"version": "9"}, ErrorCode.VERSION_REJECTED),
+        ({"signature_method": "PLAINTEXT"}, ErrorCode.UNKNOWN_ALGORITHM),
+        ({"timestamp": 1}, ErrorCode.INVALID_TIMESTAMP),
+        ({"nonce": "abc"}, ErrorCode.NONCE_REJECTED),
     ):
-        assert await code_of(guard, oauth_header("GET", URL, **bends)) is not None
+        assert await code_of(guard, oauth_header("GET", URL, **bends)) == code, bends
     assert store.calls == []
 
 
 async def test_only_a_verified_request_writes_to_the_replay_store(
     guard: Guard, store: RecordingStore
 ) -> None:
-    for bends in (
-        {"consumer_key": "ck-nobody"},
-        {"token": "tk-nobody"},
-        {"token": "tk-inactive"},
-        {"signature": "bad"},
+    for bends, code in (
+        ({"consumer_key": "ck-nobody"}, ErrorCode.UNKNOWN_INTEGRATION),
+        ({"token": "tk-nobody"}, ErrorCode.TOKEN_REJECTED),
+        ({"token": "tk-inactive"}, ErrorCode.ENTITY_OR_ROLE_DISABLED),
+        ({"signature": "bad"}, ErrorCode.INVALID_SIGNATURE),
     ):
-        assert await code_of(guard, oauth_header("GET", URL, **bends)) is not None
+        assert await code_of(guard, oauth_header("GET", URL, **bends)) == code, bends
     assert "claim" not in store.calls
     assert len(store.inner) == 0
     assert await code_of(guard, oauth_header("GET", URL)) is None

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from tba_guard.asgi.flow import TBAFlow
-from tba_guard.core.protocols import TokenStore
+from tba_guard.core.protocols import RequestTokenQuotaExceeded, TokenStore, TokenStoreError
 from tba_guard.core.records import RequestToken
 from tba_guard.stores.memory import MemoryTokenStore
 from tba_guard.stores.redis_tokens import TOMBSTONE_SECONDS, RedisTokenStore
@@ -86,8 +86,9 @@ async def test_memory_token_store_forgets_tombstones_and_refuses_when_full(clock
     store = MemoryTokenStore(max_request_tokens=2, clock=clock)
     await store.put_request_token(sample_request_token("a"))
     await store.put_request_token(sample_request_token("b"))
-    with pytest.raises(Exception, match="full"):
+    with pytest.raises(TokenStoreError, match="full") as raised:
         await store.put_request_token(sample_request_token("c"))
+    assert not isinstance(raised.value, RequestTokenQuotaExceeded)  # the store, not a quota
     clock.now += 600 + TOMBSTONE_SECONDS
     await store.put_request_token(sample_request_token("c", now=clock.now))
     assert await store.request_token("a") is None

@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx2
 import pytest
+from oauthlib.oauth1.rfc5849 import signature as oauth_signature
+from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings, verify_signature
@@ -386,6 +389,24 @@ def test_sign_prints_a_header_that_verify_signature_accepts(
         method, url, headers, sent, "cs-order-sync-secret", "ts-alice-token-secret"
     )
     assert not verify_signature(method, url, headers, sent, "cs-order-sync-secret", "wrong")
+    # And by oauthlib, so that a base-string bug shared by `sign` and the verifier shows.
+    form = content_type == "application/x-www-form-urlencoded"
+    params = oauth_signature.collect_parameters(
+        uri_query=urlsplit(url).query,
+        body=sent if form else None,
+        headers={"Authorization": header},
+        exclude_oauth_signature=True,
+    )
+    base = oauth_signature.signature_base_string(
+        method,
+        oauth_signature.base_string_uri(url),
+        oauth_signature.normalize_parameters(params),
+    )
+    sent_signature = unquote(dict(parse_authorization_header(header))["oauth_signature"])
+    expected = oauth_signature.sign_hmac_sha256(
+        base, "cs-order-sync-secret", "ts-alice-token-secret"
+    )
+    assert sent_signature == expected
     assert "cs-order-sync-secret" not in header
     assert "ts-alice-token-secret" not in header
 
