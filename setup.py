@@ -3,7 +3,7 @@
 Why: every request crosses header parsing, the base string and the checks, and in pure Python
 the interpreter's call and attribute overhead costs more than the HMAC itself. mypyc (part of
 mypy) compiles these modules unchanged, so there is no second implementation to keep in step;
-`tests/test_signature_differential.py` runs against whichever build is installed.
+`tests/core/test_signature_differential.py` runs against whichever build is installed.
 
 Pure Python instead: an editable install (`pip install -e`, so that edits take effect at once),
 or `TBA_GUARD_PURE_PYTHON=1`, or a machine without a C compiler (the build falls back).

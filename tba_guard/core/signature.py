@@ -2,7 +2,7 @@
 
 The base string and percent-encoding are written here rather than taken from oauthlib because
 they sit on the hot path of every request: oauthlib re-parses the header and URL for each step
-and encodes through several layers. `tests/test_signature_differential.py` keeps this module
+and encodes through several layers. `tests/core/test_signature_differential.py` keeps this module
 equal to oauthlib's `signature_base_string`/`normalize_parameters` on generated requests.
 """
 
@@ -173,7 +173,7 @@ def _keyed_hashes(key: str, digest: str) -> tuple[Hash, Hash]:
     Why not `hmac.digest`: with OpenSSL 3 each call looks the digest up by name and keys it
     again, which costs as much as hashing the base string; a service has few keys, so each
     key's two padded blocks are hashed once and the states copied per request.
-    `tests/test_signature_differential.py` holds this equal to `hmac.digest`.
+    `tests/core/test_signature_differential.py` holds this equal to `hmac.digest`.
     """
     inner, outer = hashlib.new(digest), hashlib.new(digest)
     block = inner.block_size
