@@ -39,6 +39,7 @@ from tests.support import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
     REALM,
+    ROOT,
     TOKEN_ID,
     TOKEN_SECRET,
     Clock,
@@ -337,8 +338,7 @@ def test_a_fastapi_dependency_answers_through_a_real_uvicorn(tmp_path: Path) -> 
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    root = str(Path(__file__).resolve().parents[2])
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     log = (tmp_path / "uvicorn.log").open("wb")
     command = [sys.executable, "-m", "uvicorn", "per_route_app:app", "--port", str(port)]
     process = subprocess.Popen(
