@@ -31,13 +31,16 @@ def sqlalchemy_url(url: str) -> URL:
 
 def shown(url: str) -> str:
     """The URL safe to print: the password masked."""
-    return sqlalchemy_url(url).render_as_string(hide_password=True)
+    text: str = sqlalchemy_url(url).render_as_string(hide_password=True)
+    return text
 
 
 def libpq_url(url: str) -> str:
     """The URL as psycopg's own `connect` takes it (for the LISTEN connection)."""
     parsed = sqlalchemy_url(url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
+    # Typed here: the compiled build type-checks this module without SQLAlchemy installed.
+    text: str = parsed.render_as_string(hide_password=False)
+    return text
 
 
 def create(url: str, *, pool_size: int = 4, timeout: float = 1.0) -> Engine:
