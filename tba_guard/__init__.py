@@ -1,5 +1,6 @@
 """tba_guard: NetSuite-style OAuth 1.0 (TBA) request validation for ASGI applications."""
 
+from ._compiled import restore_class_docstrings
 from .asgi.flow import TBAFlow
 from .asgi.middleware import OnError, TBAGuardMiddleware, TBAUser
 from .asgi.routes import RequireTBA, TBARejection, tba_rejection_handler
@@ -46,3 +47,8 @@ __all__ = [
     "tba_rejection_handler",
     "verify_signature",
 ]
+
+# mypyc keeps no class docstrings: give the compiled build's public classes theirs back.
+restore_class_docstrings(
+    *(value for value in map(globals().get, __all__) if isinstance(value, type))
+)

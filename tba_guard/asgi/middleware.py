@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
+from mypy_extensions import mypyc_attr
 from starlette.authentication import AuthCredentials, BaseUser
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -122,6 +123,7 @@ class TrustedProxies:
         return hops[0] or None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TBAGuardMiddleware:
     """Verifies every HTTP request and websocket handshake before `app` sees it.
 
