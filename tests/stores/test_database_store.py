@@ -24,7 +24,14 @@ from tba_guard.stores.database.sealing import Sealer
 from tba_guard.stores.database.store import DatabaseCredentials, DatabaseUnavailable
 from tba_guard.stores.database.tokens import MemoryRequestTokens
 
-from .database_support import database_url, free_port, fresh_key, prepared, wait_for
+from .database_support import (
+    database_url,
+    free_port,
+    fresh_key,
+    postgres_database,
+    prepared,
+    wait_for,
+)
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -260,11 +267,17 @@ async def test_the_flow_keeps_its_access_tokens_in_the_database(
     assert listed == {issued.token_id: "flow"}
 
 
-async def test_on_postgresql_a_revocation_is_pushed_within_a_second(
-    backend: str, url: str, key: str, admin: CredentialAdmin
-) -> None:
-    if backend != "postgresql":
-        pytest.skip("change notices are PostgreSQL's LISTEN/NOTIFY")
+async def test_on_postgresql_a_revocation_is_pushed_within_a_second() -> None:
+    with postgres_database() as url:
+        key = fresh_key()
+        admin = prepared(url, key)
+        try:
+            await revocation_pushed(url, key, admin)
+        finally:
+            admin.engine.dispose()
+
+
+async def revocation_pushed(url: str, key: str, admin: CredentialAdmin) -> None:
     integration = admin.add_integration("Order sync")
     token = admin.issue_token(integration.consumer_key, entity="38", role="3")
     store = DatabaseCredentials(url, [key], ttl=60.0)  # the TTL alone would take a minute
