@@ -300,8 +300,9 @@ async def revocation_pushed(url: str, key: str, admin: CredentialAdmin) -> None:
 def test_a_database_credential_store_needs_a_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="credential_key: required"):
         GuardSettings(credential_store=f"sqlite:///{tmp_path}/tba.db")
-    with pytest.raises(SettingsError, match="credential_key"):
-        GuardSettings(credential_key=("not-a-fernet-key",))
+    for bad in (("not-a-fernet-key",), ("é" * 44,), (42,), 42):
+        with pytest.raises(SettingsError, match="credential_key"):
+            GuardSettings(credential_key=bad)
     with pytest.raises(SettingsError, match="credential_store"):
         GuardSettings(credential_store="mysql://root:hunter2@db/tba")
 
