@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import cast
 
 from mypy_extensions import mypyc_attr
 
@@ -18,7 +19,7 @@ from .core.errors import OPERATIONAL_CODES, TBAError
 from .core.protocols import CredentialStore, ReplayStore, TokenStore, UserLookup
 from .core.records import Identity
 from .core.request import OAuthRequest, request_from_url
-from .core.sequence import AFTER_BODY, BEFORE_BODY, Verification, run_checks
+from .core.sequence import AFTER_BODY, BEFORE_BODY, Verification
 from .core.settings import GuardSettings
 from .core.signature import signature_matches
 from .stores import credential_store_for, replay_store_for
@@ -106,7 +107,11 @@ class Guard:
         credential rejection first does the work it skipped (`equal_work`)."""
         step = verification.step
         try:
-            await run_checks(AFTER_BODY[step] if body else BEFORE_BODY[step], verification)
+            for check in AFTER_BODY[step] if body else BEFORE_BODY[step]:
+                if check.is_async:
+                    await cast(Awaitable[None], check.run(verification))
+                else:
+                    check.run(verification)
         except TBAError as error:
             if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
                 await self.equal_work(verification)

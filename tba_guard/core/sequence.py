@@ -10,8 +10,8 @@ and only a request whose signature verified may write to the replay store.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final, cast
+from collections.abc import Callable
+from typing import Final
 
 from .checks import (
     Step,
@@ -360,12 +360,3 @@ def checks_for(step: Step, *, body: bool) -> tuple[Check, ...]:
 
 BEFORE_BODY: Final = {step: checks_for(step, body=False) for step in Step}
 AFTER_BODY: Final = {step: checks_for(step, body=True) for step in Step}
-
-
-async def run_checks(checks: tuple[Check, ...], v: Verification) -> None:
-    """Run checks in order; the first to fail raises its code."""
-    for check in checks:
-        if check.is_async:
-            await cast(Awaitable[None], check.run(v))
-        else:
-            check.run(v)
