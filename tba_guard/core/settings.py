@@ -374,7 +374,9 @@ def _records(
             # Checked before it is built: the compiled build's records insist on their field
             # types, and a TypeError would not name the key.
             check_one(where, SimpleNamespace(**{**defaults, **item}))
-            records.append(cls(**item))
+            # TOML and JSON arrays are lists; the records' sequences (a user's roles) are tuples.
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}
+            records.append(cls(**fields))
         return tuple(records)
 
     return parse
