@@ -169,33 +169,32 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    listener = None
-    if args.workers > 1:  # uvicorn's own listener would leave Nagle on (see listener.py)
-        from .listener import tcp_listener
+    options: dict[str, Any] = {
+        "factory": factory,
+        "http": "h11",
+        # The guard applies `trusted_proxies` itself and hands the app what it believed;
+        # uvicorn's own handling would trust 127.0.0.1 whatever the settings say.
+        "proxy_headers": False,
+        "log_config": log_config(),
+    }
+    if args.workers == 1:
+        uvicorn.run(target, host=args.host, port=args.port, **options)
+        return EXIT_OK
+    # Our own supervisor: a listening socket per worker, so that keep-alive connections spread
+    # over the workers, and with TCP_NODELAY (see supervisor.py and listener.py).
+    from .supervisor import supervise, worker_listeners
 
-        try:
-            listener = tcp_listener(args.host, args.port)
-        except OSError as exc:
-            where = f"{args.host}:{args.port}"
-            raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     try:
-        uvicorn.run(
-            target,
-            host=args.host,
-            port=args.port,
-            fd=None if listener is None else listener.fileno(),
-            workers=args.workers,
-            factory=factory,
-            http="h11",
-            # The guard applies `trusted_proxies` itself and hands the app what it believed;
-            # uvicorn's own handling would trust 127.0.0.1 whatever the settings say.
-            proxy_headers=False,
-            log_config=log_config(),
-        )
+        listeners = worker_listeners(args.host, args.port, args.workers)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    try:
+        options |= {"app": target, "host": args.host, "port": args.port}
+        return supervise(options, listeners, args.workers)
     finally:
-        if listener is not None:
+        for listener in listeners:
             listener.close()
-    return EXIT_OK
 
 
 # --- sign -------------------------------------------------------------------------------------
