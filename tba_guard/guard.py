@@ -37,11 +37,12 @@ class Guard:
         *,
         credentials: CredentialStore | None = None,
         replay_store: ReplayStore | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         audit_hooks: Iterable[AuditHook] = (),
     ) -> None:
         self.settings = settings = settings or GuardSettings()
-        self.clock = clock
+        # None for the wall clock: a plain default keeps the signature readable when compiled.
+        self.clock = clock = time.time if clock is None else clock
         # `is None`, not `or`: an empty store may be falsy (`MemoryReplayStore` has a length).
         self.credentials = credential_store_for(settings) if credentials is None else credentials
         self.replay_store = (

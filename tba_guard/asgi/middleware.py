@@ -15,7 +15,6 @@ import asyncio
 import inspect
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -147,7 +146,7 @@ class TBAGuardMiddleware:
         guard: Guard | None = None,
         credentials: CredentialStore | None = None,
         replay_store: ReplayStore | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         audit_hooks: Iterable[AuditHook] = (),
         on_error: OnError | None = None,
     ) -> None:
@@ -438,7 +437,7 @@ def _refuse_overridden(
     settings: GuardSettings | None,
     credentials: CredentialStore | None,
     replay_store: ReplayStore | None,
-    clock: Clock,
+    clock: Clock | None,
     audit_hooks: tuple[AuditHook, ...],
 ) -> None:
     """`guard=` carries its own settings, stores, clock and hooks: options given beside it
@@ -449,7 +448,7 @@ def _refuse_overridden(
             ("settings", settings is not None and settings is not guard.settings),
             ("credentials", credentials is not None),
             ("replay_store", replay_store is not None),
-            ("clock", clock is not time.time),
+            ("clock", clock is not None),
             ("audit_hooks", bool(audit_hooks)),
         )
         if is_given

@@ -17,7 +17,6 @@ FastAPI is not imported: a dependency is any callable taking a Starlette `Reques
 # Request, and older versions cannot resolve a string annotation on a callable instance.
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
@@ -83,7 +82,7 @@ class RequireTBA:
         guard: Guard | None = None,
         credentials: CredentialStore | None = None,
         replay_store: ReplayStore | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         audit_hooks: Iterable[AuditHook] = (),
         on_error: OnError | None = None,
     ) -> None:

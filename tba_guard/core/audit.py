@@ -22,6 +22,9 @@ _MAX_FIELD = 128  # client-chosen identifiers are cut so a log line stays a line
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
+    """One decision of the guard, as the audit log records it: who asked, for what, and the
+    verdict. Identifiers only, never a secret or a signature."""
+
     outcome: Literal["accepted", "rejected"]
     code: str  # the catalog code, or "" when accepted
     consumer_key: str

@@ -18,7 +18,6 @@ from cachetools import TTLCache
 from mypy_extensions import mypyc_attr
 
 from ..core.protocols import (
-    DEFAULT_QUOTA,
     TOMBSTONE_SECONDS,
     CredentialStore,
     ReplayKey,
@@ -59,11 +58,11 @@ class MemoryReplayStore:
         self,
         max_entries: int = 1_000_000,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         generation_seconds: int = 120,
     ) -> None:
         self.max_entries = max_entries
-        self._clock = clock
+        self._clock = time.time if clock is None else clock  # None: a readable signature
         self._generation_seconds = generation_seconds
         self._live: set[int] = set()
         self._generations: dict[int, _Generation] = {}
@@ -153,11 +152,13 @@ class CachedCredentials:
         *,
         ttl: float = 30.0,
         maxsize: int = 10_000,
-        timer: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
-        self._integrations: TTLCache[str, Integration | None] = TTLCache(maxsize, ttl, timer)
-        self._tokens: TTLCache[str, Token | None] = TTLCache(maxsize, ttl, timer)
+        self._integrations: TTLCache[str, Integration | None] = TTLCache(
+            maxsize, ttl, timer or time.monotonic
+        )
+        self._tokens: TTLCache[str, Token | None] = TTLCache(maxsize, ttl, timer or time.monotonic)
 
     async def integration(self, consumer_key: str) -> Integration | None:
         try:
@@ -190,12 +191,12 @@ class MemoryTokenStore:
         self,
         *,
         max_request_tokens: int = 100_000,
-        max_per_integration: int = DEFAULT_QUOTA,
-        clock: Callable[[], float] = time.time,
+        max_per_integration: int = 1000,  # DEFAULT_QUOTA, spelled out for the signature
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.max_request_tokens = max_request_tokens
         self.max_per_integration = max_per_integration
-        self._clock = clock
+        self._clock = time.time if clock is None else clock  # None: a readable signature
         self._request_tokens: dict[str, RequestToken] = {}
         # Per integration, its live (unexpired, unconsumed) token ids and their expiry, in the
         # order issued: with one lifetime that is the order they expire in.
