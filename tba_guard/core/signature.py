@@ -37,11 +37,16 @@ _UNSIGNED_OR_HASH: Final = _UNSIGNED | {_BODY_HASH}
 
 
 _UNRESERVED_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+#: As translation tables: 1 for an unreserved byte; with `_PAIR` 0 and anything else 2. One C
+#: pass and a memchr answer "only these bytes?", without a deletion table's setup per call.
+_UNRESERVED_TABLE: Final = bytes(int(byte in _UNRESERVED_BYTES) for byte in range(256))
+_PAIRS_TABLE: Final = bytes(
+    1 if byte in _UNRESERVED_BYTES else 2 if byte else 0 for byte in range(256)
+)
 #: Joins a name to its value inside the hot path. It sorts before every character an encoded
 #: name can hold, so sorting "name\0value" strings orders pairs by name, then value, exactly as
 #: RFC 5849 section 3.4.1.3.2 sorts the pairs, without building and comparing tuples.
 _PAIR: Final = "\x00"
-_PAIR_BYTE: Final = b"\x00"
 
 
 #: Each byte as RFC 5849 section 3.6 writes it: itself when unreserved, else `%XX`.
@@ -65,7 +70,7 @@ def percent_encode(value: str) -> str:
     `urllib.parse.quote` (which gives the same result; the differential test holds them equal).
     """
     if value.isascii() and (
-        value.isalnum() or not value.encode("ascii").translate(None, _UNRESERVED_BYTES)
+        value.isalnum() or 0 not in value.encode("ascii").translate(_UNRESERVED_TABLE)
     ):
         return value
     table = _BYTE_ENCODED
@@ -98,8 +103,8 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
     joined = [f"{name}{_PAIR}{value}" for name, value in pairs]
     text = "".join(joined)
     if text.isascii():
-        left = text.encode("ascii").translate(None, _UNRESERVED_BYTES)
-        if left == _PAIR_BYTE * len(joined):
+        kinds = text.encode("ascii").translate(_PAIRS_TABLE)
+        if 2 not in kinds and kinds.count(0) == len(joined):  # unreserved bytes and the joins
             return joined
     if text.count(_PAIR) == len(joined) and _ITEM not in text:
         # One pass over all pairs: the table keeps the two separators, which nothing else holds.
