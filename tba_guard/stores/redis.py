@@ -149,7 +149,9 @@ class RedisConnection:
         if self._external_lock is None:
             self._external_lock = asyncio.Lock()
         async with self._external_lock:
-            if not self._external_ready:
+            # A later caller does skip this; Python 3.11 reports that jump as one to the last
+            # line of the block, so coverage.py never sees the branch it expects.
+            if not self._external_ready:  # pragma: no branch
                 assert isinstance(self._external, RedisCluster)
                 await self._external.initialize()
                 self._external_ready = True
@@ -235,9 +237,6 @@ class _Pipeline:
         self._scheduled = False
         self._batches: set[asyncio.Task[None]] = set()
 
-    def is_closed(self) -> bool:
-        return self._loop.is_closed()
-
     async def call(self, packed: bytes) -> Any:
         """Send one packed command with the next batch; its reply, or its error."""
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -274,7 +273,9 @@ class _Pipeline:
                     try:
                         reply = await connection.read_response()
                     except ResponseError as exc:  # this command's error; the next replies follow
-                        if not future.done():
+                        # Done already only if its caller gave up between the send and this
+                        # error: no test can order that; the same check on a reply is tested.
+                        if not future.done():  # pragma: no branch
                             future.set_exception(exc)
                         continue
                     if not future.done():

@@ -73,3 +73,39 @@ def test_an_exception_inside_receive_reaches_the_caller() -> None:
 
     with pytest.raises(ConnectionResetError, match="peer gone"):
         asyncio.run(main())
+
+
+def test_a_receive_that_answers_the_deadline_with_a_message_hands_that_message_over() -> None:
+    async def main() -> dict[str, Any]:
+        async def receive() -> dict[str, Any]:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                return MESSAGE  # a server that hands over what it has when asked to stop
+            raise AssertionError("not reached")
+
+        _, rest = receiving.start(receive)
+        assert rest is not None
+        return await receiving.finish(rest, asyncio.get_running_loop().time() + 0.01)
+
+    assert asyncio.run(main()) is MESSAGE
+
+
+def test_a_started_receive_that_is_abandoned_closes_the_servers_receive() -> None:
+    closed = []
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            try:
+                await asyncio.sleep(0)
+            finally:
+                closed.append(True)
+            return MESSAGE
+
+        _, rest = receiving.start(receive)
+        assert rest is not None
+        rest.send(None)  # resumed once, as the awaiting task does
+        rest.close()  # the middleware's task went away before the message came
+
+    asyncio.run(main())
+    assert closed == [True]

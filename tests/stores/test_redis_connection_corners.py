@@ -1,0 +1,194 @@
+"""The shared Redis connection and the flow's Redis token store at their corners: more callers
+than connections, one command's error inside a batch, a store used from two event loops, a
+store closed or a caller gone while a command is in flight, and replies decoded by the URL.
+
+Everything runs against the shared Redis, or a local TCP peer that answers only when told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tba_guard.core.protocols import TokenStoreError
+from tba_guard.core.records import RequestToken
+from tba_guard.stores.redis import RedisConnection, RedisUnavailable
+from tba_guard.stores.redis_tokens import RedisTokenStore
+from tests.support import NOW, SHARED_REDIS_URL, Clock, shared_redis
+from tests.support.flow import CALLBACK, FLOW_KEY
+
+HANG_GUARD = 10  # seconds: only a hang reaches it
+
+
+def request_token(token_id: str) -> RequestToken:
+    return RequestToken(
+        token_id=token_id,
+        token_secret="rt-secret",
+        consumer_key=FLOW_KEY,
+        callback=CALLBACK,
+        expires_at=NOW + 600,
+        realm="",
+        requested_role="3",
+    )
+
+
+class HeldPeer:
+    """A TCP peer that reads commands and answers `+OK` to each only when `release` is set."""
+
+    def __init__(self) -> None:
+        self.received = asyncio.Event()
+        self.release = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        while data := await reader.read(65536):
+            self.received.set()
+            await self.release.wait()
+            writer.write(b"+OK\r\n" * data.count(b"*"))  # one reply per RESP array sent
+            await writer.drain()
+
+
+@asynccontextmanager
+async def held_peer() -> AsyncIterator[tuple[HeldPeer, int]]:
+    peer = HeldPeer()
+    server = await asyncio.start_server(peer.serve, "127.0.0.1", 0)
+    try:
+        yield peer, server.sockets[0].getsockname()[1]
+    finally:
+        for writer in peer.writers:
+            writer.close()
+        server.close()
+
+
+async def test_more_concurrent_callers_than_connections_all_get_their_replies(
+    redis_prefix: str,
+) -> None:
+    connection = RedisConnection(SHARED_REDIS_URL, pool_size=1, timeout=5)
+    try:
+
+        async def two_commands(index: int) -> bytes:
+            await connection.call("SET", f"{redis_prefix}k{index}", str(index))
+            reply: bytes = await connection.call("GET", f"{redis_prefix}k{index}")
+            return reply
+
+        replies = await asyncio.gather(*(two_commands(i) for i in range(20)))
+        assert replies == [str(i).encode() for i in range(20)]
+    finally:
+        await connection.aclose()
+
+
+async def test_one_commands_error_fails_that_command_only(redis_prefix: str) -> None:
+    connection = RedisConnection(SHARED_REDIS_URL, timeout=5)
+    try:
+        await connection.call("RPUSH", f"{redis_prefix}list", "x")
+        results = await asyncio.gather(
+            connection.call("SET", f"{redis_prefix}a", "1"),
+            connection.call("HGET", f"{redis_prefix}list", "field"),  # WRONGTYPE
+            connection.call("GET", f"{redis_prefix}a"),
+            return_exceptions=True,
+        )
+        assert results[0] == b"OK"
+        assert isinstance(results[1], RedisUnavailable)
+        assert "WRONGTYPE" in str(results[1])
+        assert results[2] == b"1"
+    finally:
+        await connection.aclose()
+
+
+async def test_a_request_token_that_cannot_be_written_gives_its_quota_place_back(
+    redis_prefix: str,
+) -> None:
+    store = RedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    client = shared_redis()
+    try:
+        client.rpush(f"{redis_prefix}rt:rt-1", "not a request token")
+        with pytest.raises(TokenStoreError):
+            await store.put_request_token(request_token("rt-1"))
+        assert await store.live_request_tokens(FLOW_KEY) == 0
+    finally:
+        client.close()
+        await store.aclose()
+
+
+def test_a_connection_serves_each_event_loop_it_is_used_from(redis_prefix: str) -> None:
+    connection = RedisConnection(SHARED_REDIS_URL, timeout=5)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        key = f"{redis_prefix}loops"
+        assert first.run_until_complete(connection.call("SET", key, "first")) == b"OK"
+        assert second.run_until_complete(connection.call("GET", key)) == b"first"
+        second.run_until_complete(connection.aclose())  # closes its own loop's connections
+        assert first.run_until_complete(connection.call("GET", key)) == b"first"
+        first.run_until_complete(connection.aclose())
+    finally:
+        first.close()
+        second.close()
+    # A loop that has ended leaves no pipeline behind once the next loop calls.
+    assert asyncio.run(connection.call("GET", f"{redis_prefix}loops")) == b"first"
+    asyncio.run(connection.aclose())
+
+
+async def test_closing_the_store_fails_the_command_in_flight() -> None:
+    async with held_peer() as (peer, port):
+        connection = RedisConnection(f"redis://127.0.0.1:{port}/0", timeout=HANG_GUARD)
+        call = asyncio.create_task(connection.call("PING"))
+        await asyncio.wait_for(peer.received.wait(), HANG_GUARD)
+        await connection.aclose()
+        with pytest.raises(RedisUnavailable, match="closed"):
+            await asyncio.wait_for(call, HANG_GUARD)
+
+
+async def test_a_caller_that_gives_up_mid_command_leaves_the_connection_usable() -> None:
+    async with held_peer() as (peer, port):
+        # One connection: the next command waits for it, so it is the same one answering.
+        url = f"redis://127.0.0.1:{port}/0"
+        connection = RedisConnection(url, pool_size=1, timeout=HANG_GUARD)
+        try:
+            call = asyncio.create_task(connection.call("PING"))
+            await asyncio.wait_for(peer.received.wait(), HANG_GUARD)
+            call.cancel()  # its request went away; the reply still comes and is read
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            peer.release.set()
+            assert await asyncio.wait_for(connection.call("PING"), HANG_GUARD) == b"OK"
+            assert len(peer.writers) == 1  # the same connection answered
+        finally:
+            await connection.aclose()
+
+
+async def test_a_denied_request_token_reads_back_as_denied(redis_prefix: str) -> None:
+    store = RedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    try:
+        await store.put_request_token(request_token("rt-deny"))
+        assert await store.decide("rt-deny", "denied", verifier="v", entity="38", role="")
+        found = await store.request_token("rt-deny")
+        assert found is not None
+        assert found.decision == "denied"
+    finally:
+        await store.aclose()
+
+
+async def test_a_token_store_on_a_url_asking_for_decoded_replies_keeps_its_promises(
+    redis_prefix: str,
+) -> None:
+    url = SHARED_REDIS_URL + "?decode_responses=True"
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    try:
+        await store.put_request_token(request_token("rt-text"))
+        assert await store.live_request_tokens(FLOW_KEY) == 1
+        assert await store.consume("rt-text")
+        assert await store.live_request_tokens(FLOW_KEY) == 0  # used: no longer live
+        assert not await store.consume("rt-text")
+    finally:
+        await store.aclose()
+
+
+def test_the_token_store_names_its_redis_without_the_password() -> None:
+    store = RedisTokenStore("redis://:s3cret-pw@127.0.0.1:6379/0", prefix="p:")
+    assert "s3cret-pw" not in store.location
+    assert "127.0.0.1:6379" in store.location
+    assert repr(store) == f"RedisTokenStore({store.location!r}, prefix='p:')"
