@@ -35,6 +35,8 @@ _ENV_NOT_SETTINGS = frozenset(
         "TBA_GUARD_REQUIRE_BROWSER",
         "TBA_GUARD_REQUIRE_DOCS",
         "TBA_GUARD_REQUIRE_POSTGRES",
+        "TBA_GUARD_REQUIRE_TOOLS",  # the test suite: openssl, curl and bash must be there
+        "TBA_GUARD_REQUIRE_REDIS_TLS",  # the test suite: redis-server must serve TLS
         "TBA_GUARD_CONFIG",
         "TBA_GUARD_ALLOW_PER_PROCESS_STORES",  # tba_guard.flow: several workers allowed anyway
         "TBA_GUARD_BUILD",  # the test suite: which build it runs on

@@ -10,10 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import tba_guard
-from tests.support import ROOT, serving
+from tests.support import ROOT, require_tools, serving
 
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 
@@ -55,8 +53,8 @@ def run_session(blocks: list[str], port: int, tmp_path: Path) -> list[str]:
     return result.stdout.split(marker)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the examples use curl")
 def test_the_demo_session_of_the_docs_answers_as_the_docs_say(tmp_path: Path) -> None:
+    require_tools("curl", "bash", why="the examples are curl in bash")
     guide = ROOT / "docs" / "getting-started.md"
     blocks = [
         *shell_blocks(
@@ -76,8 +74,8 @@ def test_the_demo_session_of_the_docs_answers_as_the_docs_say(tmp_path: Path) ->
     assert "NonceUsed" in replayed
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the examples use curl")
 def test_the_readmes_demo_call_answers_200(tmp_path: Path) -> None:
+    require_tools("curl", "bash", why="the example is curl in bash")
     blocks = shell_blocks(ROOT / "README.md", "tba-guard sign")
     assert len(blocks) == 1
     demo = demo_settings(tmp_path)

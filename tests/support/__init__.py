@@ -21,6 +21,7 @@ from tests.support.asgi import (
     echo_app,
     scope_for,
 )
+from tests.support.environment import missing, require_tools
 from tests.support.flow import (
     ACCESS_TOKEN_PATH,
     ALICE,
@@ -154,6 +155,7 @@ __all__ = [
     "load_vectors",
     "make_certificate",
     "make_settings",
+    "missing",
     "oauth_header",
     "oauth_session",
     "private_cluster",
@@ -161,6 +163,7 @@ __all__ = [
     "query_of",
     "read_response",
     "redis_required",
+    "require_tools",
     "run_cli",
     "running_server",
     "scope_for",

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.environment import REDIS_TLS_FLAG, missing, require_tools
 from tests.support.servers import free_port
 
 SHARED_REDIS_URL = os.environ.get("TBA_GUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -154,8 +155,7 @@ class PrivateRedis:
 
 def make_certificate(directory: Path) -> Path:
     """A self-signed certificate for localhost, which the client trusts as its CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: cannot make a certificate for the TLS test")
+    require_tools("openssl", why="it makes the certificate of the TLS test")
     key, cert = str(directory / "key.pem"), str(directory / "cert.pem")
     names = "subjectAltName=DNS:localhost,IP:127.0.0.1"
     command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
@@ -210,7 +210,7 @@ def private_redis(directory: Path, *extra: str, transport: str = "tcp") -> Itera
     except RuntimeError as exc:
         server.stop()
         if transport == "tls":
-            pytest.skip(f"this redis-server does not serve TLS ({exc})")
+            missing(f"this redis-server does not serve TLS ({exc})", REDIS_TLS_FLAG)
         raise
     try:
         yield server

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from tests.support import (
     delete_prefix,
     free_port,
     oauth_header,
+    require_tools,
     run_cli,
     running_server,
     shared_redis,
@@ -170,8 +170,7 @@ def test_serve_leaves_healthz_unguarded_and_guards_the_rest(demo_server: Server)
 
 
 def test_serve_prints_first_request_lines_that_work_in_a_shell(demo_server: Server) -> None:
-    if shutil.which("curl") is None or shutil.which("bash") is None:
-        pytest.skip("the printed lines are curl in bash; curl or bash is not installed")
+    require_tools("curl", "bash", why="the printed lines are curl in bash")
     banner = demo_server.output().split("INFO:")[0]
     lines = [line.strip() for line in banner.splitlines() if line.startswith("  ")]
     assert len(lines) == 4, banner
