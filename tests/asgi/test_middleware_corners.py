@@ -245,3 +245,23 @@ async def test_an_exempt_path_without_a_raw_path_from_the_server_is_exempt() -> 
     )
     assert sent[0]["status"] == 299
     assert app.calls == 1
+
+
+async def test_a_request_forwarded_as_plain_http_is_an_http_url() -> None:
+    settings = make_settings(trusted_proxies=["10.0.0.0/8"])
+    app = App()
+    signed = oauth_header("GET", f"http://{HOST}/app/restlet.nl")
+    headers = [(b"x-forwarded-proto", b"http"), (b"authorization", signed.encode())]
+    sent = await run(guarded(settings, app), scope_of(headers, client=("10.1.2.3", 1)), messages())
+    assert sent[0]["status"] == 299
+    assert app.scopes[0]["scheme"] == "http"
+
+
+async def test_an_exempt_path_with_only_an_encoded_slash_in_its_raw_path_is_guarded() -> None:
+    settings = make_settings(exempt_paths=["/health/"])
+    app = App()
+    scope = scope_of([], path="/health/x")
+    scope["raw_path"] = b"/health%2Fx"
+    sent = await run(guarded(settings, app), scope, messages())
+    assert status_and_code(sent) == (401, ErrorCode.MISSING_REQUIRED_PARAMETER)
+    assert app.calls == 0

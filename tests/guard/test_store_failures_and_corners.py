@@ -166,3 +166,19 @@ def test_user_roles_read_as_a_list_are_held_as_a_tuple() -> None:
     assert from_toml.roles == ("3", "1032")
     assert from_toml == User("38", "Alice", roles=("3", "1032"))
     assert hash(from_toml) == hash(User("38", "Alice", roles=("3", "1032")))
+
+
+def test_only_the_checks_that_change_a_store_are_marked_as_writing() -> None:
+    # `explain` skips exactly these: it never writes to a store.
+    assert [check.run.__name__ for check in SEQUENCE if check.writes] == [
+        "verifier_matches",
+        "nonce_claimed",
+    ]
+
+
+def test_a_url_built_request_over_wss_is_secure_and_any_header_character_is_accepted() -> None:
+    assert request_from_url("GET", "wss://example.com/ws", {}).secure
+    assert not request_from_url("GET", "ws://example.com/ws", {}).secure
+    # A header value outside Latin-1 is replaced, never an encoding error: the check refuses it.
+    request = request_from_url("GET", BASE_URL + "/app", {"Authorization": 'OAuth realm="€"'})
+    assert request.authorization == 'OAuth realm="?"'

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from tba_guard.core.protocols import TokenStoreError
-from tba_guard.core.records import RequestToken
+from tba_guard.core.records import RequestToken, Token
 from tba_guard.stores.redis import RedisConnection, RedisUnavailable
+from tba_guard.stores.redis_replay import RedisReplayStore
 from tba_guard.stores.redis_tokens import RedisTokenStore
 from tests.support import NOW, SHARED_REDIS_URL, Clock, shared_redis
 from tests.support.flow import CALLBACK, FLOW_KEY
@@ -192,3 +194,37 @@ def test_the_token_store_names_its_redis_without_the_password() -> None:
     assert "s3cret-pw" not in store.location
     assert "127.0.0.1:6379" in store.location
     assert repr(store) == f"RedisTokenStore({store.location!r}, prefix='p:')"
+
+
+async def test_decoded_replies_read_back_request_tokens_as_written(redis_prefix: str) -> None:
+    url = SHARED_REDIS_URL + "?decode_responses=True"
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    try:
+        await store.put_request_token(request_token("rt-read"))
+        assert await store.request_token("rt-read") == request_token("rt-read")
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("active", [True, False])
+async def test_an_access_token_reads_back_active_or_not_as_stored(
+    redis_prefix: str, active: bool
+) -> None:
+    store = RedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    try:
+        token = Token("at-1", "at-secret", FLOW_KEY, entity="38", role="3", active=active)
+        await store.put_access_token(token)
+        found = await store.access_token("at-1")
+        assert found is not None
+        assert found.active is active
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [(RedisReplayStore, "replay_store"), (RedisTokenStore, "token_store")],
+)
+def test_a_bad_redis_url_names_the_setting_it_came_from(build: Any, setting: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{setting} "):
+        build("nosuchscheme://127.0.0.1:6379/0")

@@ -14,7 +14,7 @@ from tba_guard.stores.redis_tokens import RedisTokenStore
 from .database_support import database_url, fresh_key, prepared
 
 
-async def test_with_a_database_and_redis_access_tokens_go_to_the_database(
+async def test_with_a_credential_store_access_tokens_leave_redis_for_it(
     redis_prefix: str, tmp_path: Path
 ) -> None:
     key = fresh_key()
