@@ -8,7 +8,10 @@
    p50/p99 latency, the ratios between setups, medians over alternating rounds and the worst
    round. The load generator is `wrk` (apt-get install wrk), bounded in time and connections,
    sending pre-signed requests that each carry a fresh nonce, read from a file, so every
-   request is a full accepted verification with one replay read and one claim.
+   request is a full accepted verification with one replay read and one claim. Each run also
+   counts the CPU seconds of the server's processes, of wrk and of Redis (INFO cpu: use a Redis
+   of the benchmark's own, or other clients' work counts too), and from them the most a second
+   worker can give on this machine's CPUs (the "CPU ceiling" ratio).
 
     python benchmarks/bench_redis.py [claims|serve|all] [--claims N] [--duration S]
         [--connections C] [--repeats R] [--connection close|keep-alive|both] [--redis-url URL]
@@ -33,6 +36,7 @@ import hmac
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -98,7 +102,7 @@ async def bench_claims(count: int, redis_url: str) -> dict[str, Any]:
     memory = MemoryReplayStore()
     store = RedisReplayStore(redis_url, prefix=prefix)
     try:
-        results = {
+        results: dict[str, Any] = {
             "memory": summary(await time_claims(memory, count, "m")),
             "redis": summary(await time_claims(store, count, "r")),
         }
@@ -246,7 +250,10 @@ def run_wrk(
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     command += ["-s", str(script), f"http://127.0.0.1:{port}{PATH}?script=1&deploy=1"]
     command += ["--", str(headers), connection]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -260,6 +267,7 @@ def run_wrk(
         "socket_errors": errors.group(0) if errors else "",
         "p50_ms": milliseconds(p50.group(1)) if p50 else float("nan"),
         "p99_ms": milliseconds(p99.group(1)) if p99 else float("nan"),
+        "wrk_cpu_s": round(wrk_cpu, 2),
     }
 
 
@@ -290,6 +298,12 @@ def process_cpu_seconds(parent: int) -> dict[int, float]:
     return result
 
 
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """CPU seconds the Redis server has used so far (INFO cpu: its main thread and children)."""
+    info: dict[str, Any] = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def bench_setup(
     directory: Path, setup: Setup, prefix: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -306,11 +320,23 @@ def bench_setup(
     with serving(config, port, setup.workers, unchecked=unchecked) as parent:
         check_accepted(port, authorization(port, secrets.token_hex(8), int(time.time())))
         run_wrk(port, warm, script, 1, args.connections, setup.connection)
+        client = redis.Redis.from_url(args.redis_url)
+        redis_before, load_before = redis_cpu_seconds(client), os.getloadavg()[0]
         before = process_cpu_seconds(parent)
         result = run_wrk(port, headers, script, args.duration, args.connections, setup.connection)
         after = process_cpu_seconds(parent)
+        result["redis_cpu_s"] = round(redis_cpu_seconds(client) - redis_before, 2)
+        client.close()
     busy = [round(after[pid] - before.get(pid, 0.0), 2) for pid in sorted(after)]
     result["process_cpu_s"] = [cpu for cpu in busy if cpu > 0.05]
+    # Every CPU second this run cost (server, load generator, Redis), per second of the run:
+    # against the machine's CPU count it says whether the run was bound by the machine.
+    spent = sum(result["process_cpu_s"]) + result["wrk_cpu_s"] + result["redis_cpu_s"]
+    result["cpus_busy"] = round(spent / args.duration, 2)
+    result["cpu_ms_per_request"] = round(1000 * spent / max(result["requests"], 1), 3)
+    server = sum(result["process_cpu_s"])
+    result["server_cpu_ms_per_request"] = round(1000 * server / max(result["requests"], 1), 3)
+    result["load_average_before"] = round(load_before, 2)
     return result
 
 
@@ -373,6 +399,11 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": statistics.median(r["p99_ms"] for r in results),
         "worst_requests_per_s": min(r["requests_per_s"] for r in results),
         "worst_p99_ms": max(r["p99_ms"] for r in results),
+        "cpus_busy": statistics.median(r["cpus_busy"] for r in results),
+        "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in results),
+        "server_cpu_ms_per_request": statistics.median(
+            r["server_cpu_ms_per_request"] for r in results
+        ),
         "non_2xx": sum(r["non_2xx"] for r in results),
         "runs": results,
     }
@@ -389,14 +420,22 @@ def ratios(figures: dict[Setup, dict[str, Any]]) -> dict[str, float]:
         found[f"{kind}: redis 1 worker / memory 1 worker"] = rps["redis", 1] / rps["memory", 1]
         found[f"{kind}: redis 2 workers / redis 1 worker"] = rps["redis", 2] / rps["redis", 1]
         found[f"{kind}: memory 2 workers / memory 1 worker"] = rps["memory", 2] / rps["memory", 1]
+        # The most two workers can give over one on this machine's CPUs, from the one-worker
+        # run's CPU cost per request: one worker is bound by its own CPU, two by every CPU,
+        # which the load generator and Redis share with them. Independent of other load.
+        one = next(f for s, f in figures.items() if s == Setup(kind, "redis", 1))
+        share = one["server_cpu_ms_per_request"] / one["cpu_ms_per_request"]
+        found[f"{kind}: CPU ceiling, redis 2 workers / redis 1 worker"] = min(
+            2.0, (os.cpu_count() or 1) * share
+        )
     return found
 
 
 def serve_table(report: dict[str, Any]) -> str:
     lines = [
         "| connections | store | workers | requests/s | p50 ms | p99 ms | worst round: req/s,"
-        " p99 ms | non-2xx | CPU s per process |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|",
+        " p99 ms | non-2xx | CPUs busy | CPU ms/request: all, server | server CPU s per process |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for name, f in report["setups"].items():
         kind, store, workers = name.split(", ")
@@ -405,7 +444,8 @@ def serve_table(report: dict[str, Any]) -> str:
             f"| {kind} | {store} | {workers.split()[0]} | {f['requests_per_s']:.0f}"
             f" | {f['p50_ms']:.2f} | {f['p99_ms']:.2f}"
             f" | {f['worst_requests_per_s']:.0f}, {f['worst_p99_ms']:.2f} | {f['non_2xx']}"
-            f" | {cpu} |"
+            f" | {f['cpus_busy']:.2f}"
+            f" | {f['cpu_ms_per_request']:.3f}, {f['server_cpu_ms_per_request']:.3f} | {cpu} |"
         )
     lines += ["", "| ratio (medians, same run) | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in report["ratios"].items()]

@@ -297,23 +297,31 @@ def test_serve_with_two_workers_and_redis_refuses_every_replay(tmp_path: Path) -
     assert {r.json()["error"]["code"] for r in again} == {"NonceUsed"}
 
 
-def test_serve_passes_several_workers_to_uvicorn_as_the_factory(
+def test_serve_hands_several_workers_to_its_supervisor_as_the_factory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uvicorn
+    from tba_guard.tools import supervisor
 
-    calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    calls: list[tuple[dict[str, Any], int]] = []
+
+    def supervise(options: dict[str, Any], listeners: list[Any], workers: int) -> int:
+        calls.append((options, workers))
+        return 0
+
+    # Neither a port bound nor workers started: what serve asks of its supervisor is the point.
+    monkeypatch.setattr(supervisor, "worker_listeners", lambda host, port, workers: [])
+    monkeypatch.setattr(supervisor, "supervise", supervise)
     monkeypatch.setenv(CONFIG_ENV, "restored after the test")
     config = write_config(tmp_path, store="redis://127.0.0.1:6379/0")
 
     status = main(["serve", "--config", str(config), "--workers", "3", "--port", "8123"])
 
     assert status == 0
-    [(app, options)] = calls
-    assert app == DEMO_FACTORY
+    [(options, workers)] = calls
+    assert options["app"] == DEMO_FACTORY
     assert options["factory"] is True
-    assert (options["workers"], options["port"], options["http"]) == (3, 8123, "h11")
+    assert (workers, options["port"], options["http"]) == (3, 8123, "h11")
+    assert options["proxy_headers"] is False
     assert os.environ[CONFIG_ENV] == str(config.resolve())
 
 

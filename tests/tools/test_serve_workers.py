@@ -217,12 +217,27 @@ def worker_listeners_held(server: int, port: int) -> dict[int, list[int]]:
     return held
 
 
-def test_each_worker_of_serve_listens_on_a_socket_of_its_own_with_reuse_port_and_nodelay(
-    tmp_path: Path, redis_prefix: str
+RUN_WORKERS_RECIPE = (
+    "import sys\n"
+    "from tba_guard.tools.supervisor import run_workers\n"
+    "raise SystemExit(run_workers('tba_guard.tools.demo:create_app', factory=True,\n"
+    "                             host='127.0.0.1', port=int(sys.argv[1]), workers=2))\n"
+)
+
+
+@pytest.mark.parametrize("how", ["serve", "run_workers"])
+def test_each_worker_listens_on_a_socket_of_its_own_with_reuse_port_and_nodelay(
+    tmp_path: Path, redis_prefix: str, how: str
 ) -> None:
+    """`tba-guard serve --workers 2`, and `run_workers` as docs/deployment.md shows it."""
     port = free_port()
     config = write_config(tmp_path, redis_prefix)
-    with started(serve_command(config, port), tmp_path / "serve.log", port, workers=2) as server:
+    if how == "serve":
+        command, app_config = serve_command(config, port), None
+    else:
+        command, app_config = [sys.executable, "-c", RUN_WORKERS_RECIPE, str(port)], config
+    log = tmp_path / "serve.log"
+    with started(command, log, port, workers=2, config=app_config) as server:
         held = worker_listeners_held(server.pid, port)
         assert len(held) == 2
         assert all(len(inodes) == 1 for inodes in held.values())
