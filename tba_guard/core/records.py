@@ -64,10 +64,6 @@ class User:
     roles: tuple[str, ...] = ()
     active: bool = True
 
-    def __post_init__(self) -> None:
-        if isinstance(self.roles, list):  # from TOML or JSON
-            object.__setattr__(self, "roles", tuple(self.roles))
-
     def may_use(self, role: str) -> bool:
         return self.active and role in self.roles
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tba_guard import Guard, ReplayKey, User
+from tba_guard import Guard, GuardSettings, ReplayKey, User
 from tba_guard.core.checks import Step
 from tba_guard.core.records import RequestToken, Token
 from tba_guard.core.request import parse_parameters, request_from_url
@@ -161,8 +161,11 @@ async def test_a_flow_issued_token_is_inactive_once_its_user_or_role_is_gone(
 
 
 def test_user_roles_read_as_a_list_are_held_as_a_tuple() -> None:
-    # TOML and JSON give lists; a User stays hashable and compares equal either way.
-    from_toml = User("38", "Alice", roles=["3", "1032"])  # type: ignore[arg-type]
+    # TOML and JSON give lists; the settings hand a User a tuple, as the compiled build insists.
+    settings = GuardSettings.from_mapping(
+        {"users": [{"entity": "38", "name": "Alice", "roles": ["3", "1032"]}]}
+    )
+    (from_toml,) = settings.users
     assert from_toml.roles == ("3", "1032")
     assert from_toml == User("38", "Alice", roles=("3", "1032"))
     assert hash(from_toml) == hash(User("38", "Alice", roles=("3", "1032")))
