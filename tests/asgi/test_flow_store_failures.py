@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx2 as httpx
 
-from tba_guard import User
+from tba_guard import AuditEvent, User
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken
@@ -78,3 +78,25 @@ async def test_a_user_directory_failing_at_the_access_token_step_is_503(clock: C
         token_id, secret, verifier = await fc.through_consent()
         failing = True
         assert_unavailable(await fc.access_token(token_id, secret, verifier))
+
+
+async def test_the_audit_log_names_the_user_directory_as_what_failed(clock: Clock) -> None:
+    # An operator paged at 3 a.m. must see which store to look at, not "credential store".
+    failing = False
+    events: list[AuditEvent] = []
+
+    async def lookup(entity: str) -> User | None:
+        if failing:
+            raise ConnectionError("directory down")
+        return ALICE if entity == ALICE.entity else None
+
+    flow = TBAFlow(
+        echo_app(), flow_settings(), user_lookup=lookup, clock=clock, audit_hooks=[events.append]
+    )
+    fc: FlowClient
+    async for fc in client_for(flow):
+        token_id, secret, verifier = await fc.through_consent()
+        failing = True
+        assert_unavailable(await fc.access_token(token_id, secret, verifier))
+    assert events[-1].code == "CredentialStoreUnavailable"
+    assert events[-1].reason == "user lookup failed: ConnectionError: directory down"

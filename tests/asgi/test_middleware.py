@@ -294,6 +294,26 @@ def test_public_url_is_what_the_client_signed_behind_a_proxy(clock: Clock) -> No
     assert response.status_code == 204
 
 
+@pytest.mark.parametrize("suffix", ["/", "/?", "/#"], ids=["slash", "empty query", "fragment"])
+def test_a_public_url_ending_in_a_slash_adds_no_second_slash(clock: Clock, suffix: str) -> None:
+    # The proxy strips `/gateway/`: the client signed `/gateway/orders`, not `/gateway//orders`,
+    # whatever empty part follows the slash.
+    public = "https://123456-sb1.restlets.api.example.com/gateway" + suffix
+    header = oauth_header("GET", "https://123456-sb1.restlets.api.example.com/gateway/orders")
+    with guarded(RecordingApp(), clock, public_url=public) as client:
+        response = client.get("http://internal:8000/orders", headers={"Authorization": header})
+    assert response.status_code == 204
+
+
+def test_with_development_hints_a_rejection_carries_the_hint(clock: Clock) -> None:
+    url = f"{BASE_URL}/orders"
+    header = oauth_header("GET", url, timestamp=str(int(clock.now) * 1000))
+    with guarded(echo_app(), clock, development_hints=True) as client:
+        error = client.get(url, headers={"Authorization": header}).json()["error"]
+    assert error["code"] == "InvalidTimestamp"
+    assert error["hint"].startswith("not a decimal number of seconds")
+
+
 def test_forwarded_headers_are_honoured_only_when_trusted(clock: Clock) -> None:
     header = oauth_header("GET", "https://api.example.com/orders")
     forwarded = {

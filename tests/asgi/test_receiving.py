@@ -109,3 +109,30 @@ def test_a_started_receive_that_is_abandoned_closes_the_servers_receive() -> Non
 
     asyncio.run(main())
     assert closed == [True]
+
+
+def test_a_receive_polling_without_a_future_still_hears_the_deadline() -> None:
+    # The cancellation must reach `receive` itself: a server polling on bare yields has no
+    # future for asyncio to cancel, and would otherwise poll on past the deadline.
+    cancelled = []
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 2
+
+        async def receive() -> dict[str, Any]:
+            try:
+                while loop.time() < give_up:  # noqa: ASYNC110 (polling is the point)
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            return MESSAGE
+
+        _, rest = receiving.start(receive)
+        assert rest is not None
+        return await receiving.finish(rest, loop.time() + 0.01)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert cancelled == [True]

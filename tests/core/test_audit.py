@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tba_guard import AuditEvent, TBAGuardMiddleware
+from tba_guard.core.audit import record
 from tests.support import (
     APP_STATUS,
     BASE_URL,
@@ -233,3 +234,37 @@ def test_hook_events_are_the_logged_fields(caplog: pytest.LogCaptureFixture) -> 
     (record,) = audit_records(caplog)
     (event,) = events
     assert fields(record) == {name: getattr(event, name) for name in FIELDS}
+
+
+def test_the_log_line_itself_names_the_key_the_client_and_the_reason(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    # Plain log handlers print the message, not `tba_audit`: the line must carry the fields.
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    revoked = oauth_header("POST", URL, token="tk-revoked", token_secret="ts-revoked-token-secret")
+    with guarded(clock) as client:
+        client.post(URL, headers={"Authorization": revoked})
+        client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
+    rejected, accepted = (record.getMessage() for record in audit_records(caplog))
+    assert rejected == (
+        f"rejected TokenRejected POST /services/rest/orders consumer_key={CONSUMER_KEY} "
+        f"token_id=tk-revoked realm={REALM} client=198.51.100.7 reason=revoked token"
+    )
+    assert accepted.endswith("client=198.51.100.7 reason=-")
+    assert f"consumer_key={CONSUMER_KEY} token_id={TOKEN_ID}" in accepted
+
+
+def test_a_lone_surrogate_in_a_field_is_written_as_an_escape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler writing UTF-8 would raise on a lone surrogate and lose the record.
+    caplog.set_level(logging.INFO, logger="tba_guard.audit")
+    events: list[AuditEvent] = []
+    event = AuditEvent(
+        "rejected", "NonceUsed", "ck\udcff", "", "", "GET", "/", "", float(NOW), "x\udc80"
+    )
+    record(event, (events.append,))
+    (logged,) = audit_records(caplog)
+    assert events[0].consumer_key == "ck\\udcff"
+    assert events[0].reason == "x\\udc80"
+    logged.getMessage().encode("utf-8")  # no surrogate left

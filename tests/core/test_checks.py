@@ -35,9 +35,10 @@ from tba_guard.core.checks import (
     check_verifier,
     check_version,
     claim_nonce,
+    token_store_unavailable,
 )
 from tba_guard.core.errors import ErrorCode, TBAError
-from tba_guard.core.protocols import ReplayKey
+from tba_guard.core.protocols import ReplayKey, RequestTokenQuotaExceeded
 from tba_guard.core.records import Integration, RequestToken, Token, User
 from tba_guard.core.request import OAuthRequest, parse_parameters, request_from_url
 from tba_guard.stores.memory import MemoryReplayStore, StaticCredentials
@@ -793,3 +794,43 @@ def test_verifier_refuses(token: RequestToken, sent: str) -> None:
         401,
         "verifier_invalid",
     )
+
+
+async def test_token_refuses_a_token_of_another_account_than_the_configured_realm() -> None:
+    elsewhere = Token("tk-elsewhere", TOKEN_SECRET, CONSUMER_KEY, account="999999")
+    store = StaticCredentials([ENABLED], [elsewhere])
+    await rejects_async(
+        check_token(store, oauth(oauth_token="tk-elsewhere"), ENABLED, realm=REALM, now=NOW),
+        ErrorCode.TOKEN_REJECTED,
+        401,
+        "token_rejected",
+    )
+
+
+def test_token_usable_tells_the_audit_log_the_token_is_another_integrations() -> None:
+    theirs = Token(TOKEN_ID, TOKEN_SECRET, "ck-other")
+    error = rejects(
+        lambda: check_token_usable(theirs, oauth(), ENABLED, realm=REALM, now=NOW),
+        ErrorCode.TOKEN_REJECTED,
+        401,
+    )
+    assert "another integration" in error.reason
+
+
+def test_request_token_of_another_account_than_the_realm_sent_says_so_without_a_realm() -> None:
+    # No realm configured: the account is the one sent at step one, compared at step three.
+    token = request_token(realm="111111")
+    error = rejects(
+        lambda: check_request_token(token, oauth(realm="222222"), ENABLED, realm=None, now=NOW),
+        ErrorCode.TOKEN_REJECTED,
+        401,
+        "token_rejected",
+    )
+    assert "not of this account" in error.reason
+
+
+def test_a_request_token_quota_rejection_names_the_quota_for_the_audit_log() -> None:
+    error = token_store_unavailable(RequestTokenQuotaExceeded(CONSUMER_KEY, 7))
+    assert error.code is ErrorCode.REQUEST_TOKEN_LIMIT
+    assert "7" in error.reason
+    assert "quota" in error.reason

@@ -158,3 +158,22 @@ def test_replay_store_outage_is_a_503_with_retry_after_in_both_modes() -> None:
 def test_a_realm_with_quotes_cannot_break_the_header() -> None:
     response = error_response(TBAError(ErrorCode.NONCE_USED), realm='a"b\\c')
     assert headers_of(response.headers)["www-authenticate"].startswith('OAuth realm="a\\"b\\\\c"')
+
+
+def test_a_control_character_in_a_rejected_name_is_percent_escaped_in_the_challenge() -> None:
+    # The name comes from the client, percent-decoded: a CR LF must not end the header line.
+    www = headers_of(error_response(rejected("oauth_\r\nx-injected")).headers)["www-authenticate"]
+    assert 'oauth_parameters_rejected="oauth_%0D%0Ax-injected"' in www
+
+
+def test_a_realm_outside_latin1_is_sent_with_a_replacement_character() -> None:
+    response = error_response(TBAError(ErrorCode.NONCE_USED), realm="Zürich €")
+    (www,) = [value for name, value in response.headers if name == b"www-authenticate"]
+    assert www.startswith(b'OAuth realm="Z\xfcrich ?"')
+
+
+def test_an_error_raised_without_a_reason_has_none() -> None:
+    # The audit log then writes `reason=-`, not a made-up text.
+    error = TBAError(ErrorCode.NONCE_USED)
+    assert error.reason == ""
+    assert str(error) == str(ErrorCode.NONCE_USED)

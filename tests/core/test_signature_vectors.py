@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 from typing import Any
 
 import pytest
 
 from tba_guard import signature_base_string, verify_signature
+from tba_guard.core.signature import sign
 from tests.support import load_vectors
 
 VECTORS = load_vectors()
@@ -49,3 +52,39 @@ def test_empty_consumer_secret_never_verifies() -> None:
         ' oauth_signature_method="PLAINTEXT", oauth_signature="%26"'
     )
     assert not verify_signature("GET", "https://h/", {"Authorization": header}, b"", "", "")
+
+
+def test_sign_gives_the_rfc_5849_signature_for_each_method() -> None:
+    base = "GET&https%3A%2F%2Fapi.example.com%2Forders&a%3D1"
+    key = b"cs%20x&ts"
+    for method, digest in (("HMAC-SHA1", "sha1"), ("HMAC-SHA256", "sha256")):
+        expected = base64.b64encode(hmac.new(key, base.encode(), digest).digest()).decode()
+        assert sign(method, base, "cs x", "ts") == expected
+    assert sign("PLAINTEXT", "", "cs x", "ts") == "cs%20x&ts"
+
+
+@pytest.mark.parametrize(
+    ("method", "signature"),
+    [("HMAC-SHA9", ', oauth_signature="abc"'), ("HMAC-SHA256", "")],
+    ids=["unknown method", "no signature"],
+)
+def test_a_header_with_an_unknown_method_or_no_signature_does_not_verify(
+    method: str, signature: str
+) -> None:
+    header = (
+        'OAuth oauth_consumer_key="ck", oauth_token="tk", oauth_nonce="n0nce-1234",'
+        f' oauth_timestamp="1700000000", oauth_signature_method="{method}"{signature}'
+    )
+    url = "https://api.example.com/orders"
+    assert verify_signature("GET", url, {"Authorization": header}, b"", "cs", "ts") is False
+
+
+def test_an_empty_pair_in_a_form_body_or_query_skips_only_itself() -> None:
+    # `a=1&&b=2`: the empty item between the ampersands is no parameter; b is still signed.
+    header = 'OAuth oauth_consumer_key="ck", oauth_nonce="n0nce-1234"'
+    headers = {"Authorization": header, "Content-Type": "application/x-www-form-urlencoded"}
+    url = "https://api.example.com/orders?c=3&&d=4"
+    base = signature_base_string("POST", url, headers, b"a=1&&b=2")
+    assert base.endswith(
+        "&a%3D1%26b%3D2%26c%3D3%26d%3D4%26oauth_consumer_key%3Dck%26oauth_nonce%3Dn0nce-1234"
+    )

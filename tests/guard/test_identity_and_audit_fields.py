@@ -95,3 +95,10 @@ async def test_an_accepted_request_records_its_identifiers_and_no_code() -> None
     [event] = events
     assert (event.outcome, event.code, event.reason) == ("accepted", "", "")
     assert (event.token_id, event.realm) == ("tk-alice", "123456_SB1")
+
+
+async def test_without_a_configured_realm_the_identity_speaks_for_the_realm_sent() -> None:
+    guard = Guard(make_settings(realm=None), clock=Clock())
+    header = oauth_header("GET", URL, realm="999_SB2")
+    identity = await guard.verify_request("GET", URL, {"Authorization": header})
+    assert identity == Identity("ck-order-sync", "tk-alice", "999_SB2", "38", "3")

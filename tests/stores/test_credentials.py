@@ -58,7 +58,7 @@ async def test_a_users_own_store_backs_the_guard(clock: Clock) -> None:
     assert await verdict(guard, consumer_key="nobody") is ErrorCode.UNKNOWN_INTEGRATION
 
 
-async def test_cache_spares_the_database_and_revocation_lands_within_ttl(clock: Clock) -> None:
+async def test_cache_spares_the_users_store_and_revocation_lands_within_ttl(clock: Clock) -> None:
     database = Database()
     cached = CachedCredentials(database, ttl=30, timer=clock)
     guard = Guard(make_settings(), credentials=cached, clock=clock)
@@ -97,3 +97,20 @@ async def test_credentials_cache_setting_wraps_the_built_in_store(clock: Clock) 
     guard = Guard(make_settings(credentials_cache_ttl=5), clock=clock)
     assert isinstance(guard.credentials, CachedCredentials)
     assert await verdict(guard) is None
+
+
+async def test_an_integration_blocked_in_the_store_is_refused_once_the_cache_ttl_is_over(
+    clock: Clock,
+) -> None:
+    # The injected timer ages integrations as it ages tokens: no real time passes in the test.
+    users_store = Database()
+    guard = Guard(
+        make_settings(),
+        credentials=CachedCredentials(users_store, ttl=30, timer=clock),
+        clock=clock,
+    )
+    assert await verdict(guard) is None
+    blocked = replace(users_store.integrations[CONSUMER_KEY], state="blocked")
+    users_store.integrations[CONSUMER_KEY] = blocked
+    clock.now += 31
+    assert await verdict(guard, timestamp=str(int(clock.now))) is ErrorCode.INTEGRATION_BLOCKED

@@ -84,3 +84,15 @@ async def test_full_store_refuses_instead_of_forgetting(clock: Clock) -> None:
     clock.now += 601
     assert await store.claim(key("d"), ttl=600)
     assert len(store) == 1
+
+
+async def test_a_key_is_forgotten_after_its_ttl_while_newer_keys_keep_coming(clock: Clock) -> None:
+    # Keys are grouped by when they were claimed: a steady stream of new keys must not keep an
+    # old one alive, or the store would fill with keys no timestamp window still accepts.
+    store = MemoryReplayStore(clock=clock, generation_seconds=1)
+    assert await store.claim(key("old"), ttl=10)
+    for _ in range(12):
+        clock.now += 1
+        assert await store.claim(key(f"n{clock.now}"), ttl=10)
+    assert not await store.seen(key("old"))
+    assert await store.claim(key("old"), ttl=10)

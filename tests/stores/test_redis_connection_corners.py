@@ -16,7 +16,7 @@ import pytest
 
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken, Token
-from tba_guard.stores.redis import RedisConnection, RedisUnavailable
+from tba_guard.stores.redis import RedisConnection, RedisUnavailable, url_password
 from tba_guard.stores.redis_replay import RedisReplayStore
 from tba_guard.stores.redis_tokens import RedisTokenStore
 from tests.support import NOW, SHARED_REDIS_URL, Clock, shared_redis
@@ -79,6 +79,20 @@ async def test_more_concurrent_callers_than_connections_all_get_their_replies(
 
         replies = await asyncio.gather(*(two_commands(i) for i in range(20)))
         assert replies == [str(i).encode() for i in range(20)]
+    finally:
+        await connection.aclose()
+
+
+async def test_a_batch_that_outlasts_the_timeout_frees_its_connection_for_the_next_command(
+    redis_prefix: str,
+) -> None:
+    # One connection: the stuck batch must be cut at the timeout and its place given back, or
+    # every later command would wait behind it (or forever) and the store would stay down.
+    connection = RedisConnection(SHARED_REDIS_URL, pool_size=1, timeout=0.3)
+    try:
+        with pytest.raises(RedisUnavailable):
+            await connection.call("BLPOP", f"{redis_prefix}empty", "3")
+        assert await connection.call("PING") in (b"PONG", "PONG", True)
     finally:
         await connection.aclose()
 
@@ -194,6 +208,13 @@ def test_the_token_store_names_its_redis_without_the_password() -> None:
     assert "s3cret-pw" not in store.location
     assert "127.0.0.1:6379" in store.location
     assert repr(store) == f"RedisTokenStore({store.location!r}, prefix='p:')"
+
+
+def test_a_password_given_in_the_url_query_is_known_so_it_can_be_scrubbed() -> None:
+    # redis-py takes `?password=` as well as the userinfo; error messages must hide both.
+    assert url_password("redis://127.0.0.1:6379/0?db=0&password=s3cret-pw") == "s3cret-pw"
+    assert url_password("redis://:in-userinfo@127.0.0.1:6379/0") == "in-userinfo"
+    assert url_password("redis://127.0.0.1:6379/0?password=") is None
 
 
 async def test_decoded_replies_read_back_request_tokens_as_written(redis_prefix: str) -> None:
