@@ -130,6 +130,30 @@ async def test_a_request_token_that_cannot_be_written_gives_its_quota_place_back
         await store.aclose()
 
 
+class ForgetfulRedisTokenStore(RedisTokenStore):
+    """A store whose Redis is lost between the write and the quota's give-back."""
+
+    async def _call(self, name: str, *arguments: Any) -> Any:
+        if name == "ZREM":
+            raise TokenStoreError("redis_url: connection lost")
+        return await super()._call(name, *arguments)
+
+
+async def test_a_failed_write_is_reported_as_such_when_the_quota_cannot_be_given_back(
+    redis_prefix: str,
+) -> None:
+    # The give-back is best effort: its own failure must not replace the write's error.
+    store = ForgetfulRedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    client = shared_redis()
+    try:
+        client.rpush(f"{redis_prefix}rt:rt-1", "not a request token")
+        with pytest.raises(TokenStoreError, match="WRONGTYPE"):
+            await store.put_request_token(request_token("rt-1"))
+    finally:
+        client.close()
+        await store.aclose()
+
+
 def test_a_connection_serves_each_event_loop_it_is_used_from(redis_prefix: str) -> None:
     connection = RedisConnection(SHARED_REDIS_URL, timeout=5)
     first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
