@@ -1,0 +1,110 @@
+"""Instructions per request through TBAGuardMiddleware, counted by callgrind: repeatable where
+wall-clock timings are not (a busy machine, CPU frequency), so two builds compare exactly.
+
+Requests are signed beforehand (oauthlib's signing is not counted) and driven as uvicorn would,
+the same way as bench_middleware.py; the count is that of N requests minus that of none, over N.
+Needs valgrind (Debian: apt-get install valgrind).
+
+    python benchmarks/callgrind_middleware.py [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHAPE_NAMES = ("GET query", "POST form", "POST JSON body hash")
+
+
+def drive(signed: Path, shape_name: str, count: int) -> None:
+    """Send the first `count` signed requests through a fresh middleware; all must pass."""
+    sys.path.insert(0, str(HERE))
+    from bench_middleware import MIDDLEWARE_SHAPES, noop_app, request_scope
+    from competitors import SETTINGS
+
+    from tba_guard import TBAGuardMiddleware
+
+    shape = next(s for s in MIDDLEWARE_SHAPES if s.name == shape_name)
+    data = json.loads(signed.read_text())
+    now = data["now"]
+    scopes = [request_scope(shape, headers) for headers in data["headers"][:count]]
+    body = shape.body.encode()
+    app = TBAGuardMiddleware(noop_app, settings=SETTINGS, clock=lambda: now)
+
+    async def run() -> None:
+        statuses: list[int] = []
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(str(message["status"])))
+
+        for scope in scopes:
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive(pending: list[dict[str, object]] = messages) -> dict[str, object]:
+                return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+            await app(scope, receive, send)  # type: ignore[arg-type]
+        assert statuses == [200] * len(scopes), statuses[:3]
+
+    asyncio.run(run())
+
+
+def sign(path: Path, shape_name: str, count: int) -> None:
+    sys.path.insert(0, str(HERE))
+    from bench_middleware import MIDDLEWARE_SHAPES
+    from competitors import signed_headers
+
+    shape = next(s for s in MIDDLEWARE_SHAPES if s.name == shape_name)
+    now = time.time()
+    headers = [signed_headers(shape, now=now) for _ in range(count)]
+    path.write_text(json.dumps({"now": now, "headers": headers}))
+
+
+def instructions(signed: Path, shape_name: str, count: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--drive",
+        str(signed),
+        shape_name,
+        str(count),
+    ]
+    # One hash seed for every run: string hashing otherwise moves the count by a percent or two.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    assert found, result.stderr[-2000:]
+    return int(found.group(1))
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--drive"]:
+        drive(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    args = parser.parse_args()
+    print("| request | instructions per request |\n|---|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        for name in SHAPE_NAMES:
+            signed = Path(folder) / "signed.json"
+            sign(signed, name, args.requests)
+            none, many = (instructions(signed, name, n) for n in (0, args.requests))
+            print(f"| {name} | {(many - none) // args.requests:,} |")
+
+
+if __name__ == "__main__":
+    main()
