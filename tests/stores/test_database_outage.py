@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2 as httpx
 import psycopg
 
-from .database_support import (
+from tests.support.databases import (
     REALM,
     fresh_key,
     prepared,

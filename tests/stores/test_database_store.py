@@ -23,8 +23,7 @@ from tba_guard.stores.database.schema import VERSION_TABLE, metadata
 from tba_guard.stores.database.sealing import Sealer
 from tba_guard.stores.database.store import DatabaseCredentials, DatabaseUnavailable
 from tba_guard.stores.database.tokens import MemoryRequestTokens
-
-from .database_support import (
+from tests.support.databases import (
     database_url,
     free_port,
     fresh_key,

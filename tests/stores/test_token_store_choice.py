@@ -16,8 +16,7 @@ from tba_guard.stores.database.tokens import MemoryRequestTokens, RedisRequestTo
 from tba_guard.stores.memory import CachedCredentials, StaticCredentials
 from tba_guard.stores.redis_tokens import RedisTokenStore
 from tests.support import NOW, Clock, keys_under, shared_redis
-
-from .database_support import database_url, fresh_key, prepared
+from tests.support.databases import database_url, fresh_key, prepared
 
 
 async def test_with_a_credential_store_access_tokens_leave_redis_for_it(

@@ -18,7 +18,7 @@ import pytest
 from oauthlib.oauth1 import Client
 
 from tba_guard.stores.redis_tokens import RedisTokenStore
-from tests.stores.database_support import (
+from tests.support.databases import (
     REALM,
     database_url,
     free_port,

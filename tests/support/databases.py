@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from oauthlib.oauth1 import Client
 from tba_guard.stores.database import connect, migrate
 from tba_guard.stores.database.admin import CredentialAdmin
 from tba_guard.stores.database.sealing import Sealer, new_key
+from tests.support.servers import free_port
 
 SHARED_POSTGRES = os.environ.get(
     "TBA_GUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -46,13 +46,6 @@ def unavailable(reason: str) -> None:
     if postgres_required():
         pytest.fail(f"{reason} (TBA_GUARD_REQUIRE_POSTGRES=1)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def with_database(url: str, name: str) -> str:
