@@ -88,3 +88,10 @@ def test_an_empty_pair_in_a_form_body_or_query_skips_only_itself() -> None:
     assert base.endswith(
         "&a%3D1%26b%3D2%26c%3D3%26d%3D4%26oauth_consumer_key%3Dck%26oauth_nonce%3Dn0nce-1234"
     )
+
+
+def test_a_nul_byte_in_a_query_value_is_encoded_like_any_other_byte() -> None:
+    # NUL is what the encoder joins name and value with internally: it must not pass as a join.
+    header = {"Authorization": 'OAuth oauth_consumer_key="ck"'}
+    base = signature_base_string("GET", "https://api.example.com/x?a=%00", header)
+    assert base.endswith("&a%3D%2500%26oauth_consumer_key%3Dck")
