@@ -33,7 +33,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ...core.records import Integration, Token
-from . import connect
+from .connect import create, libpq_url, sqlalchemy_url
 from .schema import NOTIFY_CHANNEL, integrations, tokens
 from .sealing import Sealer, SealError
 
@@ -88,7 +88,7 @@ class DatabaseCredentials:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        self.dialect = connect.sqlalchemy_url(url).get_backend_name()
+        self.dialect = sqlalchemy_url(url).get_backend_name()
         self.sealer = Sealer(keys)
         self.ttl, self.timeout, self.pool_size = ttl, timeout, pool_size
         self._timer, self._clock = timer, clock
@@ -298,10 +298,10 @@ class DatabaseCredentials:
                 return
             if self._engine is not None:
                 self._engine.dispose(close=False)  # the parent's connections stay the parent's
-            self._engine = connect.create(self.url, pool_size=self.pool_size, timeout=self.timeout)
+            self._engine = create(self.url, pool_size=self.pool_size, timeout=self.timeout)
             self._executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="tba_guard_db")
             if self._listen:
-                self._listener = _Listener(connect.libpq_url(self.url), self._changes)
+                self._listener = _Listener(libpq_url(self.url), self._changes)
                 self._listener.start()
             self._pid = pid
 
