@@ -276,6 +276,14 @@ def check_authorization_flow(integration: Integration) -> None:
 # --- 9. TokenRejected, EntityOrRoleDisabled ---------------------------------------------------
 
 
+async def look_up_token(credentials: CredentialStore, token_id: str) -> Token | None:
+    """The store's token, or None; a failing store fails closed (503), never a 500."""
+    try:
+        return await credentials.token(token_id)
+    except Exception as exc:
+        raise credentials_unavailable(exc) from exc
+
+
 async def check_token(
     credentials: CredentialStore,
     oauth: Mapping[str, str],
@@ -284,10 +292,7 @@ async def check_token(
     realm: str | None,
     now: float,
 ) -> Token:
-    try:
-        token = await credentials.token(oauth["oauth_token"])
-    except Exception as exc:
-        raise credentials_unavailable(exc) from exc
+    token = await look_up_token(credentials, oauth["oauth_token"])
     check_token_usable(token, oauth, integration, realm=realm, now=now)
     assert token is not None
     return token

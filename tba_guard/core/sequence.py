@@ -35,6 +35,7 @@ from .checks import (
     check_version,
     claim_nonce,
     credentials_unavailable,
+    look_up_token,
     replay_key,
     token_store_unavailable,
 )
@@ -212,10 +213,7 @@ async def token_usable(v: Verification) -> None:
     assert v.integration is not None
     oauth = v.request.oauth
     v.looked_up_token = True
-    try:
-        v.token = await v.credentials.token(oauth["oauth_token"])
-    except Exception as exc:  # any store failure fails closed, never a 500
-        raise credentials_unavailable(exc) from exc
+    v.token = await look_up_token(v.credentials, oauth["oauth_token"])
     if v.token is not None:  # known to explain even when the token is unusable
         v.token_secret = v.token.token_secret
     check_token_usable(v.token, oauth, v.integration, realm=v.settings.realm, now=v.now)
