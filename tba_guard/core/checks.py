@@ -102,8 +102,8 @@ def check_form_body(request: OAuthRequest) -> None:
             if not (_is_utf8(name) and _is_utf8(value)):
                 raise ambiguous("a form body with an escape that is not UTF-8")
     oauth = request.oauth
-    twice = sorted({name for name, _ in pairs if name in oauth and name != "realm"})
-    if twice:
+    if any(name in oauth and name != "realm" for name, _ in pairs):
+        twice = sorted({name for name, _ in pairs if name in oauth and name != "realm"})
         raise rejected(*twice, reason="given in the header and in the body")
     request.params += pairs
 
