@@ -97,10 +97,10 @@ def check_form_body(request: OAuthRequest) -> None:
     if not request.body.isascii():
         raise ambiguous("a form body with bytes outside ASCII")
     pairs = form_body_pairs(request)
-    if b"%" in request.body:
-        for name, value in pairs:
-            if not (_is_utf8(name) and _is_utf8(value)):
-                raise ambiguous("a form body with an escape that is not UTF-8")
+    # Decoding keeps bytes that are not UTF-8 as lone surrogates, which no concatenation
+    # pairs up: one look at all names and values together finds any.
+    if b"%" in request.body and not _is_utf8("".join([name + value for name, value in pairs])):
+        raise ambiguous("a form body with an escape that is not UTF-8")
     oauth = request.oauth
     if any(name in oauth and name != "realm" for name, _ in pairs):
         twice = sorted({name for name, _ in pairs if name in oauth and name != "realm"})

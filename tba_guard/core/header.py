@@ -124,8 +124,9 @@ def _names_as_clients_write(rest: str, pieces: list[str]) -> list[str] | None:
     empty elements, non-ASCII values) returns None and meets the full grammar, `_LIST`; this
     path only saves scanning every value with a regular expression.
     """
-    if not rest.isascii() or 0 in rest.encode("ascii").translate(_PLAIN_TABLE):
-        return None  # a tab, a control character or a backslash: for `_LIST` to judge
+    # Anything outside printable ASCII encodes to bytes the table refuses (surrogates too).
+    if 0 in rest.encode("utf-8", "surrogatepass").translate(_PLAIN_TABLE):
+        return None  # a tab, a control character, a backslash or non-ASCII: for `_LIST` to judge
     if not len(pieces) % 2:
         # An odd number of quotes leaves a value open; its text would otherwise be dropped.
         return None
@@ -133,7 +134,7 @@ def _names_as_clients_write(rest: str, pieces: list[str]) -> list[str] | None:
     if not glue.endswith('="'):
         return None
     names = glue[:-2].split('=", ' if '=", ' in glue else '=",')
-    if _PROTOCOL_NAMES.issuperset(names):
+    if all(name in _PROTOCOL_NAMES for name in names):
         return names  # the usual names: no need to look at their characters
     if not all(names) or 0 in "".join(names).encode("ascii").translate(_NAME_TABLE):
         return None

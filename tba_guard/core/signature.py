@@ -49,15 +49,31 @@ _PAIRS_TABLE: Final = bytes(
 _PAIR: Final = "\x00"
 
 
-#: Each byte as RFC 5849 section 3.6 writes it: itself when unreserved, else `%XX`.
+#: Each byte as RFC 5849 section 3.6 writes it: itself when unreserved, else `%XX`; and the
+#: same encoded again for the base string (`%` as `%25`).
 _BYTE_ENCODED: Final = tuple(
     chr(byte) if bytes([byte]) in _UNRESERVED_BYTES else f"%{byte:02X}" for byte in range(256)
 )
+_BYTE_ENCODED_TWICE: Final = tuple(escape.replace("%", "%25") for escape in _BYTE_ENCODED)
 
 
 #: Between pairs in the one-pass encoding; like `_PAIR`, kept as it is by `_SEPARATED_ENCODED`.
 _ITEM: Final = "\x01"
 _SEPARATED_ENCODED: Final = (_PAIR, _ITEM, *_BYTE_ENCODED[2:])
+_UNRESERVED_OR_SEPARATOR: Final = _UNRESERVED_BYTES + (_PAIR + _ITEM).encode("ascii")
+
+
+def _escaped_ascii(text: str, kept: bytes, table: tuple[str, ...]) -> str:
+    """ASCII `text` with every byte not `kept` written as `table` says: one replacement per
+    distinct byte (values hold few: a space, `&`, base64's `+/=`), which costs far less than
+    a pass over every byte. `%` goes first, so that no escape is escaped again."""
+    specials = set(text.encode("ascii").translate(None, kept))
+    if 0x25 in specials:
+        specials.discard(0x25)
+        text = text.replace("%", table[0x25])
+    for byte in specials:
+        text = text.replace(chr(byte), table[byte])
+    return text
 
 
 def percent_encode(value: str) -> str:
@@ -66,13 +82,13 @@ def percent_encode(value: str) -> str:
     body come back out unchanged.
 
     Most protocol values (keys, nonces, timestamps) need no escaping and are returned as they
-    are. The rest are encoded byte by byte from a table, several times faster than
-    `urllib.parse.quote` (which gives the same result; the differential test holds them equal).
+    are. The rest are encoded from a table, several times faster than `urllib.parse.quote`
+    (which gives the same result; the differential test holds them equal).
     """
-    if value.isascii() and (
-        value.isalnum() or 0 not in value.encode("ascii").translate(_UNRESERVED_TABLE)
-    ):
-        return value
+    if value.isascii():
+        if value.isalnum() or 0 not in value.encode("ascii").translate(_UNRESERVED_TABLE):
+            return value
+        return _escaped_ascii(value, _UNRESERVED_BYTES, _BYTE_ENCODED)
     table = _BYTE_ENCODED
     return "".join([table[byte] for byte in value.encode("utf-8", "surrogateescape")])
 
@@ -102,12 +118,17 @@ def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list
     """
     joined = [f"{name}{_PAIR}{value}" for name, value in pairs]
     text = "".join(joined)
-    if text.isascii():
+    is_ascii = text.isascii()
+    if is_ascii:
         kinds = text.encode("ascii").translate(_PAIRS_TABLE)
         if 2 not in kinds and kinds.count(0) == len(joined):  # unreserved bytes and the joins
             return joined
     if text.count(_PAIR) == len(joined) and _ITEM not in text:
-        # One pass over all pairs: the table keeps the two separators, which nothing else holds.
+        # One pass over all pairs, keeping the two separators, which nothing else holds.
+        if is_ascii:
+            table = _BYTE_ENCODED_TWICE if twice else _BYTE_ENCODED
+            whole = _ITEM.join(joined)
+            return _escaped_ascii(whole, _UNRESERVED_OR_SEPARATOR, table).split(_ITEM)
         raw = _ITEM.join(joined).encode("utf-8", "surrogateescape")
         table = _SEPARATED_ENCODED
         escaped = "".join([table[byte] for byte in raw])
@@ -135,7 +156,10 @@ def _request_pairs(request: OAuthRequest) -> list[str]:
     encoded = _encoded_pairs(protocol, twice=True)
     body_hash = oauth.get(_BODY_HASH)
     if body_hash is not None:
-        escaped = percent_encode(body_hash).replace("%", "%25")
+        if body_hash.isascii():
+            escaped = _escaped_ascii(body_hash, _UNRESERVED_BYTES, _BYTE_ENCODED_TWICE)
+        else:
+            escaped = percent_encode(body_hash).replace("%", "%25")
         encoded.append(f"{_BODY_HASH}{_PAIR}{escaped}")
     if request.params:
         encoded += _encoded_pairs(request.params, twice=True)

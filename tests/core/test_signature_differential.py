@@ -132,6 +132,21 @@ def test_base_string_equals_oauthlibs(
     assert not verify_signature(method, url, headers, body, "c s", "t&t")
 
 
+@given(body_hash=text.filter(lambda value: not value.isascii()))
+@settings(max_examples=50, deadline=None)
+def test_a_body_hash_outside_ascii_is_encoded_as_oauthlibs(body_hash: str) -> None:
+    """Base64 never is, but a sent value is whatever the client wrote; it takes the slow path."""
+    oauth = [*OAUTH, ("oauth_body_hash", body_hash)]
+    url = "https://example.com/api?x=1"
+    headers = {"Authorization": header_for(oauth, None)}
+    expected = oauth_signature.signature_base_string(
+        "POST",
+        oauth_signature.base_string_uri(url),
+        oauth_signature.normalize_parameters([*oauth, ("x", "1")]),
+    )
+    assert signature_base_string("POST", url, headers, "") == expected
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=st.text(max_size=40))
 def test_percent_encoding_equals_oauthlibs_escape(value: str) -> None:
