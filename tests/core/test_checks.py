@@ -238,26 +238,55 @@ def test_form_body_adds_the_forms_parameters_to_the_signed_ones() -> None:
     assert ("b", "x y") in request.params
 
 
-def test_form_body_leaves_a_body_that_is_not_a_form_alone() -> None:
-    request = parsed("POST", body='{"a": 1}', content_type="application/json")
+@pytest.mark.parametrize("body", ['{"a": 1}', '{"name": "Zo\u00eb"}'], ids=["ASCII", "UTF-8"])
+def test_form_body_leaves_a_body_that_is_not_a_form_alone(body: str) -> None:
+    request = parsed("POST", body=body, content_type="application/json")
     before = list(request.params)
     check_form_body(request)
     assert request.params == before
 
 
 @pytest.mark.parametrize(
-    "body", ["a=\u00e9", "a=%FF"], ids=["raw bytes outside ASCII", "escape that is not UTF-8"]
+    ("body", "reason"),
+    [("a=\u00e9", "bytes outside ASCII"), ("a=%FF", "an escape that is not UTF-8")],
+    ids=["raw bytes outside ASCII", "escape that is not UTF-8"],
 )
-def test_form_body_that_parsers_could_read_differently_is_ambiguous(body: str) -> None:
+def test_form_body_that_parsers_could_read_differently_is_ambiguous(body: str, reason: str) -> None:
     # Signed without the body: oauthlib will not sign such a form, and the body is refused first.
     request = parsed("POST", body=body, content_type=FORM, authorization=oauth_header("POST", URL))
-    rejects(
+    error = rejects(
         lambda: check_form_body(request), ErrorCode.AMBIGUOUS_REQUEST, 400, "parameter_rejected"
     )
+    assert reason in error.reason
 
 
 def test_form_body_repeating_a_protocol_parameter_is_rejected() -> None:
     request = parsed("POST", body="oauth_nonce=again", content_type=FORM)
+    error = rejects(
+        lambda: check_form_body(request),
+        ErrorCode.MISSING_REQUIRED_PARAMETER,
+        400,
+        "parameter_rejected",
+    )
+    assert error.parameters_rejected == ("oauth_nonce",)
+    assert "given in the header and in the body" in error.reason
+
+
+def test_form_body_may_carry_a_realm_parameter_of_its_own() -> None:
+    """The header's realm is not a signed parameter, so a form's `realm` repeats nothing."""
+    request = parsed("POST", body="realm=elsewhere&a=1", content_type=FORM)
+    assert request.oauth["realm"]
+    check_form_body(request)
+    assert ("realm", "elsewhere") in request.params
+
+
+def test_form_body_repeating_parameters_names_the_protocol_ones_not_realm() -> None:
+    request = parsed(
+        "POST",
+        body="realm=x&oauth_nonce=again",
+        content_type=FORM,
+        authorization=oauth_header("POST", URL),
+    )
     error = rejects(
         lambda: check_form_body(request),
         ErrorCode.MISSING_REQUIRED_PARAMETER,

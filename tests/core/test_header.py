@@ -37,6 +37,15 @@ def test_parameters_come_back_decoded_in_the_order_sent() -> None:
     ]
 
 
+@pytest.mark.parametrize("odd", ["\u00e9", "\udc80"], ids=["non-ASCII", "lone surrogate"])
+def test_values_outside_printable_ascii_meet_the_full_grammar(odd: str) -> None:
+    """The clients' shortcut takes printable ASCII only; anything else, even a character that
+    UTF-8 cannot encode, goes to the grammar, which reads it as any other value."""
+    value = f'OAuth oauth_nonce="x{odd}y", oauth_token="t"'
+    assert _names_as_clients_write(value[6:], value[6:].split('"')) is None
+    assert parse_authorization(value) == {"oauth_nonce": f"x{odd}y", "oauth_token": "t"}
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -161,6 +161,12 @@ def test_percent_encoding_equals_oauthlibs_escape(value: str) -> None:
     assert percent_encode(value) == expected
 
 
+def test_percent_encoding_writes_a_surrogate_as_the_byte_it_stands_for() -> None:
+    from tba_guard.core.signature import percent_encode
+
+    assert percent_encode("a\udc80 \u00e9\udcff") == "a%80%20%C3%A9%FF"
+
+
 @settings(max_examples=200, deadline=None)
 @given(value=st.text(st.characters(codec="utf-8") | st.sampled_from(["\udc80", "\udcff"])))
 def test_percent_encoding_keeps_non_utf8_bytes_as_quote_does(value: str) -> None:
