@@ -3,9 +3,12 @@ wall-clock timings are not (a busy machine, CPU frequency), so two builds compar
 
 Requests are signed beforehand (oauthlib's signing is not counted) and driven as uvicorn would,
 the same way as bench_middleware.py; the count is that of N requests minus that of none, over N.
-Needs valgrind (Debian: apt-get install valgrind).
+With `--competitors`, oauthlib's and Authlib's middlewares of bench_middleware.py and the no-op
+app alone are counted too, and the ratios are of counts minus the bare app's: bench_middleware's
+ratios in instructions, which no other load on the machine moves. Needs valgrind (Debian:
+apt-get install valgrind).
 
-    python benchmarks/callgrind_middleware.py [--requests 400]
+    python benchmarks/callgrind_middleware.py [--requests 400] [--competitors]
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ HERE = Path(__file__).resolve().parent
 SHAPE_NAMES = ("GET query", "POST form", "POST JSON body hash")
 
 
-def drive(signed: Path, shape_name: str, count: int) -> None:
+IMPLEMENTATIONS = ("bare", "tba_guard", "oauthlib", "Authlib")
+
+
+def drive(signed: Path, shape_name: str, count: int, implementation: str = "tba_guard") -> None:
     """Send the first `count` signed requests through a fresh middleware; all must pass."""
     sys.path.insert(0, str(HERE))
-    from bench_middleware import MIDDLEWARE_SHAPES, noop_app, request_scope
+    from bench_middleware import (
+        MIDDLEWARE_SHAPES,
+        authlib_middleware,
+        noop_app,
+        oauthlib_middleware,
+        request_scope,
+    )
     from competitors import SETTINGS
 
     from tba_guard import TBAGuardMiddleware
@@ -38,7 +50,13 @@ def drive(signed: Path, shape_name: str, count: int) -> None:
     now = data["now"]
     scopes = [request_scope(shape, headers) for headers in data["headers"][:count]]
     body = shape.body.encode()
-    app = TBAGuardMiddleware(noop_app, settings=SETTINGS, clock=lambda: now)
+    # oauthlib and Authlib read the wall clock: the requests were signed moments ago.
+    app = {
+        "bare": lambda: noop_app,
+        "tba_guard": lambda: TBAGuardMiddleware(noop_app, settings=SETTINGS, clock=lambda: now),
+        "oauthlib": lambda: oauthlib_middleware(noop_app),
+        "Authlib": lambda: authlib_middleware(noop_app),
+    }[implementation]()
 
     async def run() -> None:
         statuses: list[int] = []
@@ -70,7 +88,9 @@ def sign(path: Path, shape_name: str, count: int) -> None:
     path.write_text(json.dumps({"now": now, "headers": headers}))
 
 
-def instructions(signed: Path, shape_name: str, count: int) -> int:
+def instructions(
+    signed: Path, shape_name: str, count: int, implementation: str = "tba_guard"
+) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -81,6 +101,7 @@ def instructions(signed: Path, shape_name: str, count: int) -> int:
         str(signed),
         shape_name,
         str(count),
+        implementation,
     ]
     # One hash seed for every run: string hashing otherwise moves the count by a percent or two.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -92,18 +113,39 @@ def instructions(signed: Path, shape_name: str, count: int) -> int:
 
 def main() -> None:
     if sys.argv[1:2] == ["--drive"]:
-        drive(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        drive(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument(
+        "--competitors", action="store_true", help="count oauthlib, Authlib and the bare app too"
+    )
     args = parser.parse_args()
-    print("| request | instructions per request |\n|---|---:|")
+    names = IMPLEMENTATIONS if args.competitors else ("tba_guard",)
+    if args.competitors:
+        print(
+            "| request | bare | tba_guard | oauthlib | Authlib | tba_guard / oauthlib"
+            " | tba_guard / Authlib |\n|---|---:|---:|---:|---:|---:|---:|"
+        )
+    else:
+        print("| request | instructions per request |\n|---|---:|")
     with tempfile.TemporaryDirectory() as folder:
         for name in SHAPE_NAMES:
             signed = Path(folder) / "signed.json"
             sign(signed, name, args.requests)
-            none, many = (instructions(signed, name, n) for n in (0, args.requests))
-            print(f"| {name} | {(many - none) // args.requests:,} |")
+            counts = {}
+            for implementation in names:
+                none, many = (
+                    instructions(signed, name, n, implementation) for n in (0, args.requests)
+                )
+                counts[implementation] = (many - none) // args.requests
+            if not args.competitors:
+                print(f"| {name} | {counts['tba_guard']:,} |")
+                continue
+            net = {k: counts[k] - counts["bare"] for k in IMPLEMENTATIONS[1:]}
+            cells = [f"{counts[k]:,}" for k in IMPLEMENTATIONS]
+            cells += [f"{net['tba_guard'] / net[k]:.3f}" for k in ("oauthlib", "Authlib")]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
