@@ -85,6 +85,9 @@ def check_required_parameters(request: OAuthRequest, step: Step = Step.RESOURCE)
         raise missing(*absent)
 
 
+_PERCENT: Final = ord("%")
+
+
 def check_form_body(request: OAuthRequest) -> None:
     """Add a form body's parameters to the signed ones, once the body is read.
 
@@ -98,8 +101,9 @@ def check_form_body(request: OAuthRequest) -> None:
         raise ambiguous("a form body with bytes outside ASCII")
     pairs = form_body_pairs(request)
     # Decoding keeps bytes that are not UTF-8 as lone surrogates, which no concatenation
-    # pairs up: one look at all names and values together finds any.
-    if b"%" in request.body and not _is_utf8("".join([name + value for name, value in pairs])):
+    # pairs up: one look at all names and values together finds any. (`_PERCENT` is an int:
+    # `bytes in bytes` first tries its needle as an int, raising and clearing a TypeError.)
+    if _PERCENT in request.body and not _is_utf8("".join([name + value for name, value in pairs])):
         raise ambiguous("a form body with an escape that is not UTF-8")
     oauth = request.oauth
     if any(name in oauth and name != "realm" for name, _ in pairs):
