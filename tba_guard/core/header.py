@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import unquote
 
@@ -150,6 +151,64 @@ def _names_from_glue(pieces: list[str]) -> list[str]:
     return glue.split("=")[:-1]
 
 
+def _parameters_as_clients_write(rest: str) -> dict[str, str] | None:
+    """The decoded parameters of a list in the form clients write (`_names_as_clients_write`),
+    with no name twice, no escaped name and only escapes of printable ASCII in the values (a
+    base64 signature's); else None, for `_parameters_by_grammar` to decide."""
+    pieces = rest.split('"')
+    names = _names_as_clients_write(rest, pieces)
+    if names is None:
+        return None
+    parameters = dict(zip(names, pieces[1::2], strict=True))
+    if len(parameters) < len(names):
+        return None
+    if "%" in rest:
+        if "%" in "".join(names):
+            return None
+        for name, raw_value in parameters.items():  # usually just the signature
+            if "%" in raw_value:
+                decoded = decode_printable_escapes(raw_value)
+                if decoded is None:
+                    return None
+                parameters[name] = decoded
+    return parameters
+
+
+# The compiled build answers the same question in C, for every ASCII list `_LIST` accepts.
+_parameters_quickly: Callable[[str], dict[str, str] | None]
+try:
+    from ._speedups import header_parameters as _parameters_quickly
+except ImportError:  # the pure-Python build
+    _parameters_quickly = _parameters_as_clients_write
+
+
+def _parameters_by_grammar(rest: str, max_parameters: int) -> dict[str, str]:
+    """The decoded parameters of any list `_LIST` accepts; every refusal of a list is here."""
+    if not _LIST.fullmatch(rest):
+        raise rejected(HEADER_NAME, reason='not a comma-separated list of name="value"')
+    # Values hold no quote, so splitting at the quotes puts the values at odd positions, each
+    # after its `, name=` glue.
+    pieces = rest.split('"')
+    names = _names_from_glue(pieces)
+    values = pieces[1::2]
+    if len(values) > max_parameters:
+        raise rejected(HEADER_NAME, reason=f"more than {max_parameters} parameters")
+    parameters = dict(zip(names, values, strict=True))
+    if len(parameters) < len(names):
+        twice = next(name for name, count in Counter(names).items() if count > 1)
+        raise rejected(twice, reason=f"{twice} given twice in the header")
+    if "%" in rest:
+        if "%" in "".join(names):
+            return _decoded(parameters)  # escaped names: rare, and may collide once decoded
+        for name, raw_value in parameters.items():
+            if "%" in raw_value:
+                try:
+                    parameters[name] = percent_decode(raw_value)
+                except ValueError as exc:
+                    raise rejected(name, reason=f"{name}: {exc}") from None
+    return parameters
+
+
 def parse_authorization(
     value: str,
     *,
@@ -165,30 +224,7 @@ def parse_authorization(
         scheme, rest = _SCHEME.match(value).groups()  # type: ignore[union-attr]  # always matches
         if scheme.lower() != "oauth":
             raise rejected(HEADER_NAME, reason="the Authorization scheme is not OAuth")
-    # Values hold no quote, so splitting at the quotes puts the values at odd positions, each
-    # after its `, name=` glue.
-    pieces = rest.split('"')
-    names = _names_as_clients_write(rest, pieces)
-    if names is None:
-        if not _LIST.fullmatch(rest):
-            raise rejected(HEADER_NAME, reason='not a comma-separated list of name="value"')
-        names = _names_from_glue(pieces)
-    values = pieces[1::2]
-    if len(values) > max_parameters:
-        raise rejected(HEADER_NAME, reason=f"more than {max_parameters} parameters")
-    parameters: dict[str, str] = {}
-    for index, name in enumerate(names):
-        parameters[name] = values[index]
-    if len(parameters) < len(names):
-        twice = next(name for name, count in Counter(names).items() if count > 1)
-        raise rejected(twice, reason=f"{twice} given twice in the header")
-    if "%" in rest:
-        if "%" in "".join(names):
-            return _decoded(parameters)  # escaped names: rare, and may collide once decoded
-        for name, raw_value in parameters.items():  # usually just the signature
-            if "%" in raw_value:
-                try:
-                    parameters[name] = percent_decode(raw_value)
-                except ValueError as exc:
-                    raise rejected(name, reason=f"{name}: {exc}") from None
+    parameters = _parameters_quickly(rest)
+    if parameters is None or len(parameters) > max_parameters:
+        return _parameters_by_grammar(rest, max_parameters)
     return parameters
