@@ -14,6 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every str is ready from 3.12 on, where PyUnicode_READY is deprecated. */
+#if PY_VERSION_HEX < 0x030C0000
+#define READY(text) PyUnicode_READY(text)
+#else
+#define READY(text) 0
+#endif
+
 enum { NAME_BYTE = 1, VALUE_BYTE = 2, UNRESERVED_BYTE = 4 };
 static unsigned char byte_kinds[256];
 
@@ -126,7 +133,7 @@ static PyObject *header_parameters(PyObject *Py_UNUSED(module), PyObject *arg)
         PyErr_SetString(PyExc_TypeError, "header_parameters() takes a str");
         return NULL;
     }
-    if (PyUnicode_READY(arg) < 0) return NULL;
+    if (READY(arg) < 0) return NULL;
     if (!PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
     const unsigned char *s = PyUnicode_1BYTE_DATA(arg);
     Py_ssize_t n = PyUnicode_GET_LENGTH(arg);
@@ -177,7 +184,7 @@ static int utf8_of(PyObject *text, Utf8 *utf8)
         PyErr_SetString(PyExc_TypeError, "parameter names and values must be str");
         return -1;
     }
-    if (PyUnicode_READY(text) < 0) return -1;
+    if (READY(text) < 0) return -1;
     if (PyUnicode_IS_ASCII(text)) {
         Py_INCREF(text);
         utf8->owner = text;
@@ -244,7 +251,7 @@ static int is_unsigned(PyObject *name)
     /* Header parameters the signature does not cover (RFC 5849 section 3.4.1.3.1); -1 on
      * error. */
     if (!PyUnicode_Check(name)) return 0;
-    if (PyUnicode_READY(name) < 0) return -1;
+    if (READY(name) < 0) return -1;
     if (!PyUnicode_IS_ASCII(name)) return 0;
     Py_ssize_t length = PyUnicode_GET_LENGTH(name);
     const void *data = PyUnicode_1BYTE_DATA(name);
