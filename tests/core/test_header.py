@@ -113,9 +113,11 @@ def test_header_length_is_bounded() -> None:
     assert rejected_names(value, max_length=4096) == ("Authorization",)
 
 
-def test_parameter_count_is_bounded() -> None:
-    value = "OAuth " + ", ".join(f'p{i}="v"' for i in range(40))
+@pytest.mark.parametrize("separator", [", ", ",\t"], ids=["as clients write", "full grammar"])
+def test_parameter_count_is_bounded(separator: str) -> None:
+    value = "OAuth " + separator.join(f'p{i}="v"' for i in range(40))
     assert rejected_names(value, max_parameters=32) == ("Authorization",)
+    assert rejected_names(value, max_parameters=39) == ("Authorization",)
     assert len(parse_authorization(value, max_parameters=40)) == 40
 
 
