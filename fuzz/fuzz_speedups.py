@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Differential fuzzing of the C in `tba_guard/core/_speedups.c` against its Python references.
 
-`fuzz/run` builds the module with AddressSanitizer and UndefinedBehaviorSanitizer into a scratch
-folder, names it in TBA_GUARD_SPEEDUPS and preloads the sanitizers' runtimes: a read or write out
-of bounds, a use after free or undefined behaviour aborts the run, and so does any answer that
-differs from the Python's. (gcc cannot give libFuzzer coverage of C code; the Python references
-are instrumented, which steers the inputs through their branches.)
+The C module is loaded from the file named in TBA_GUARD_SPEEDUPS. `fuzz/run` fuzzes a plain
+build, steered by the instrumented Python references' coverage (gcc gives libFuzzer none of the
+C), then replays every input it kept against a build with AddressSanitizer and
+UndefinedBehaviorSanitizer. An answer that differs from the Python's fails, as does, in the
+replay, an access out of bounds, a use after free or undefined behaviour.
 
-    fuzz/run [SECONDS]   # builds the module and runs this with the other targets
+    fuzz/run [SECONDS]   # builds both and runs this with the other targets (docs/fuzzing.md)
 """
 
 from __future__ import annotations
