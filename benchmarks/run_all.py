@@ -123,10 +123,20 @@ def chart_http(http: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def targets(verify: dict[str, Any], replay: dict[str, Any], http: dict[str, Any]) -> str:
-    """Where each target of issue 5 stands in this run."""
+def targets(
+    verify: dict[str, Any],
+    middleware: dict[str, Any],
+    replay: dict[str, Any],
+    http: dict[str, Any],
+) -> str:
+    """Where each speed and memory target stands in this run."""
     worst_ratio = max(row["tba_guard"]["ratio_to_oauthlib"] for row in verify.values())
+    shapes = [row["tba_guard / oauthlib"] for name, row in middleware.items() if name[0] != "_"]
+    worst_shape = max(ratio["median"] for ratio in shapes)
+    worst_shape_round = max(ratio["worst"] for ratio in shapes)
     kept = http["tba_guard"]["rps_ratio"]
+    rounds = zip(http["bare"]["rounds"], http["tba_guard"]["rounds"], strict=True)
+    worst_kept = min(guarded["rps"] / bare["rps"] for bare, guarded in rounds)
     largest = max(row["tba_guard MemoryReplayStore bytes/entry"] for row in replay.values())
     costs = [row["check median_us"] for row in replay.values()]
 
@@ -139,7 +149,11 @@ def targets(verify: dict[str, Any], replay: dict[str, Any], http: dict[str, Any]
             "|---|---|---|",
             f"| whole verification ≤ 0.1 × oauthlib, every shape | worst {worst_ratio:.2f} ×"
             f" | {verdict(worst_ratio <= 0.1)} |",
-            f"| app keeps ≥ 85 % of bare requests/s | {kept:.0%} | {verdict(kept >= 0.85)} |",
+            "| through the middleware ≤ 0.1 × oauthlib, every shape"
+            f" | worst shape {worst_shape:.3f} × (worst round {worst_shape_round:.3f} ×)"
+            f" | {verdict(worst_shape <= 0.1)} |",
+            f"| app keeps ≥ 85 % of bare requests/s | {kept:.0%} (worst round {worst_kept:.0%})"
+            f" | {verdict(kept >= 0.85)} |",
             f"| ≤ 150 bytes per live replay entry | at most {largest:.0f} bytes"
             f" | {verdict(largest <= 150)} |",
             f"| cost per check does not grow from 10^3 to 10^6 entries"
@@ -196,7 +210,7 @@ rounds' medians, with the worst round after it.
 
 ## Targets
 
-{targets(verify, replay, http)}
+{targets(verify, middleware, replay, http)}
 
 ## Replay store at scale
 
