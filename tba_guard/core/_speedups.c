@@ -21,21 +21,21 @@
 #define READY(text) 0
 #endif
 
-enum { NAME_BYTE = 1, VALUE_BYTE = 2, UNRESERVED_BYTE = 4 };
+enum { UNRESERVED_BYTE = 1, VALUE_BYTE = 2 };
 static unsigned char byte_kinds[256];
 
 static void fill_byte_kinds(void)
 {
-    /* A name: RFC 3986 unreserved (an escaped name is left to Python, which checks that it
-     * does not decode to another). A value: printable ASCII but the quote and the backslash.
-     * Unreserved (RFC 5849 section 3.6): kept as it is in the base string. */
+    /* Unreserved (RFC 5849 section 3.6): kept as it is in the base string, and all a name the
+     * header function takes may hold (an escaped name is left to Python, which checks that it
+     * does not decode to another). A value: printable ASCII but the quote and the backslash. */
     static const char unreserved[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
     for (int byte = 0x20; byte < 0x7F; byte++) {
         if (byte != '"' && byte != '\\') byte_kinds[byte] |= VALUE_BYTE;
     }
     for (const char *p = unreserved; *p; p++) {
-        byte_kinds[(unsigned char)*p] |= NAME_BYTE | UNRESERVED_BYTE;
+        byte_kinds[(unsigned char)*p] |= UNRESERVED_BYTE;
     }
 }
 
@@ -141,9 +141,9 @@ static PyObject *header_parameters(PyObject *Py_UNUSED(module), PyObject *arg)
     if (parameters == NULL) return NULL;
     Py_ssize_t i = after_blanks(s, n, 0);
     while (i < n) {
-        if (byte_kinds[s[i]] & NAME_BYTE) {
+        if (byte_kinds[s[i]] & UNRESERVED_BYTE) {
             Py_ssize_t name = i;
-            while (i < n && (byte_kinds[s[i]] & NAME_BYTE)) i++;
+            while (i < n && (byte_kinds[s[i]] & UNRESERVED_BYTE)) i++;
             Py_ssize_t name_length = i - name;
             i = after_blanks(s, n, i);
             if (i == n || s[i] != '=') goto undecided;
@@ -248,8 +248,8 @@ static int compare_pairs(const void *x, const void *y)
 
 static int is_unsigned(PyObject *name)
 {
-    /* Header parameters the signature does not cover (RFC 5849 section 3.4.1.3.1); -1 on
-     * error. */
+    /* Header parameters the signature does not cover (RFC 5849 section 3.4.1.3.1), as
+     * signature.py's `_UNSIGNED`; -1 on error. */
     if (!PyUnicode_Check(name)) return 0;
     if (READY(name) < 0) return -1;
     if (!PyUnicode_IS_ASCII(name)) return 0;

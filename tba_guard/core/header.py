@@ -174,7 +174,7 @@ def _parameters_as_clients_write(rest: str) -> dict[str, str] | None:
     return parameters
 
 
-# The compiled build answers the same question in C, for every ASCII list `_LIST` accepts.
+# The compiled build answers the same question in C, for any ASCII list (see `_speedups.c`).
 _parameters_quickly: Callable[[str], dict[str, str] | None]
 try:
     from ._speedups import header_parameters as _parameters_quickly
