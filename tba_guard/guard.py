@@ -92,13 +92,17 @@ class Guard:
         """The rest, once `request.body` holds what the signature covers: the form body's
         parameters, step 10, and the replay claim. Does not audit; the caller does."""
         await self.run(verification, body=True)
-        token = verification.token
-        assert verification.integration is not None
+        return self.identity(verification)
+
+    def identity(self, verification: Verification) -> Identity:
+        """Who a verified request for a protected resource speaks for."""
+        token, integration = verification.token, verification.integration
+        assert integration is not None
         assert token is not None
         return Identity(
-            consumer_key=verification.integration.consumer_key,
+            consumer_key=integration.consumer_key,
             token_id=token.token_id,
-            realm=self.settings.realm or realm_sent(request.oauth),
+            realm=self.settings.realm or realm_sent(verification.request.oauth),
             entity=token.entity,
             role=token.role,
         )

@@ -16,6 +16,7 @@ import inspect
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from mypy_extensions import mypyc_attr
@@ -189,22 +190,26 @@ class TBAGuardMiddleware:
             return
         request: OAuthRequest | None = None
         held = 0
+        guard = self.guard
         try:
             request = self.request_from_scope(scope)
-            checked = await self.guard.check_before_body(request)
+            # Guard.check_before_body and check_body_and_signature, one coroutine each less.
+            checked = guard.start(request)
+            await guard.run(checked, body=False)
             if scope["type"] == "http" and wants_body(request):
                 body = await self.read_body(receive)
                 held = len(body)
                 request.body = body
                 receive = _replay(body, receive)
-            identity = await self.guard.check_body_and_signature(request, checked)
+            await guard.run(checked, body=True)
+            identity = guard.identity(checked)
         except ClientDisconnected:
             return
         except TBAError as error:
             BUFFERS.give_back(held)
             await self.refuse(scope, receive, send, error, request)
             return
-        self.guard.audit(request, None)
+        guard.audit(request, None)
         scope["tba"] = identity
         scope["auth"] = AuthCredentials(["authenticated"])
         scope["user"] = TBAUser(identity)
@@ -236,9 +241,8 @@ class TBAGuardMiddleware:
     ) -> OAuthRequest:
         """Record the rejection; return the request it was recorded for."""
         if request is None:  # refused before it could be built: audit what the scope says
-            request = OAuthRequest(
-                _method(scope), "", path=scope["path"], client=_client_host(scope)
-            )
+            read = _as_dict(scope)
+            request = OAuthRequest(_method(read), "", path=read["path"], client=_client_host(read))
         self.guard.audit(request, error)
         return request
 
@@ -297,11 +301,12 @@ class TBAGuardMiddleware:
         """The request as the client signed it. Raises `TBAError` for ambiguous headers and
         for a host outside `allowed_hosts`. Forwarded values are believed only from a trusted
         proxy, and then handed to the application too (scheme and client), as uvicorn does."""
-        fields = HeaderFields(scope["headers"])
+        read = _as_dict(scope)
+        fields = HeaderFields(read["headers"])
         is_form = check_content_type(fields.content_type)
-        scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
+        scheme = read.get("scheme") or ("ws" if read["type"] == "websocket" else "http")
         host = fields.host
-        client = _client_host(scope)
+        client = _client_host(read)
         if self.proxies and self.proxies.trusts(client):
             if fields.forwarded_proto is not None:
                 proto = fields.forwarded_proto.split(",")[0].strip().lower()
@@ -312,29 +317,29 @@ class TBAGuardMiddleware:
             if fields.forwarded_for is not None:
                 forwarded = self.proxies.client_from(fields.forwarded_for)
                 if forwarded is not None:
-                    port = scope["client"][1] if scope.get("client") else 0
+                    port = read["client"][1] if read.get("client") else 0
                     scope["client"] = (forwarded, port)
                     client = forwarded
         if not self.any_host:
             self.check_host(host)
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope["path"]
+        raw_path = read.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else read["path"]
         if self.public is not None:
             scheme, host, prefix = self.public
             path = prefix + path
         elif host is None:
-            server = scope.get("server") or ("localhost", None)
+            server = read.get("server") or ("localhost", None)
             host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
         authorizations = fields.authorizations
         return OAuthRequest(
-            method=_method(scope),
+            method=_method(read),
             uri=base_string_uri(scheme, host, path),
-            query=scope.get("query_string", b"").decode("latin-1"),
+            query=read.get("query_string", b"").decode("latin-1"),
             authorization=authorizations[0] if authorizations else None,
             authorization_count=len(authorizations),
             is_form=is_form,
             secure=scheme in ("https", "wss"),
-            path=scope["path"],
+            path=read["path"],
             client=client,
         )
 
@@ -457,11 +462,16 @@ def _refuse_overridden(
         raise TypeError(f"guard= already carries: {', '.join(given)}; pass them to Guard instead")
 
 
-def _method(scope: Scope) -> str:
+def _as_dict(scope: Scope) -> dict[str, Any]:
+    """The scope to read from: servers hand a plain dict, which compiled code reads natively."""
+    return scope if isinstance(scope, dict) else dict(scope)
+
+
+def _method(scope: dict[str, Any]) -> str:
     return "GET" if scope["type"] == "websocket" else str(scope["method"])
 
 
-def _client_host(scope: Scope) -> str:
+def _client_host(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return str(client[0]) if client else ""
 

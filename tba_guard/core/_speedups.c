@@ -39,6 +39,28 @@ static void fill_byte_kinds(void)
     }
 }
 
+/* The protocol's parameter names, interned once: the header's dict then shares its keys with
+ * the compiled code's literals, so no key is allocated or hashed and every lookup of one is a
+ * pointer comparison. */
+static const char *const known_names[] = {
+    "realm", "oauth_consumer_key", "oauth_token", "oauth_signature_method", "oauth_signature",
+    "oauth_timestamp", "oauth_nonce", "oauth_version", "oauth_body_hash", "oauth_callback",
+    "oauth_verifier",
+};
+#define KNOWN_NAMES (sizeof known_names / sizeof known_names[0])
+static PyObject *interned_names[KNOWN_NAMES];
+
+static int intern_known_names(void)
+{
+    for (size_t i = 0; i < KNOWN_NAMES; i++) {
+        if (interned_names[i] == NULL) {
+            interned_names[i] = PyUnicode_InternFromString(known_names[i]);
+            if (interned_names[i] == NULL) return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *ascii_text(const unsigned char *bytes, Py_ssize_t length)
 {
     PyObject *text = PyUnicode_New(length, 127);
@@ -105,7 +127,15 @@ static int add_parameter(PyObject *parameters, const unsigned char *name, Py_ssi
         escapes = printable_escapes(value, value_length);
         if (escapes < 0) return 0;
     }
-    PyObject *key = ascii_text(name, name_length);
+    PyObject *key = NULL;
+    for (size_t i = 0; i < KNOWN_NAMES; i++) {
+        if (PyUnicode_GET_LENGTH(interned_names[i]) == name_length
+            && memcmp(PyUnicode_1BYTE_DATA(interned_names[i]), name, (size_t)name_length) == 0) {
+            key = Py_NewRef(interned_names[i]);
+            break;
+        }
+    }
+    if (key == NULL) key = ascii_text(name, name_length);
     if (key == NULL) return -1;
     PyObject *text = escapes ? decoded_text(value, value_length, escapes)
                              : ascii_text(value, value_length);
@@ -421,5 +451,6 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     fill_byte_kinds();
+    if (intern_known_names() < 0) return NULL;
     return PyModuleDef_Init(&speedups_module);
 }

@@ -71,10 +71,9 @@ def check_required_parameters(request: OAuthRequest, step: Step = Step.RESOURCE)
         # No credentials at all: a 401 challenge, as HTTP authentication expects.
         raise missing(*required, reason="no Authorization header", status=401)
     oauth = request.oauth
-    if request.params:
+    if any(name in oauth and name != "realm" for name, _ in request.params):
         twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
-        if twice:
-            raise rejected(*twice, reason="given in the header and in the query")
+        raise rejected(*twice, reason="given in the header and in the query")
     if all([oauth.get(name) for name in required]):
         return  # the common case: everything present and non-empty
     empty = tuple(name for name in required if oauth.get(name) == "" and name not in MAY_BE_EMPTY)

@@ -10,7 +10,7 @@ and only a request whose signature verified may write to the replay store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from .checks import (
@@ -113,7 +113,7 @@ class Verification:
         self.request_token: RequestToken | None = None
         self.token_secret: str | None = None  # step 9 finds it; none exists at step one
         self.callback = ""
-        self.well_formed = False  # checks 1 to 7 passed: credentials come next
+        self.well_formed = False  # checks 1 to 7 passed: credentials are looked up
         self.looked_up_token = False
         self.looked_up_user = False
         self.signed = False
@@ -122,7 +122,7 @@ class Verification:
 
 class Check:
     """One entry of the sequence: its number and name in the documented order, the steps it
-    belongs to, and the function that runs it (a coroutine function when `is_async`)."""
+    belongs to, and the function that runs it (returning an awaitable when `is_async`)."""
 
     __slots__ = ("is_async", "name", "needs", "number", "run", "steps", "writes")
 
@@ -186,14 +186,14 @@ def nonce_length(v: Verification) -> None:
     check_nonce_length(v.request.oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
 
 
-async def nonce_unused(v: Verification) -> None:
+def nonce_unused(v: Verification) -> Awaitable[None]:
     assert v.timestamp is not None
     v.key = key = replay_key(v.request.oauth, v.timestamp)
-    await check_nonce_unused(v.replay_store, key)
-    v.well_formed = True
+    return check_nonce_unused(v.replay_store, key)  # the check's own coroutine: one layer less
 
 
 async def integration_known(v: Verification) -> None:
+    v.well_formed = True  # checks 1 to 7 passed: credentials are looked up from here on
     v.integration = await check_integration_known(
         v.credentials, v.request.oauth, realm=v.settings.realm, step=v.step
     )
@@ -291,9 +291,9 @@ async def verifier_matches(v: Verification) -> None:
         raise
 
 
-async def nonce_claimed(v: Verification) -> None:
+def nonce_claimed(v: Verification) -> Awaitable[None]:
     assert v.key is not None
-    await claim_nonce(v.replay_store, v.key, v.replay_ttl)
+    return claim_nonce(v.replay_store, v.key, v.replay_ttl)
 
 
 # --- the declaration ----------------------------------------------------------------------------

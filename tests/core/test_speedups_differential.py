@@ -11,6 +11,7 @@ never pays for both.
 from __future__ import annotations
 
 import importlib
+import sys
 from urllib.parse import quote
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from oauthlib.oauth1.rfc5849.signature import normalize_parameters
 
 from tba_guard.core import header, signature
+from tba_guard.core.checks import REQUIRED_PARAMETERS
 from tba_guard.core.errors import TBAError
 
 try:
@@ -92,6 +94,23 @@ def test_the_compiled_build_parses_headers_and_base_strings_in_c() -> None:
     assert SPEEDUPS is not None
     assert header._parameters_quickly is SPEEDUPS.header_parameters
     assert signature._normalized_quickly is SPEEDUPS.normalized_for_base_string
+
+
+@only_with_speedups
+def test_the_c_header_parser_hands_back_the_protocols_names_interned() -> None:
+    """The dict shares its keys with the compiled code's literals: lookups compare pointers."""
+    assert SPEEDUPS is not None
+    names = [
+        *REQUIRED_PARAMETERS,
+        *("realm", "oauth_token", "oauth_version", "oauth_body_hash"),
+        *("oauth_callback", "oauth_verifier"),
+    ]
+    parsed = SPEEDUPS.header_parameters(", ".join(f'{name}="1"' for name in names))
+    assert parsed is not None
+    assert list(parsed) == names
+    assert all(key is sys.intern(name) for key, name in zip(parsed, names, strict=True))
+    other = SPEEDUPS.header_parameters('oauth_tokens="1", xoauth_token="2"')
+    assert other == {"oauth_tokens": "1", "xoauth_token": "2"}  # near names stay themselves
 
 
 @only_with_speedups
