@@ -291,7 +291,7 @@ class TBAGuardMiddleware:
         normalise into another one (dot segments, encoded slashes) is never exempt."""
         path: str = scope["path"]
         if not (
-            path in self.exempt_exact
+            (bool(self.exempt_exact) and path in self.exempt_exact)
             or (bool(self.exempt_prefixes) and path.startswith(self.exempt_prefixes))
         ):
             return False
@@ -322,7 +322,7 @@ class TBAGuardMiddleware:
                     client = forwarded
         if not self.any_host:
             self.check_host(host)
-        raw_path = read.get("raw_path")
+        raw_path: bytes | None = read.get("raw_path")  # typed: a native latin-1 decode
         path = raw_path.decode("latin-1") if raw_path else read["path"]
         if self.public is not None:
             scheme, host, prefix = self.public
@@ -331,10 +331,11 @@ class TBAGuardMiddleware:
             server = read.get("server") or ("localhost", None)
             host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
         authorizations = fields.authorizations
+        query: bytes = read.get("query_string", b"")
         return OAuthRequest(
             method=_method(read),
             uri=base_string_uri(scheme, host, path),
-            query=read.get("query_string", b"").decode("latin-1"),
+            query=query.decode("latin-1"),
             authorization=authorizations[0] if authorizations else None,
             authorization_count=len(authorizations),
             is_form=is_form,

@@ -234,6 +234,63 @@ async def test_a_websocket_forwarded_as_plain_http_is_a_ws_url() -> None:
     assert app.scopes[0]["scheme"] == "ws"
 
 
+async def test_the_first_of_several_forwarded_schemes_is_believed() -> None:
+    settings = make_settings(trusted_proxies=["10.0.0.0/8"])
+    app = App()
+    signed = oauth_header("GET", f"http://{HOST}/app/restlet.nl")
+    headers = [(b"x-forwarded-proto", b"http, https"), (b"authorization", signed.encode())]
+    sent = await run(guarded(settings, app), scope_of(headers, client=("10.1.2.3", 1)), messages())
+    assert sent[0]["status"] == 299
+    assert app.scopes[0]["scheme"] == "http"
+
+
+async def test_a_forwarded_client_without_a_peer_in_the_scope_gets_port_zero() -> None:
+    settings = make_settings(trusted_proxies=["*"])
+    app = App()
+    headers = [
+        (b"x-forwarded-for", b"198.51.100.7"),
+        (b"authorization", oauth_header("GET", URL).encode()),
+    ]
+    scope = scope_of(headers)
+    del scope["client"]
+    sent = await run(guarded(settings, app), scope, messages())
+    assert sent[0]["status"] == 299
+    assert app.scopes[0]["client"] == ("198.51.100.7", 0)
+
+
+# --- the keys a server may leave out ----------------------------------------------------------
+
+
+def bare_scope(kind: str, path: str, authorization: str) -> dict[str, Any]:
+    """Only what ASGI requires: no scheme, raw_path, query_string, client, server or Host."""
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0"},
+        "method": "GET",
+        "path": path,
+        "headers": [(b"authorization", authorization.encode())],
+    }
+
+
+async def test_a_request_whose_scope_leaves_out_the_optional_keys_is_signed_for_their_defaults() -> (
+    None
+):
+    app = App()
+    signed = oauth_header("GET", "http://localhost/app/restlet.nl")
+    scope = bare_scope("http", "/app/restlet.nl", signed)
+    sent = await run(guarded(make_settings(), app), scope, messages())
+    assert sent[0]["status"] == 299
+    assert app.scopes[0]["tba"].token_id
+
+
+async def test_a_websocket_whose_scope_leaves_out_the_scheme_is_a_ws_url() -> None:
+    app = App()
+    signed = oauth_header("GET", "http://localhost/ws")  # ws signs as http
+    scope = bare_scope("websocket", "/ws", signed)
+    sent = await run(guarded(make_settings(), app), scope, messages({"type": "websocket.connect"}))
+    assert app.calls == 1, sent
+
+
 # --- exempt paths ---------------------------------------------------------------------------
 
 

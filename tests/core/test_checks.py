@@ -162,6 +162,7 @@ def test_required_parameters_without_a_header_is_a_401_naming_every_parameter() 
         "oauth_signature",
         "oauth_token",
     )
+    assert error.reason == "no Authorization header"
 
 
 def test_required_parameters_absent_token_is_named() -> None:
@@ -184,6 +185,7 @@ def test_required_parameters_empty_nonce_is_rejected_not_absent() -> None:
         "parameter_rejected",
     )
     assert error.parameters_rejected == ("oauth_nonce",)
+    assert error.reason == "empty"
 
 
 def test_required_parameters_a_protocol_parameter_also_in_the_query_is_rejected() -> None:
@@ -196,6 +198,23 @@ def test_required_parameters_a_protocol_parameter_also_in_the_query_is_rejected(
         "parameter_rejected",
     )
     assert error.parameters_rejected == ("oauth_nonce",)
+    assert error.reason == "given in the header and in the query"
+
+
+def test_required_parameters_a_realm_in_the_query_too_is_no_duplicate() -> None:
+    """The realm is not signed, so a realm repeated in the query duplicates nothing."""
+    url = f"{URL}&realm=123456"
+    check_required_parameters(parsed(url=url, authorization=oauth_header("GET", url)))
+    twice = f"{url}&oauth_nonce=again"
+    error = rejects(
+        lambda: check_required_parameters(
+            parsed(url=twice, authorization=oauth_header("GET", twice))
+        ),
+        ErrorCode.MISSING_REQUIRED_PARAMETER,
+        400,
+        "parameter_rejected",
+    )
+    assert error.parameters_rejected == ("oauth_nonce",)  # the realm is not among them
 
 
 def test_required_parameters_of_the_request_token_step_want_a_callback_not_a_token() -> None:
