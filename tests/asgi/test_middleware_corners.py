@@ -272,9 +272,7 @@ def bare_scope(kind: str, path: str, authorization: str) -> dict[str, Any]:
     }
 
 
-async def test_a_request_whose_scope_leaves_out_the_optional_keys_is_signed_for_their_defaults() -> (
-    None
-):
+async def test_a_scope_without_the_optional_keys_is_signed_for_their_defaults() -> None:
     app = App()
     signed = oauth_header("GET", "http://localhost/app/restlet.nl")
     scope = bare_scope("http", "/app/restlet.nl", signed)
