@@ -19,7 +19,7 @@ from .core.errors import OPERATIONAL_CODES, TBAError
 from .core.protocols import CredentialStore, ReplayStore, TokenStore, UserLookup
 from .core.records import Identity
 from .core.request import OAuthRequest, request_from_url
-from .core.sequence import AFTER_BODY, BEFORE_BODY, Verification
+from .core.sequence import AFTER_BODY, BEFORE_BODY, Limits, Verification
 from .core.settings import GuardSettings
 from .core.signature import signature_matches
 from .stores import credential_store_for, replay_store_for
@@ -51,11 +51,19 @@ class Guard:
         self.audit_hooks = tuple(audit_hooks)
         # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
         self._dummy_secret = secrets.token_urlsafe(32)
+        self._limits = Limits(settings)
 
     @property
     def replay_ttl(self) -> int:
         """Long enough that a key outlives every moment its timestamp could still pass."""
-        return 2 * self.settings.timestamp_tolerance
+        return 2 * self.limits.timestamp_tolerance
+
+    @property
+    def limits(self) -> Limits:
+        """The settings the checks read, copied again whenever `settings` is replaced."""
+        if self._limits.settings is not self.settings:
+            self._limits = Limits(self.settings)
+        return self._limits
 
     def start(
         self,
@@ -67,16 +75,18 @@ class Guard:
     ) -> Verification:
         """A request's state for the sequence, against this guard's settings and stores (and,
         for the flow's steps, its token store and user directory)."""
+        limits = self.limits
         return Verification(
             request,
             step,
-            self.settings,
+            limits.settings,
             now=self.clock(),
             credentials=self.credentials,
             replay_store=self.replay_store,
-            replay_ttl=self.replay_ttl,
+            replay_ttl=2 * limits.timestamp_tolerance,  # `replay_ttl`, from the same copy
             tokens=tokens,
             user_lookup=user_lookup,
+            limits=limits,
         )
 
     async def check_before_body(self, request: OAuthRequest) -> Verification:

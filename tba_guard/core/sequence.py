@@ -52,6 +52,34 @@ REQUEST_TOKEN: Final = frozenset({Step.REQUEST_TOKEN})
 ACCESS_TOKEN: Final = frozenset({Step.ACCESS_TOKEN})
 
 
+class Limits:
+    """The settings the checks read, copied into a compiled object once per settings object:
+    each field of the frozen settings costs a generic attribute lookup per read."""
+
+    __slots__ = (
+        "feature_enabled",
+        "max_header_length",
+        "max_header_parameters",
+        "nonce_max_length",
+        "nonce_min_length",
+        "realm",
+        "settings",
+        "signature_methods",
+        "timestamp_tolerance",
+    )
+
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings  # what they were copied from, to tell when it is replaced
+        self.feature_enabled = settings.feature_enabled
+        self.max_header_length = settings.max_header_length
+        self.max_header_parameters = settings.max_header_parameters
+        self.signature_methods = settings.signature_methods
+        self.timestamp_tolerance = settings.timestamp_tolerance
+        self.nonce_min_length = settings.nonce_min_length
+        self.nonce_max_length = settings.nonce_max_length
+        self.realm = settings.realm
+
+
 class Verification:
     """One request on its way through the sequence: the request, the stores it is checked
     against, and what each passed check established for the checks after it.
@@ -65,6 +93,7 @@ class Verification:
         "credentials",
         "integration",
         "key",
+        "limits",
         "looked_up_token",
         "looked_up_user",
         "now",
@@ -96,10 +125,12 @@ class Verification:
         replay_ttl: int,
         tokens: TokenStore | None = None,
         user_lookup: UserLookup | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.request = request
         self.step = step
         self.settings = settings
+        self.limits = Limits(settings) if limits is None else limits
         self.now = now
         self.credentials = credentials
         self.replay_store = replay_store
@@ -153,11 +184,11 @@ class Check:
 
 
 def feature_enabled(v: Verification) -> None:
-    check_feature_enabled(v.settings.feature_enabled)
+    check_feature_enabled(v.limits.feature_enabled)
 
 
 def parameters_present(v: Verification) -> None:
-    s = v.settings
+    s = v.limits
     parse_parameters(
         v.request,
         max_header_length=s.max_header_length,
@@ -172,17 +203,17 @@ def version_supported(v: Verification) -> None:
 
 def signature_method_accepted(v: Verification) -> None:
     request = v.request
-    check_signature_method(request.oauth, v.settings.signature_methods, secure=request.secure)
+    check_signature_method(request.oauth, v.limits.signature_methods, secure=request.secure)
 
 
 def timestamp_in_window(v: Verification) -> None:
     v.timestamp = check_timestamp(
-        v.request.oauth, now=v.now, tolerance=v.settings.timestamp_tolerance
+        v.request.oauth, now=v.now, tolerance=v.limits.timestamp_tolerance
     )
 
 
 def nonce_length(v: Verification) -> None:
-    s = v.settings
+    s = v.limits
     check_nonce_length(v.request.oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
 
 
@@ -195,7 +226,7 @@ def nonce_unused(v: Verification) -> Awaitable[None]:
 async def integration_known(v: Verification) -> None:
     v.well_formed = True  # checks 1 to 7 passed: credentials are looked up from here on
     v.integration = await check_integration_known(
-        v.credentials, v.request.oauth, realm=v.settings.realm, step=v.step
+        v.credentials, v.request.oauth, realm=v.limits.realm, step=v.step
     )
 
 
@@ -216,7 +247,7 @@ async def token_usable(v: Verification) -> None:
     v.token = await look_up_token(v.credentials, oauth["oauth_token"])
     if v.token is not None:  # known to explain even when the token is unusable
         v.token_secret = v.token.token_secret
-    check_token_usable(v.token, oauth, v.integration, realm=v.settings.realm, now=v.now)
+    check_token_usable(v.token, oauth, v.integration, realm=v.limits.realm, now=v.now)
 
 
 def no_token_yet(v: Verification) -> None:
@@ -241,7 +272,7 @@ async def request_token_usable(v: Verification) -> None:
             raise token_store_unavailable(exc) from exc
     if found is not None:
         v.request_token, v.token_secret = found, found.token_secret
-    check_request_token(found, oauth, v.integration, realm=v.settings.realm, now=v.now)
+    check_request_token(found, oauth, v.integration, realm=v.limits.realm, now=v.now)
 
 
 async def consenting_user_active(v: Verification) -> None:

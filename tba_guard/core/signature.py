@@ -209,11 +209,23 @@ _IPAD: Final = bytes(byte ^ 0x36 for byte in range(256))
 _OPAD: Final = bytes(byte ^ 0x5C for byte in range(256))
 
 
-@lru_cache(maxsize=1024)
-def _keyed_hashes(key: str, digest: str) -> tuple[Hash, Hash]:
-    """HMAC's inner and outer hashes with the key already absorbed (RFC 2104).
+class _KeyedHashes:
+    """HMAC's inner and outer hashes with the key already absorbed (RFC 2104), and their
+    type's methods, looked up once: per request only the states are copied."""
 
-    Why not `hmac.digest`: with OpenSSL 3 each call looks the digest up by name and keys it
+    __slots__ = ("copy", "digest", "inner", "outer", "update")
+
+    def __init__(self, inner: Hash, outer: Hash) -> None:
+        self.inner, self.outer = inner, outer
+        kind = type(inner)
+        self.copy: Callable[[Hash], Hash] = kind.copy
+        self.update: Callable[[Hash, bytes], None] = kind.update
+        self.digest: Callable[[Hash], bytes] = kind.digest
+
+
+@lru_cache(maxsize=1024)
+def _keyed_hashes(key: str, digest: str) -> _KeyedHashes:
+    """Why not `hmac.digest`: with OpenSSL 3 each call looks the digest up by name and keys it
     again, which costs as much as hashing the base string; a service has few keys, so each
     key's two padded blocks are hashed once and the states copied per request.
     `tests/core/test_signature_differential.py` holds this equal to `hmac.digest`.
@@ -226,17 +238,18 @@ def _keyed_hashes(key: str, digest: str) -> tuple[Hash, Hash]:
     secret = secret.ljust(block, b"\x00")
     inner.update(secret.translate(_IPAD))
     outer.update(secret.translate(_OPAD))
-    return inner, outer
+    return _KeyedHashes(inner, outer)
 
 
 def hmac_digest(key: str, message: bytes, digest: str) -> bytes:
     """`hmac.digest(key.encode(), message, digest)`, from the cached keyed states."""
-    inner, outer = _keyed_hashes(key, digest)
-    inner = inner.copy()
-    inner.update(message)
-    outer = outer.copy()
-    outer.update(inner.digest())
-    return outer.digest()
+    keyed = _keyed_hashes(key, digest)
+    copy, update, finish = keyed.copy, keyed.update, keyed.digest
+    inner = copy(keyed.inner)
+    update(inner, message)
+    outer = copy(keyed.outer)
+    update(outer, finish(inner))
+    return finish(outer)
 
 
 def _signature_bytes(signature_method: str, base: str, key: str) -> bytes:

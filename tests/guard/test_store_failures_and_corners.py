@@ -5,9 +5,11 @@ tombstones of request tokens, and flow-issued tokens checked against the user di
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from tba_guard import Guard, GuardSettings, ReplayKey, User
+from tba_guard import ErrorCode, Guard, GuardSettings, ReplayKey, TBAError, User
 from tba_guard.core.checks import Step
 from tba_guard.core.records import RequestToken, Token
 from tba_guard.core.request import parse_parameters, request_from_url
@@ -55,6 +57,22 @@ async def test_a_failing_token_lookup_is_503_and_the_app_never_runs() -> None:
     assert outcome.error["code"] == "CredentialStoreUnavailable"
     assert outcome.header(b"retry-after")
     assert outcome.app_calls == 0
+
+
+async def test_a_guard_whose_settings_are_replaced_checks_against_the_new_ones() -> None:
+    settings = make_settings()
+    guard = Guard(settings, clock=Clock())
+    url = BASE_URL + "/app"
+    accepted = await guard.verify(
+        request_from_url("GET", url, {"Authorization": oauth_header("GET", url)})
+    )
+    assert accepted.token_id
+    guard.settings = dataclasses.replace(settings, timestamp_tolerance=1, feature_enabled=False)
+    assert guard.replay_ttl == 2
+    stale = request_from_url("GET", url, {"Authorization": oauth_header("GET", url)})
+    with pytest.raises(TBAError) as refused:
+        await guard.verify(stale)
+    assert refused.value.code is ErrorCode.FEATURE_DISABLED
 
 
 def test_the_signature_covers_the_header_and_query_parameters_but_realm_and_itself() -> None:
