@@ -101,7 +101,6 @@ class Verification:
         "replay_ttl",
         "request",
         "request_token",
-        "settings",
         "signed",
         "step",
         "timestamp",
@@ -129,8 +128,7 @@ class Verification:
     ) -> None:
         self.request = request
         self.step = step
-        self.settings = settings
-        self.limits = Limits(settings) if limits is None else limits
+        self.limits = Limits(settings) if limits is None else limits  # settings, if none given
         self.now = now
         self.credentials = credentials
         self.replay_store = replay_store
