@@ -55,8 +55,8 @@ class Guard:
 
     @property
     def replay_ttl(self) -> int:
-        """Long enough that a key outlives every moment its timestamp could still pass."""
-        return 2 * self.limits.timestamp_tolerance
+        """How long a replay key is kept: `Limits.replay_ttl`."""
+        return self.limits.replay_ttl
 
     @property
     def limits(self) -> Limits:
@@ -83,7 +83,7 @@ class Guard:
             now=self.clock(),
             credentials=self.credentials,
             replay_store=self.replay_store,
-            replay_ttl=2 * limits.timestamp_tolerance,  # `replay_ttl`, from the same copy
+            replay_ttl=limits.replay_ttl,
             tokens=tokens,
             user_lookup=user_lookup,
             limits=limits,
@@ -112,7 +112,7 @@ class Guard:
         return Identity(
             consumer_key=integration.consumer_key,
             token_id=token.token_id,
-            realm=self.settings.realm or realm_sent(verification.request.oauth),
+            realm=verification.limits.realm or realm_sent(verification.request.oauth),
             entity=token.entity,
             role=token.role,
         )

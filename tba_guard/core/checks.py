@@ -71,8 +71,8 @@ def check_required_parameters(request: OAuthRequest, step: Step = Step.RESOURCE)
         # No credentials at all: a 401 challenge, as HTTP authentication expects.
         raise missing(*required, reason="no Authorization header", status=401)
     oauth = request.oauth
-    if any(name in oauth and name != "realm" for name, _ in request.params):
-        twice = sorted({name for name, _ in request.params if name in oauth and name != "realm"})
+    twice = _also_in_header(request.params, oauth)
+    if twice:
         raise rejected(*twice, reason="given in the header and in the query")
     if all([oauth.get(name) for name in required]):
         return  # the common case: everything present and non-empty
@@ -82,6 +82,13 @@ def check_required_parameters(request: OAuthRequest, step: Step = Step.RESOURCE)
     absent = tuple(name for name in required if name not in oauth)
     if absent:
         raise missing(*absent)
+
+
+def _also_in_header(pairs: list[tuple[str, str]], oauth: Mapping[str, str]) -> list[str]:
+    """The names of `pairs` the header gave already, sorted; the realm may repeat (unsigned)."""
+    if not any(name in oauth and name != "realm" for name, _ in pairs):
+        return []  # the usual case, without building a set
+    return sorted({name for name, _ in pairs if name in oauth and name != "realm"})
 
 
 _PERCENT: Final = ord("%")
@@ -104,9 +111,8 @@ def check_form_body(request: OAuthRequest) -> None:
     # `bytes in bytes` first tries its needle as an int, raising and clearing a TypeError.)
     if _PERCENT in request.body and not _is_utf8("".join([name + value for name, value in pairs])):
         raise ambiguous("a form body with an escape that is not UTF-8")
-    oauth = request.oauth
-    if any(name in oauth and name != "realm" for name, _ in pairs):
-        twice = sorted({name for name, _ in pairs if name in oauth and name != "realm"})
+    twice = _also_in_header(pairs, request.oauth)
+    if twice:
         raise rejected(*twice, reason="given in the header and in the body")
     request.params += pairs
 

@@ -63,6 +63,7 @@ class Limits:
         "nonce_max_length",
         "nonce_min_length",
         "realm",
+        "replay_ttl",
         "settings",
         "signature_methods",
         "timestamp_tolerance",
@@ -78,6 +79,8 @@ class Limits:
         self.nonce_min_length = settings.nonce_min_length
         self.nonce_max_length = settings.nonce_max_length
         self.realm = settings.realm
+        # Long enough that a key outlives every moment its timestamp could still pass.
+        self.replay_ttl = 2 * settings.timestamp_tolerance
 
 
 class Verification:
