@@ -42,6 +42,13 @@ SPEEDUPS = "tba_guard.core._speedups"
 SPEEDUPS_SOURCE = "tba_guard/core/_speedups.c"
 
 
+# The compiled modules share one library and reach each other's functions through a capsule, so
+# nothing in it needs exporting but the modules' init functions. Hidden, its calls between its own
+# functions are direct (and inlinable) rather than through the PLT, and with -fno-plt so are its
+# calls into libpython: fewer instructions and instruction-cache lines a request. ELF only.
+LOCAL_CALLS = ["-fvisibility=hidden", "-fno-plt"] if sys.platform.startswith("linux") else []
+
+
 def c_compiler_found() -> bool:
     compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
     return shutil.which(compiler.split()[0]) is not None
@@ -60,7 +67,10 @@ def compiled_extensions() -> list[object]:
     compiled = mypycify(
         ["--ignore-missing-imports", "--follow-imports=silent", *HOT_PATH], opt_level="3"
     )
-    return [*compiled, Extension(SPEEDUPS, [SPEEDUPS_SOURCE], extra_compile_args=["-O3"])]
+    for extension in compiled:
+        extension.extra_compile_args = [*extension.extra_compile_args, *LOCAL_CALLS]
+    speedups = Extension(SPEEDUPS, [SPEEDUPS_SOURCE], extra_compile_args=["-O3", *LOCAL_CALLS])
+    return [*compiled, speedups]
 
 
 setup(ext_modules=compiled_extensions())

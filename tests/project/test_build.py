@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
+
+import pytest
 
 from tests.support import ROOT
 
@@ -57,3 +61,29 @@ def test_the_setup_script_compiles_exactly_the_hot_path() -> None:
     for module in HOT_PATH:
         assert f'"tba_guard/{module}.py"' in setup
     assert setup.count('.py"') == len(HOT_PATH)
+
+
+def exported_functions(library: str) -> set[str]:
+    listing = subprocess.run(
+        ["nm", "-D", "--defined-only", library], capture_output=True, text=True, check=True
+    ).stdout
+    return {fields[2] for fields in map(str.split, listing.splitlines()) if fields[1] == "T"}
+
+
+@pytest.mark.skipif(
+    build_of("guard") == "pure" or not sys.platform.startswith("linux"),
+    reason="the compiled build's linkage, as setup.py sets it on Linux",
+)
+def test_the_compiled_libraries_export_only_their_init_functions() -> None:
+    """Hidden symbols make the compiled code's calls to itself direct, not through the PLT."""
+    shared = next(
+        module
+        for name, module in sys.modules.items()
+        if name.endswith("__mypyc") and hasattr(module, "init_tba_guard___guard")
+    )
+    speedups = importlib.import_module("tba_guard.core._speedups")
+    for module in (shared, speedups):
+        assert module.__file__ is not None
+        exported = exported_functions(module.__file__)
+        assert exported, module.__file__  # nm read it: an empty set would prove nothing
+        assert all(name.startswith("PyInit_") for name in exported), sorted(exported)[:5]
