@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_http import HELLO, free_port
+from bench_http import HELLO, VARIANTS, free_port
 from competitors import signed_headers
 
 HERE = Path(__file__).resolve().parent
@@ -101,9 +101,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--competitors", action="store_true", help="oauthlib and Authlib too")
     args = parser.parse_args()
-    variants = (
-        ("bare", "tba_guard", "oauthlib", "authlib") if args.competitors else ("bare", "tba_guard")
-    )
+    variants = VARIANTS if args.competitors else VARIANTS[:2]  # bare and tba_guard
     with tempfile.TemporaryDirectory() as folder:
         counts = {
             variant: per_request(variant, args.requests, Path(folder)) for variant in variants

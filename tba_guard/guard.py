@@ -83,7 +83,6 @@ class Guard:
             now=self.clock(),
             credentials=self.credentials,
             replay_store=self.replay_store,
-            replay_ttl=limits.replay_ttl,
             tokens=tokens,
             user_lookup=user_lookup,
             limits=limits,

@@ -101,7 +101,6 @@ class Verification:
         "looked_up_user",
         "now",
         "replay_store",
-        "replay_ttl",
         "request",
         "request_token",
         "signed",
@@ -124,7 +123,6 @@ class Verification:
         now: float,
         credentials: CredentialStore,
         replay_store: ReplayStore,
-        replay_ttl: int,
         tokens: TokenStore | None = None,
         user_lookup: UserLookup | None = None,
         limits: Limits | None = None,
@@ -135,7 +133,6 @@ class Verification:
         self.now = now
         self.credentials = credentials
         self.replay_store = replay_store
-        self.replay_ttl = replay_ttl
         self.tokens = tokens
         self.user_lookup = user_lookup
         self.timestamp: int | None = None
@@ -325,7 +322,7 @@ async def verifier_matches(v: Verification) -> None:
 
 def nonce_claimed(v: Verification) -> Awaitable[None]:
     assert v.key is not None
-    return claim_nonce(v.replay_store, v.key, v.replay_ttl)
+    return claim_nonce(v.replay_store, v.key, v.limits.replay_ttl)
 
 
 # --- the declaration ----------------------------------------------------------------------------

@@ -374,7 +374,6 @@ async def _run_checks(
         now=now,
         credentials=credential_store_for(settings),
         replay_store=MemoryReplayStore(1, clock=lambda: now),
-        replay_ttl=1,
     )
     checks = [check for check in SEQUENCE if step in check.steps]
     for number in dict.fromkeys(check.number for check in SEQUENCE):

@@ -34,7 +34,6 @@ def test_a_fresh_verification_has_none_of_what_checks_need(step: Step) -> None:
         now=NOW,
         credentials=StaticCredentials(),
         replay_store=MemoryReplayStore(),
-        replay_ttl=600,
     )
     needs = {need for check in SEQUENCE for need in check.needs}
     assert needs >= {"request_token", "token", "integration", "key", "token_secret"}
