@@ -1,6 +1,6 @@
 """A Starlette hello-world, bare and behind each guard, as uvicorn factories.
 
-    uvicorn --factory http_apps:bare | tba_guard | oauthlib | authlib
+    uvicorn --factory http_apps:bare | tba_guard | oauthlib | authlib | busy_10us
 
 The oauthlib and Authlib guards are pure ASGI wrappers like tba_guard's, so the difference
 measured is the verification itself. They call the libraries synchronously, as their own
@@ -9,6 +9,7 @@ framework integrations do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,27 @@ def bare() -> Starlette:
 
 def tba_guard() -> ASGIApp:
     return TBAGuardMiddleware(bare(), SETTINGS)
+
+
+#: The control's fixed work per request, in microseconds.
+BUSY_MICROSECONDS = 10
+
+
+def busy_10us() -> ASGIApp:
+    """The control: the bare app behind a middleware that only waits on the clock for a fixed
+    time. It brings almost no code or data of its own, so its share of bare says what that much
+    server time costs in requests per second on this machine, against which a guard's compares."""
+    app = bare()
+    wait_ns = BUSY_MICROSECONDS * 1000
+
+    async def busy(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            until = time.perf_counter_ns() + wait_ns
+            while time.perf_counter_ns() < until:
+                pass
+        await app(scope, receive, send)
+
+    return busy
 
 
 class _SyncGuard:
@@ -83,4 +105,5 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "tba_guard": tba_guard,
     "oauthlib": oauthlib,
     "authlib": authlib,
+    "busy_10us": busy_10us,
 }

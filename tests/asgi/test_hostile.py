@@ -25,6 +25,7 @@ from tba_guard.core.header import parse_authorization
 from tests.support import (
     APP_STATUS,
     BASE_URL,
+    NOW,
     Clock,
     CountingCredentials,
     FailingStore,
@@ -387,4 +388,47 @@ async def test_in_code_mode_an_unknown_key_is_refused_without_the_dummy_work(
         await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
     assert (raised.value.code, raised.value.status) == (ErrorCode.UNKNOWN_INTEGRATION, 401)
     assert credentials.lookups == Counter({"integration": 1})
+    assert signs == []
+
+
+OPAQUE_BEFORE_CREDENTIALS = {
+    "wrong version": ({"version": "2.0"}, "VersionRejected"),
+    "stale timestamp": ({"timestamp": NOW - 3600}, "InvalidTimestamp"),
+    "short nonce": ({"nonce": "n1"}, "NonceRejected"),
+}
+
+
+@pytest.mark.parametrize("case", OPAQUE_BEFORE_CREDENTIALS, ids=list(OPAQUE_BEFORE_CREDENTIALS))
+async def test_in_opaque_mode_a_request_refused_before_the_lookups_costs_none(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checks 1 to 7 read only the request, so their refusals reveal no key or token: the
+    equal work is for credential rejections, and a malformed flood must not reach the store."""
+    overrides, expected = OPAQUE_BEFORE_CREDENTIALS[case]
+    settings = make_settings(error_detail="opaque")
+    credentials = CountingCredentials(settings)
+    guard = Guard(settings, credentials=credentials, clock=Clock())
+    value = oauth_header("GET", f"{BASE_URL}/x", **overrides)
+    signs = count_signatures(monkeypatch)
+    with pytest.raises(TBAError) as raised:
+        await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
+    assert raised.value.code.value == expected
+    assert credentials.lookups == Counter()
+    assert signs == []
+
+
+async def test_in_opaque_mode_a_replayed_nonce_costs_no_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(error_detail="opaque")
+    credentials = CountingCredentials(settings)
+    guard = Guard(settings, credentials=credentials, clock=Clock())
+    value = oauth_header("GET", f"{BASE_URL}/x")
+    await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
+    credentials.lookups.clear()
+    signs = count_signatures(monkeypatch)
+    with pytest.raises(TBAError) as raised:
+        await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
+    assert raised.value.code is ErrorCode.NONCE_USED
+    assert credentials.lookups == Counter()
     assert signs == []
