@@ -179,9 +179,11 @@ class CountingTokenStore(MemoryTokenStore):
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock=clock)
         self.lookups = 0
+        self.asked: list[str] = []
 
     async def request_token(self, token_id: str) -> RequestToken | None:
         self.lookups += 1
+        self.asked.append(token_id)
         return await super().request_token(token_id)
 
 
@@ -191,6 +193,7 @@ def counting_users() -> tuple[Any, Counter[str]]:
 
     async def counting(entity: str) -> User | None:
         counted["user"] += 1
+        counted["not a name"] += not isinstance(entity, str)
         return await lookup(entity)
 
     return counting, counted
@@ -332,12 +335,15 @@ async def test_opaque_step_three_answers_every_credential_failure_alike_with_equ
         answers = {}
         for case, value in headers.items():
             credentials.lookups.clear()
-            tokens.lookups, signs[:] = 0, []
+            tokens.lookups, tokens.asked, signs[:] = 0, [], []
             users.clear()
             response = await fc.http.post(ACCESS_TOKEN_PATH, headers={"Authorization": value})
             answers[case] = wire(response)
             work = (credentials.lookups, tokens.lookups, users["user"], signs)
             assert work == (Counter({"integration": 1}), 1, 1, [32]), case
+            # Real lookups: of the token the request names, and of a name in the directory.
+            assert tokens.asked == [STEP_THREE_FAILURES[case].get("token_id", "rt-allowed")]
+            assert users["not a name"] == 0, case
         first = next(iter(answers.values()))
         assert first[0] == 401
         assert all(answer == first for answer in answers.values()), answers

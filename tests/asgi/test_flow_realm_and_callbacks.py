@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tba_guard.asgi.flow import TBAFlow
+from tba_guard.stores.memory import MemoryTokenStore
 from tests.support import (
     Clock,
     FlowClient,
@@ -87,3 +88,21 @@ async def test_a_callback_over_2048_characters_is_refused_at_step_one(fc: FlowCl
     assert form(await fc.request_token(callback=at_limit))["oauth_token"]
     response = await fc.request_token(callback=at_limit + "a")
     assert_error(response, "InvalidCallback", 400)
+
+
+async def test_a_shared_store_s_request_token_of_another_account_is_refused_without_a_realm(
+    clock: Clock,
+) -> None:
+    """Two deployments, two accounts, one token store: a token consented to on one is not
+    exchanged on the other, even when step three sends no realm to compare."""
+    tokens = MemoryTokenStore(clock=clock)
+    first = TBAFlow(echo_app(), flow_settings(realm=FIRST), tokens=tokens, clock=clock)
+    second = TBAFlow(echo_app(), flow_settings(realm=SECOND), tokens=tokens, clock=clock)
+    async for on_first in client_for(first):
+        token_id, secret, verifier = await consented_under(on_first, FIRST)
+    async for on_second in client_for(second):
+        response = await on_second.access_token(token_id, secret, verifier, realm=None)
+        assert_error(response, "TokenRejected", 401, "token_rejected")
+    async for on_first in client_for(first):  # not used up: its own account still takes it
+        issued = form(await on_first.access_token(token_id, secret, verifier, realm=None))
+        assert issued["oauth_token"]

@@ -49,6 +49,22 @@ async def test_a_token_store_failing_on_the_request_token_lookup_is_503(clock: C
         assert_unavailable(await fc.access_token(token_id, secret, verifier))
 
 
+async def test_the_audit_log_names_the_token_store_as_what_failed(clock: Clock) -> None:
+    tokens = BreakableTokens(clock)
+    events: list[AuditEvent] = []
+    flow = TBAFlow(
+        echo_app(), flow_settings(), tokens=tokens, clock=clock, audit_hooks=[events.append]
+    )
+    async for fc in client_for(flow):
+        token_id, secret, verifier = await fc.through_consent()
+        tokens.broken.add("request_token")
+        assert_unavailable(await fc.access_token(token_id, secret, verifier))
+    assert events[-1].code == "CredentialStoreUnavailable"
+    assert events[-1].reason == (
+        "token store failed: TokenStoreError: token store down during request_token"
+    )
+
+
 async def test_a_token_store_failing_to_burn_a_wrongly_verified_token_is_503(
     clock: Clock,
 ) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import re
 from collections import Counter
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -26,6 +27,7 @@ from tests.support import (
     APP_STATUS,
     BASE_URL,
     NOW,
+    TOKEN_ID,
     Clock,
     CountingCredentials,
     FailingStore,
@@ -372,7 +374,24 @@ async def test_in_opaque_mode_every_credential_rejection_costs_the_same_work(
         await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
     assert raised.value.code.value == expected
     assert credentials.lookups == Counter({"integration": 1, "token": 1})
+    assert credentials.tokens_asked == [overrides.get("token", TOKEN_ID)]  # a real lookup
     assert signs == [32]  # one HMAC-SHA256
+
+
+async def test_in_opaque_mode_a_store_failing_during_the_equal_work_keeps_the_real_code() -> None:
+    """The verdict is decided before the equal work: a lookup done only to cost the same time
+    must not turn an UnknownIntegration into an unhandled error."""
+
+    class TokenLookupFails(CountingCredentials):
+        async def token(self, token_id: str) -> Any:
+            raise ConnectionError("token table down")
+
+    settings = make_settings(error_detail="opaque")
+    guard = Guard(settings, credentials=TokenLookupFails(settings), clock=Clock())
+    value = oauth_header("GET", f"{BASE_URL}/x", consumer_key="ck-nobody")
+    with pytest.raises(TBAError) as raised:
+        await guard.verify_request("GET", f"{BASE_URL}/x", {"Authorization": value})
+    assert raised.value.code is ErrorCode.UNKNOWN_INTEGRATION
 
 
 async def test_in_code_mode_an_unknown_key_is_refused_without_the_dummy_work(

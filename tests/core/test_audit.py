@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tba_guard import AuditEvent, TBAGuardMiddleware
+from tba_guard import AuditEvent, Guard, MemoryReplayStore, TBAGuardMiddleware
 from tba_guard.core.audit import record
 from tests.support import (
     APP_STATUS,
@@ -100,6 +100,40 @@ def test_a_rejected_request_is_one_warning_record_with_its_code_and_reason(
     assert event["token_id"] == "tk-revoked"
     assert event["method"] == "POST"
     assert event["reason"] == "revoked token"
+
+
+def test_at_warning_level_rejections_are_recorded_and_acceptances_are_not(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tba_guard.audit")
+    forged = oauth_header("GET", URL, consumer_secret="not-the-secret")
+    with guarded(clock) as client:
+        assert (
+            client.get(URL, headers={"Authorization": oauth_header("GET", URL)}).status_code == 200
+        )
+        assert client.get(URL, headers={"Authorization": forged}).status_code == 401
+    outcomes = [(r.levelno, fields(r)["outcome"]) for r in audit_records(caplog)]
+    assert outcomes == [(logging.WARNING, "rejected")]
+
+
+async def test_an_acceptance_nobody_listens_to_builds_no_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logged at WARNING and with no hook, an acceptance costs nothing more: the guard reads
+    its clock once, for the timestamp window, and not again for a record nobody receives."""
+    caplog.set_level(logging.WARNING, logger="tba_guard.audit")
+    reads: list[float] = []
+
+    def counted_clock() -> float:
+        reads.append(NOW)
+        return NOW
+
+    guard = Guard(
+        make_settings(), clock=counted_clock, replay_store=MemoryReplayStore(clock=Clock())
+    )
+    await guard.verify_request("GET", URL, {"Authorization": oauth_header("GET", URL)})
+    assert len(reads) == 1
+    assert audit_records(caplog) == []
 
 
 def test_opaque_mode_hides_the_code_on_the_wire_but_not_in_the_audit_log(

@@ -1,11 +1,14 @@
 """A credential store whose token lookup fails, the parameters a signature covers, the
-sequence's entries as they print, explain's access-token step (which has no token store), and
-the in-memory stores' corners: a static token added later, a full replay store that purges,
-tombstones of request tokens, and flow-issued tokens checked against the user directory."""
+sequence's entries as they print, explain's access-token step (which has no token store), the
+in-memory stores' corners (a static token added later, a full replay store that purges,
+tombstones of request tokens, flow-issued tokens checked against the user directory), and the
+body `verify_request` is given or not."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 
 import pytest
 
@@ -27,6 +30,7 @@ from tests.support import (
     BASE_URL,
     CONSUMER_KEY,
     NOW,
+    TOKEN_ID,
     Clock,
     Request,
     drive,
@@ -34,6 +38,8 @@ from tests.support import (
     oauth_header,
 )
 from tests.support.flow import ALICE, FLOW_KEY, FLOW_SECRET, flow_settings
+
+URL = f"{BASE_URL}/app/site/hosting/restlet.nl?script=1&deploy=1"
 
 
 class TokenLookupDown(StaticCredentials):
@@ -203,3 +209,26 @@ def test_a_url_built_request_over_wss_is_secure_and_any_header_character_is_acce
     # A header value outside Latin-1 is replaced, never an encoding error: the check refuses it.
     request = request_from_url("GET", BASE_URL + "/app", {"Authorization": 'OAuth realm="€"'})
     assert request.authorization == 'OAuth realm="?"'
+
+
+async def test_verify_request_verifies_the_form_body_it_is_given() -> None:
+    form = "name=Acme+%26+Co&qty=3"
+    headers = {
+        "Authorization": oauth_header("POST", URL, body=form, form=True),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    guard = Guard(make_settings(), clock=Clock())
+    identity = await guard.verify_request("POST", URL, headers, form)
+    assert identity.token_id == TOKEN_ID
+
+
+async def test_verify_request_without_a_body_checks_the_body_hash_of_an_empty_one() -> None:
+    empty_hash = base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    value = oauth_header("GET", URL, extra={"oauth_body_hash": empty_hash})
+    guard = Guard(make_settings(), clock=Clock())
+    identity = await guard.verify_request("GET", URL, {"Authorization": value})
+    assert identity.token_id == TOKEN_ID
+    value = oauth_header("GET", URL, extra={"oauth_body_hash": empty_hash})
+    with pytest.raises(TBAError) as raised:  # the same hash does not cover another body
+        await guard.verify_request("GET", URL, {"Authorization": value}, b"XXXX")
+    assert raised.value.code.value == "InvalidSignature"

@@ -174,6 +174,7 @@ class CountingCredentials:
 
         self.store = StaticCredentials(settings.integrations, settings.tokens)
         self.lookups: Counter[str] = Counter()
+        self.tokens_asked: list[str] = []
 
     async def integration(self, consumer_key: str) -> Any:
         self.lookups["integration"] += 1
@@ -181,6 +182,7 @@ class CountingCredentials:
 
     async def token(self, token_id: str) -> Any:
         self.lookups["token"] += 1
+        self.tokens_asked.append(token_id)
         return await self.store.token(token_id)
 
 
