@@ -3,7 +3,8 @@
 With no realm in the settings, the request token belongs to the realm sent at step one; step
 three must then send that realm or none, and a resource call with the issued token is bound to
 it in the same way. A callback with a hidden control character or over 2048 characters is
-refused at step one, before any token exists.
+refused at step one, before any token exists. And where two deployments with realms of their
+own share one token store, a request token stays with the account it was issued for.
 """
 
 from __future__ import annotations
