@@ -50,12 +50,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cpus_apart() -> tuple[set[int], set[int]] | None:
-    """One CPU for the server and another for wrk, or None where there are not two to give."""
+def cpus_apart() -> tuple[set[int] | None, set[int] | None]:
+    """One CPU for the server and another for wrk, or (None, None) where there are not two."""
     if not hasattr(os, "sched_getaffinity"):
-        return None
+        return None, None
     available = sorted(os.sched_getaffinity(0))
-    return ({available[-1]}, {available[0]}) if len(available) >= 2 else None
+    return ({available[-1]}, {available[0]}) if len(available) >= 2 else (None, None)
 
 
 def held_to(cpus: set[int] | None) -> Callable[[], None] | None:
@@ -65,14 +65,13 @@ def held_to(cpus: set[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def start_server(variant: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(variant: str, port: int, cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "uvicorn", f"http_apps:{variant}", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--http", "h11", "--loop", "asyncio",
         "--workers", "1", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    pinned = cpus_apart()
-    server = subprocess.Popen(command, cwd=HERE, preexec_fn=held_to(pinned and pinned[0]))
+    server = subprocess.Popen(command, cwd=HERE, preexec_fn=held_to(cpus))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -114,7 +113,8 @@ def wrk_command(host: str, duration: int, connections: int, headers_file: Path) 
 
 def measure(variant: str, duration: int, connections: int, workdir: Path) -> dict[str, float]:
     port = free_port()
-    server = start_server(variant, port)
+    server_cpus, wrk_cpus = cpus_apart()
+    server = start_server(variant, port, server_cpus)
     try:
         # Enough fresh headers for the fastest run, signed before the clock starts.
         count = (
@@ -124,10 +124,9 @@ def measure(variant: str, duration: int, connections: int, workdir: Path) -> dic
         lines = [signed_headers(HELLO, host=host)["Authorization"] for _ in range(count)]
         headers_file = workdir / f"{variant}.txt"
         headers_file.write_text("\n".join(lines) + "\n")
-        pinned = cpus_apart()
         output = subprocess.run(
             wrk_command(host, duration, connections, headers_file),
-            preexec_fn=held_to(pinned and pinned[1]),
+            preexec_fn=held_to(wrk_cpus),
             check=True,
             capture_output=True,
             text=True,
