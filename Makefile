@@ -12,11 +12,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# build/ goes first: setuptools copies modules into it and never removes one, so a module
+# deleted from the tree would otherwise still be installed.
 $(VENV)/.installed: $(SOURCES) | $(BIN)/python
+	rm -rf build
 	$(BIN)/python -m pip install --quiet '.[test]'
 	touch $@ $(VENV)/.installed-cli
 
 $(VENV)/.installed-cli: $(SOURCES) | $(BIN)/python
+	rm -rf build
 	$(BIN)/python -m pip install --quiet '.[cli]'
 	touch $@
 
@@ -60,6 +64,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check tba_guard tests benchmarks setup.py
 	$(BIN)/ruff format --check tba_guard tests benchmarks setup.py
 	$(BIN)/mypy --strict tba_guard
+	$(BIN)/mypy --strict benchmarks
 
 # Every benchmark in one run: benchmarks/RESULTS.md and its charts (needs wrk and Redis).
 bench: $(VENV)/.installed-bench

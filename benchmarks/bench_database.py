@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from oauthlib.oauth1 import Client
@@ -136,7 +136,9 @@ async def cold(url: str, key: str, lookups: int) -> dict[str, float]:
     return {"median": statistics.median(samples), "p99": percentile(samples, 0.99)}
 
 
-async def flood(url: str, key: str, requests: int, detail: str) -> dict[str, float]:
+async def flood(
+    url: str, key: str, requests: int, detail: Literal["code", "opaque"]
+) -> dict[str, float]:
     store = DatabaseCredentials(url, [key], listen=False)  # the default TTL, 5 s
     guard = Guard(GuardSettings(realm=REALM, error_detail=detail), credentials=store)
     batch = [signed(f"ck-unknown-{uuid.uuid4().hex}", uuid.uuid4().hex) for _ in range(requests)]

@@ -40,7 +40,10 @@ from tba_guard.core.signature import request_base_string, signing_key
 
 def percentiles(samples: list[int]) -> dict[str, float]:
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
     return {"median": statistics.median(ordered) / 1000, "p10": pick(0.10), "p90": pick(0.90)}
 
 

@@ -22,7 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from starlette.types import ASGIApp, Message
 
 HERE = Path(__file__).resolve().parent
 SHAPE_NAMES = ("GET query", "POST form", "POST JSON body hash")
@@ -51,27 +54,28 @@ def drive(signed: Path, shape_name: str, count: int, implementation: str = "tba_
     scopes = [request_scope(shape, headers) for headers in data["headers"][:count]]
     body = shape.body.encode()
     # oauthlib and Authlib read the wall clock: the requests were signed moments ago.
-    app = {
+    factories: dict[str, Callable[[], ASGIApp]] = {
         "bare": lambda: noop_app,
         "tba_guard": lambda: TBAGuardMiddleware(noop_app, settings=SETTINGS, clock=lambda: now),
         "oauthlib": lambda: oauthlib_middleware(noop_app),
         "Authlib": lambda: authlib_middleware(noop_app),
-    }[implementation]()
+    }
+    app = factories[implementation]()
 
     async def run() -> None:
         statuses: list[int] = []
 
-        async def send(message: dict[str, object]) -> None:
+        async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                statuses.append(int(str(message["status"])))
+                statuses.append(int(message["status"]))
 
         for scope in scopes:
-            messages = [{"type": "http.request", "body": body, "more_body": False}]
+            messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
-            async def receive(pending: list[dict[str, object]] = messages) -> dict[str, object]:
+            async def receive(pending: list[Message] = messages) -> Message:
                 return pending.pop(0) if pending else {"type": "http.disconnect"}
 
-            await app(scope, receive, send)  # type: ignore[arg-type]
+            await app(scope, receive, send)
         assert statuses == [200] * len(scopes), statuses[:3]
 
     asyncio.run(run())

@@ -13,7 +13,7 @@ import hmac
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 from authlib.oauth1.rfc5849 import ResourceProtector
@@ -32,8 +32,8 @@ HOST = "http://127.0.0.1:8000"
 
 SETTINGS = GuardSettings(
     realm=REALM,
-    integrations=[Integration(CONSUMER_KEY, CONSUMER_SECRET)],
-    tokens=[Token(TOKEN_ID, TOKEN_SECRET, CONSUMER_KEY, entity="38", role="3")],
+    integrations=(Integration(CONSUMER_KEY, CONSUMER_SECRET),),
+    tokens=(Token(TOKEN_ID, TOKEN_SECRET, CONSUMER_KEY, entity="38", role="3"),),
 )
 
 
@@ -42,7 +42,7 @@ class Shape:
     """One request shape: what NetSuite clients send most."""
 
     name: str
-    method: str
+    method: Literal["GET", "POST"]
     path: str
     body: str
     content_type: str | None
@@ -109,7 +109,7 @@ def signed_headers(shape: Shape, host: str = HOST, now: float | None = None) -> 
 # --- oauthlib ---------------------------------------------------------------------------------
 
 
-class OauthlibValidator(RequestValidator):  # type: ignore[misc]
+class OauthlibValidator(RequestValidator):
     """The minimal validator oauthlib's ResourceEndpoint needs, all in memory."""
 
     enforce_ssl = False
