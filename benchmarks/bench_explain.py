@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
-    # Count what each search re-signs: the search builds its trials from the module's name.
+    # Count what each search re-signs: the search looks `_Trials` up in its module each time.
     mistakes._Trials = _Counting  # type: ignore[misc]
     results: dict[str, Any] = {
         "mistakes searched": len(SEARCHED),
