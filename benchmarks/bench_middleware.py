@@ -60,7 +60,7 @@ CLIENT_HEADERS = [
     (b"accept", b"*/*"),
     (b"connection", b"keep-alive"),
 ]
-MAX_BODY = SETTINGS.max_body_bytes
+MAX_BODY = SETTINGS.body_max_bytes
 FORM = "application/x-www-form-urlencoded"
 
 

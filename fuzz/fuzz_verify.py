@@ -66,7 +66,7 @@ def settings(opaque: bool, every_method: bool) -> GuardSettings:
         realm="123456_SB1",
         error_detail="opaque" if opaque else "code",
         signature_methods=methods or ("HMAC-SHA256",),
-        max_body_bytes=4096,
+        body_max_bytes=4096,
         integrations=(
             Integration("ck-fuzz", "cs-fuzz-consumer-secret"),
             Integration("ck-blocked", "cs-blocked-integration", state="blocked"),

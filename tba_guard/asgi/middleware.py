@@ -358,7 +358,7 @@ class TBAGuardMiddleware:
         Raises `ClientDisconnected` if the client went away first.
         """
         settings = self.settings
-        limit = settings.max_buffered_bytes
+        limit = settings.body_buffer_max_bytes
         chunks: list[bytes] = []
         size = 0
         deadline: float | None = None
@@ -389,7 +389,7 @@ class TBAGuardMiddleware:
             raise
 
     def check_body_size(self, size: int) -> None:
-        cap = self.settings.max_body_bytes
+        cap = self.settings.body_max_bytes
         if size > cap:
             raise TBAError(ErrorCode.REQUEST_BODY_TOO_LARGE, f"body larger than {cap} bytes")
 

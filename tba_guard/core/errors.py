@@ -177,7 +177,7 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         413,
         "parameter_rejected",
         "The form body is larger than the guard reads for signing. Send a smaller body.",
-        "send a smaller form body, or raise max_body_bytes",
+        "send a smaller form body, or raise body_max_bytes",
     ),
     _C.REQUEST_BODY_TIMEOUT: CatalogEntry(
         408,
@@ -189,7 +189,7 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         503,
         "temporarily_unavailable",
         "The server is holding as many request bodies as it may. Retry later.",
-        "retry later, or raise max_buffered_bytes if memory allows",
+        "retry later, or raise body_buffer_max_bytes if memory allows",
     ),
     _C.AMBIGUOUS_REQUEST: CatalogEntry(
         400,

@@ -250,8 +250,8 @@ def request_from_url(
 def parse_parameters(
     request: OAuthRequest,
     *,
-    max_header_length: int = DEFAULT_MAX_HEADER_LENGTH,
-    max_header_parameters: int = DEFAULT_MAX_HEADER_PARAMETERS,
+    header_max_length: int = DEFAULT_MAX_HEADER_LENGTH,
+    header_max_parameters: int = DEFAULT_MAX_HEADER_PARAMETERS,
 ) -> OAuthRequest:
     """Parse what needs no body: `oauth` from the header, `params` from the query. Returns the
     request, now parsed; the checks that follow read it and never parse.
@@ -264,8 +264,8 @@ def parse_parameters(
     if request.authorization is not None:
         request.oauth = parse_authorization(
             request.authorization,
-            max_length=max_header_length,
-            max_parameters=max_header_parameters,
+            max_length=header_max_length,
+            max_parameters=header_max_parameters,
         )
     request.params = form_pairs(request.query) if request.query else []
     return request

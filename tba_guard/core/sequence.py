@@ -58,8 +58,8 @@ class Limits:
 
     __slots__ = (
         "feature_enabled",
-        "max_header_length",
-        "max_header_parameters",
+        "header_max_length",
+        "header_max_parameters",
         "nonce_max_length",
         "nonce_min_length",
         "realm",
@@ -72,8 +72,8 @@ class Limits:
     def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings  # what they were copied from, to tell when it is replaced
         self.feature_enabled = settings.feature_enabled
-        self.max_header_length = settings.max_header_length
-        self.max_header_parameters = settings.max_header_parameters
+        self.header_max_length = settings.header_max_length
+        self.header_max_parameters = settings.header_max_parameters
         self.signature_methods = settings.signature_methods
         self.timestamp_tolerance = settings.timestamp_tolerance
         self.nonce_min_length = settings.nonce_min_length
@@ -189,8 +189,8 @@ def parameters_present(v: Verification) -> None:
     s = v.limits
     parse_parameters(
         v.request,
-        max_header_length=s.max_header_length,
-        max_header_parameters=s.max_header_parameters,
+        header_max_length=s.header_max_length,
+        header_max_parameters=s.header_max_parameters,
     )
     check_required_parameters(v.request, v.step)
 

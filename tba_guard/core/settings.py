@@ -23,7 +23,7 @@ from .records import Integration, Token, User
 from .signature import SIGNATURE_METHODS
 
 ENV_PREFIX = "TBA_GUARD_"
-#: Seconds a database credential store caches lookups unless `credentials_cache_ttl` says.
+#: Seconds a database credential store caches lookups unless `credential_cache_ttl` says.
 DATABASE_CACHE_TTL = 5.0
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short
 #: secret is guessable offline from one signed request, since HMAC signs with it.
@@ -70,25 +70,25 @@ class GuardSettings:
     error_detail: ErrorDetail = "code"
     replay_store: str = field(default="memory", repr=False)  # a Redis URL may hold a password
     replay_store_max_entries: int = 1_000_000
-    redis_key_prefix: str = "tba_guard:nonce:"
-    redis_pool_size: int = 32  # connections per worker process
-    redis_timeout: float = 0.25  # seconds per replay-store call, in all; then 503
+    replay_store_key_prefix: str = "tba_guard:nonce:"
+    replay_store_pool_size: int = 32  # connections per worker process
+    replay_store_timeout: float = 0.25  # seconds per replay-store call, in all; then 503
     public_url: str | None = None
     # Peers (addresses or networks) whose X-Forwarded-Proto/Host/For the guard believes.
     trusted_proxies: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()  # empty: any host; else names or `*.example.com`
     exempt_paths: tuple[str, ...] = ()
-    max_header_length: int = 4096
-    max_header_parameters: int = 32
-    max_body_bytes: int = 1_048_576
+    header_max_length: int = 4096
+    header_max_parameters: int = 32
+    body_max_bytes: int = 1_048_576
     body_timeout: float = 10.0
-    max_buffered_bytes: int = 64 * 1_048_576  # bodies held at once by all requests in a process
+    body_buffer_max_bytes: int = 64 * 1_048_576  # bodies held at once by all requests in a process
     # Where integrations and tokens live: "settings" (the lists below), or a database URL,
     # "sqlite:///path/tba.db" or "postgresql://…" (may hold a password).
     credential_store: str = field(default="settings", repr=False)
     # Seconds a credential lookup is cached, found or not: how long a revocation or a block may
     # take to bite. None: 5 for a database, 0 (no cache) for the settings' own lists.
-    credentials_cache_ttl: float | None = None
+    credential_cache_ttl: float | None = None
     # Fernet keys that seal the database's secrets, newest first (kept outside the database).
     credential_key: tuple[str, ...] = field(default=(), repr=False)
     credential_store_timeout: float = 1.0  # seconds per database lookup; then 503
@@ -104,11 +104,13 @@ class GuardSettings:
     request_token_ttl: int = 600  # seconds a request token may wait for steps two and three
     token_store: str = field(default="memory", repr=False)  # or a Redis URL (may hold a password)
     token_store_key_prefix: str = "tba_guard:flow:"
+    token_store_pool_size: int = 32  # connections per worker process
+    token_store_timeout: float = 1.0  # seconds per token-store call (its scripts do more); then 503
     session_secret: str | None = field(default=None, repr=False)  # consent-page cookies' key
     users: tuple[User, ...] = field(default=(), repr=False)
     # Live (unexpired, unused) request tokens one integration may hold: a flood from one
     # leaked consumer secret ends at its own quota, never at the store's capacity.
-    max_request_tokens_per_integration: int = 1000
+    request_token_max_per_integration: int = 1000
     # Failed built-in sign-ins allowed within `sign_in_failure_window` seconds, per name and
     # per client address, before that name or address is refused (429) until the window passes.
     sign_in_max_failures: int = 5
@@ -129,10 +131,10 @@ class GuardSettings:
             )
 
     @property
-    def credential_cache_ttl(self) -> float:
-        """`credentials_cache_ttl`, or its default for the credential store in use."""
-        if self.credentials_cache_ttl is not None:
-            return self.credentials_cache_ttl
+    def effective_credential_cache_ttl(self) -> float:
+        """`credential_cache_ttl`, or its default for the credential store in use."""
+        if self.credential_cache_ttl is not None:
+            return self.credential_cache_ttl
         return 0.0 if self.credential_store == "settings" else DATABASE_CACHE_TTL
 
     def replace(self, **changes: Any) -> GuardSettings:
@@ -518,20 +520,20 @@ _FIELDS: dict[str, _Field] = {
         _spec("error_detail", _choice("code", "opaque")),
         _spec("replay_store", _replay_store),
         _spec("replay_store_max_entries", _int(1), _text_int),
-        _spec("redis_key_prefix", _str),
-        _spec("redis_pool_size", _int(1), _text_int),
-        _spec("redis_timeout", _number(0.001), _text_float),
+        _spec("replay_store_key_prefix", _str),
+        _spec("replay_store_pool_size", _int(1), _text_int),
+        _spec("replay_store_timeout", _number(0.001), _text_float),
         _spec("public_url", _public_url),
         _spec("trusted_proxies", _str_tuple(_network), _text_list),
         _spec("allowed_hosts", _str_tuple(_host_pattern), _text_list),
         _spec("exempt_paths", _str_tuple(_path), _text_list),
-        _spec("max_header_length", _int(64), _text_int),
-        _spec("max_header_parameters", _int(8), _text_int),
-        _spec("max_body_bytes", _int(0), _text_int),
+        _spec("header_max_length", _int(64), _text_int),
+        _spec("header_max_parameters", _int(8), _text_int),
+        _spec("body_max_bytes", _int(0), _text_int),
         _spec("body_timeout", _number(0.001), _text_float),
-        _spec("max_buffered_bytes", _int(0), _text_int),
+        _spec("body_buffer_max_bytes", _int(0), _text_int),
         _spec("credential_store", _credential_store),
-        _spec("credentials_cache_ttl", _optional_number(0), _text_float),
+        _spec("credential_cache_ttl", _optional_number(0), _text_float),
         _spec("credential_key", _fernet_keys),
         _spec("credential_store_timeout", _number(0.001), _text_float),
         _spec("credential_store_pool_size", _int(1), _text_int),
@@ -550,9 +552,11 @@ _FIELDS: dict[str, _Field] = {
         _spec("request_token_ttl", _int(1), _text_int),
         _spec("token_store", _replay_store),
         _spec("token_store_key_prefix", _str),
+        _spec("token_store_pool_size", _int(1), _text_int),
+        _spec("token_store_timeout", _number(0.001), _text_float),
         _spec("session_secret", _session_secret),
         _spec("users", _checked_records(_check_user), _text_json, _records(User, _check_user)),
-        _spec("max_request_tokens_per_integration", _int(1), _text_int),
+        _spec("request_token_max_per_integration", _int(1), _text_int),
         _spec("sign_in_max_failures", _int(1), _text_int),
         _spec("sign_in_max_failures_per_address", _int(1), _text_int),
         _spec("sign_in_failure_window", _int(1), _text_int),

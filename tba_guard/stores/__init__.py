@@ -39,8 +39,8 @@ def credential_store_for(settings: GuardSettings) -> CredentialStore:
     if settings.credential_store != "settings":
         return database_store_for(settings)
     store: CredentialStore = StaticCredentials(settings.integrations, settings.tokens)
-    if settings.credential_cache_ttl > 0:
-        store = CachedCredentials(store, ttl=settings.credential_cache_ttl)
+    if settings.effective_credential_cache_ttl > 0:
+        store = CachedCredentials(store, ttl=settings.effective_credential_cache_ttl)
     return store
 
 
@@ -51,7 +51,7 @@ def database_store_for(settings: GuardSettings) -> DatabaseCredentials:
     key = (
         settings.credential_store,
         settings.credential_key,
-        settings.credential_cache_ttl,
+        settings.effective_credential_cache_ttl,
         settings.credential_store_timeout,
         settings.credential_store_pool_size,
         settings.credential_cache_size,
@@ -61,7 +61,7 @@ def database_store_for(settings: GuardSettings) -> DatabaseCredentials:
         store = DatabaseCredentials(
             settings.credential_store,
             settings.credential_key,
-            ttl=settings.credential_cache_ttl,
+            ttl=settings.effective_credential_cache_ttl,
             timeout=settings.credential_store_timeout,
             pool_size=settings.credential_store_pool_size,
             cache_size=settings.credential_cache_size,
@@ -85,11 +85,11 @@ def token_store_for(
 
             return MemoryRequestTokens(
                 database,
-                max_per_integration=settings.max_request_tokens_per_integration,
+                max_per_integration=settings.request_token_max_per_integration,
                 clock=clock,
             )
         return MemoryTokenStore(
-            max_per_integration=settings.max_request_tokens_per_integration, clock=clock
+            max_per_integration=settings.request_token_max_per_integration, clock=clock
         )
     from .redis_tokens import RedisTokenStore
 

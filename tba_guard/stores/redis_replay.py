@@ -53,9 +53,9 @@ class RedisReplayStore:
     def from_settings(cls, settings: GuardSettings) -> RedisReplayStore:
         return cls(
             settings.replay_store,
-            prefix=settings.redis_key_prefix,
-            pool_size=settings.redis_pool_size,
-            timeout=settings.redis_timeout,
+            prefix=settings.replay_store_key_prefix,
+            pool_size=settings.replay_store_pool_size,
+            timeout=settings.replay_store_timeout,
         )
 
     @classmethod

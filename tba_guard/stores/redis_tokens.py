@@ -97,10 +97,9 @@ class RedisTokenStore:
         return cls(
             settings.token_store,
             prefix=settings.token_store_key_prefix,
-            # Its scripts do more than the replay store's one-key commands: a longer bound.
-            timeout=max(settings.redis_timeout, 1.0),
-            pool_size=settings.redis_pool_size,
-            max_per_integration=settings.max_request_tokens_per_integration,
+            timeout=settings.token_store_timeout,
+            pool_size=settings.token_store_pool_size,
+            max_per_integration=settings.request_token_max_per_integration,
             clock=clock,
         )
 

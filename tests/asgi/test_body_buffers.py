@@ -1,7 +1,7 @@
 """The bytes of bodies held for verification are capped per process, not only per request.
 
 A real `tba-guard serve` process takes many concurrent form bodies that stall before their last
-byte (each within `max_body_bytes`); past `max_buffered_bytes` the rest are answered 503 at
+byte (each within `body_max_bytes`); past `body_buffer_max_bytes` the rest are answered 503 at
 once, and the process's memory grows by about the cap, not by the sum of the bodies.
 """
 
@@ -30,7 +30,7 @@ from tests.support import (
 
 FORM = "application/x-www-form-urlencoded"
 CONNECTIONS = 60
-BODY = 950_000  # each within max_body_bytes; 57 MB in all
+BODY = 950_000  # each within body_max_bytes; 57 MB in all
 BUFFER_CAP = 2_000_000
 
 pytestmark = pytest.mark.skipif(
@@ -46,8 +46,8 @@ def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
 [guard]
 realm = "{REALM}"
 body_timeout = 3
-max_body_bytes = 1000000
-max_buffered_bytes = {BUFFER_CAP}
+body_max_bytes = 1000000
+body_buffer_max_bytes = {BUFFER_CAP}
 allowed_hosts = ["127.0.0.1"]
 
 [[integrations]]

@@ -86,7 +86,7 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
     clock: Clock,
 ) -> None:
     settings = flow_settings()
-    assert settings.max_request_tokens_per_integration == 1000
+    assert settings.request_token_max_per_integration == 1000
     flow = TBAFlow(echo_app(), settings, clock=clock)
     async for fc in client_for(flow):
         assert await flood(fc, 1010, clock) == Counter({200: 1000, 503: 10})
@@ -96,7 +96,7 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
 
 async def test_quota_counts_live_tokens_only(clock: Clock) -> None:
     """Exchanged and expired request tokens give their place back."""
-    flow = TBAFlow(echo_app(), flow_settings(max_request_tokens_per_integration=2), clock=clock)
+    flow = TBAFlow(echo_app(), flow_settings(request_token_max_per_integration=2), clock=clock)
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         await fc.new_request_token()
@@ -135,7 +135,7 @@ async def test_redis_quota_ends_one_integrations_flood_and_the_other_gets_tokens
     settings = flow_settings(
         token_store=SHARED_REDIS_URL,
         token_store_key_prefix=redis_prefix,
-        max_request_tokens_per_integration=20,
+        request_token_max_per_integration=20,
     )
     one = TBAFlow(echo_app(), settings, clock=clock)
     two = TBAFlow(echo_app(), settings, clock=clock)  # a second worker sharing the store

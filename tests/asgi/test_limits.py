@@ -79,7 +79,7 @@ def test_a_header_longer_than_the_limit_is_refused_before_it_is_parsed() -> None
         outcome.header(b"www-authenticate") or b""
     )
     # The same header is fine where the limit allows it.
-    assert run(oauth_header("GET", URL, extra=padding), max_header_length=8192).status == APP_STATUS
+    assert run(oauth_header("GET", URL, extra=padding), header_max_length=8192).status == APP_STATUS
 
 
 def test_the_header_parameter_count_is_bounded() -> None:
@@ -90,7 +90,7 @@ def test_the_header_parameter_count_is_bounded() -> None:
     outcome = run(oauth_header("GET", URL, extra=past_limit))
     assert code(outcome) == "MissingRequiredParameter"
     assert (
-        run(oauth_header("GET", URL, extra=past_limit), max_header_parameters=33).status
+        run(oauth_header("GET", URL, extra=past_limit), header_max_parameters=33).status
         == APP_STATUS
     )
 
@@ -110,7 +110,7 @@ def test_the_nonce_length_is_bounded_at_both_ends(length: int, accepted: bool) -
 def test_a_huge_nonce_is_refused_by_the_header_limit_or_the_nonce_limit() -> None:
     value = oauth_header("GET", URL, nonce="n" * 100_000)
     assert code(run(value)) == "MissingRequiredParameter"
-    assert code(run(value, max_header_length=200_000)) == "NonceRejected"
+    assert code(run(value, header_max_length=200_000)) == "NonceRejected"
 
 
 # --- bodies ------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_a_form_body_at_the_cap_is_read_and_one_byte_more_is_413() -> None:
         oauth_header("POST", URL, body=body, form=True),
         body=body.encode(),
         form=True,
-        max_body_bytes=100,
+        body_max_bytes=100,
     )
     assert at_cap.status == APP_STATUS
     assert at_cap.app_body == body.encode()
@@ -131,7 +131,7 @@ def test_a_form_body_at_the_cap_is_read_and_one_byte_more_is_413() -> None:
         oauth_header("POST", URL, body=over, form=True),
         body=over.encode(),
         form=True,
-        max_body_bytes=100,
+        body_max_bytes=100,
     )
     assert outcome.status == 413
     assert code(outcome) == "RequestBodyTooLarge"
@@ -144,7 +144,7 @@ def test_an_oversize_streamed_body_is_refused_without_reading_the_rest() -> None
         oauth_header("POST", URL, body="a=", form=True),
         chunks=chunks,
         form=True,
-        max_body_bytes=4096,
+        body_max_bytes=4096,
     )
     assert outcome.status == 413
     assert outcome.received < 10  # stopped once past the cap, not after 100 chunks
@@ -156,7 +156,7 @@ def test_the_413_stays_413_in_opaque_mode() -> None:
         oauth_header("POST", URL, body=body, form=True),
         body=body.encode(),
         form=True,
-        max_body_bytes=100,
+        body_max_bytes=100,
         error_detail="opaque",
     )
     assert outcome.status == 413
@@ -259,7 +259,7 @@ def test_a_nul_in_the_query_is_an_ordinary_signed_octet() -> None:
 )
 def test_huge_or_malformed_timestamps_are_invalid_timestamp(timestamp: str) -> None:
     value = oauth_header("GET", URL, timestamp=timestamp)
-    outcome = run(value, max_header_length=20_000)
+    outcome = run(value, header_max_length=20_000)
     assert outcome.status == 400
     assert code(outcome) == "InvalidTimestamp"
     challenge = outcome.header(b"www-authenticate") or b""
@@ -304,7 +304,7 @@ def slow_body_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 [guard]
 realm = "{REALM}"
 body_timeout = 0.3
-max_body_bytes = 1000
+body_max_bytes = 1000
 exempt_paths = ["/healthz"]
 
 [[integrations]]

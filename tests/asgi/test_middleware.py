@@ -146,7 +146,7 @@ def test_form_body_over_the_cap_is_413_and_never_reaches_the_app(clock: Clock) -
     body = "a=" + "x" * 200
     header = oauth_header("POST", url, body=body, form=True)
     app = RecordingApp()
-    with guarded(app, clock, max_body_bytes=100) as client:
+    with guarded(app, clock, body_max_bytes=100) as client:
         response = client.post(
             url, content=body, headers={"Authorization": header, "Content-Type": FORM}
         )

@@ -116,7 +116,7 @@ def guarded(settings: GuardSettings, app: App) -> TBAGuardMiddleware:
 
 
 async def test_a_body_beyond_what_the_process_may_hold_is_503_while_another_is_held() -> None:
-    settings = make_settings(max_buffered_bytes=1000)
+    settings = make_settings(body_buffer_max_bytes=1000)
     first_body, second_body = "a=" + "x" * 598, "b=" + "y" * 598
     waiting, asked_again, gate = asyncio.Event(), asyncio.Event(), asyncio.Event()
 

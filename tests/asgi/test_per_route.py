@@ -176,7 +176,7 @@ REJECTIONS: dict[str, tuple[Callable[[], list[dict[str, Any]]], Options]] = {
     ),
     "body too large": (
         lambda: [form_post("memo=" + "x" * 200)],
-        {"settings": make_settings(max_body_bytes=64)},
+        {"settings": make_settings(body_max_bytes=64)},
     ),
 }
 EXPECTED = {

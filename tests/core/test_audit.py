@@ -152,7 +152,7 @@ def test_opaque_mode_hides_the_code_on_the_wire_but_not_in_the_audit_log(
 @pytest.mark.parametrize(
     ("overrides", "chunks", "stall", "code"),
     [
-        ({"max_body_bytes": 4}, [b"a=12345"], False, "RequestBodyTooLarge"),
+        ({"body_max_bytes": 4}, [b"a=12345"], False, "RequestBodyTooLarge"),
         ({"body_timeout": 0.01}, [b"a="], True, "RequestBodyTimeout"),
     ],
 )

@@ -178,7 +178,7 @@ SCENARIOS: dict[str, Scenario] = {
         "RequestBodyTooLarge",
         lambda s: one(
             signed("POST", body="a=" + "x" * 99, form=True), body=b"a=" + b"x" * 99, form=True
-        )(s.replace(max_body_bytes=50)),
+        )(s.replace(body_max_bytes=50)),
     ),
     "RequestBodyTimeout": Scenario(
         "RequestBodyTimeout",
@@ -299,7 +299,7 @@ def test_no_redis_password_in_settings_responses_or_logs(caplog: pytest.LogCaptu
             f"redis://user:{REDIS_PASSWORD}@127.0.0.1:1/0",
         ):
             settings = leak_settings(
-                replay_store=location, redis_key_prefix=prefix, development_hints=True
+                replay_store=location, replay_store_key_prefix=prefix, development_hints=True
             )
             texts += [repr(settings), str(settings)]
             outcomes = one(signed())(settings)

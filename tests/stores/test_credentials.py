@@ -94,7 +94,7 @@ async def test_a_failing_store_fails_closed_with_503(clock: Clock) -> None:
 
 
 async def test_credentials_cache_setting_wraps_the_built_in_store(clock: Clock) -> None:
-    guard = Guard(make_settings(credentials_cache_ttl=5), clock=clock)
+    guard = Guard(make_settings(credential_cache_ttl=5), clock=clock)
     assert isinstance(guard.credentials, CachedCredentials)
     assert await verdict(guard) is None
 

@@ -40,7 +40,7 @@ def test_the_database_stopped_gives_503_then_started_again_recovers(tmp_path: Pa
             realm=REALM,
             credential_store=url,
             credential_key=key,
-            credentials_cache_ttl=ttl,
+            credential_cache_ttl=ttl,
             credential_store_timeout=timeout,
         )
         secrets = (integration.consumer_secret, token.token_secret)

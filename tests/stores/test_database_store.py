@@ -315,11 +315,11 @@ def test_the_cache_ttl_defaults_to_five_seconds_for_a_database_and_none_for_sett
         "TBA_GUARD_CREDENTIAL_KEY": f"{key}, {fresh_key()}",
     }
     settings = GuardSettings.from_env(environ)
-    assert settings.credential_cache_ttl == 5.0
+    assert settings.effective_credential_cache_ttl == 5.0
     assert settings.credential_key[0] == key
     assert len(settings.credential_key) == 2
-    assert GuardSettings().credential_cache_ttl == 0.0
-    assert GuardSettings(credentials_cache_ttl=2).credential_cache_ttl == 2.0
+    assert GuardSettings().effective_credential_cache_ttl == 0.0
+    assert GuardSettings(credential_cache_ttl=2).effective_credential_cache_ttl == 2.0
     assert "hunter2" not in repr(
         GuardSettings(credential_store="postgresql://u:hunter2@h/d", credential_key=(key,))
     )

@@ -301,9 +301,9 @@ def test_settings_select_the_redis_store_with_its_options(tmp_path: Path) -> Non
     config.write_text(
         "[guard]\n"
         f'replay_store = "redis://:{PASSWORD}@127.0.0.1:6379/3"\n'
-        'redis_key_prefix = "myapp:nonce:"\n'
-        "redis_pool_size = 7\n"
-        "redis_timeout = 0.1\n"
+        'replay_store_key_prefix = "myapp:nonce:"\n'
+        "replay_store_pool_size = 7\n"
+        "replay_store_timeout = 0.1\n"
     )
     from_file = GuardSettings.from_toml(config)
     from_env = GuardSettings.from_env(
@@ -324,9 +324,9 @@ def test_settings_select_the_redis_store_with_its_options(tmp_path: Path) -> Non
 
 def test_redis_defaults_are_a_short_timeout_and_the_documented_prefix() -> None:
     settings = GuardSettings()
-    assert settings.redis_key_prefix == "tba_guard:nonce:"
-    assert settings.redis_timeout < 1
-    assert settings.redis_pool_size >= 1
+    assert settings.replay_store_key_prefix == "tba_guard:nonce:"
+    assert settings.replay_store_timeout < 1
+    assert settings.replay_store_pool_size >= 1
 
 
 @pytest.mark.parametrize(
@@ -370,7 +370,7 @@ async def test_ten_thousand_signed_requests_accepted_and_their_replays_get_nonce
     # The client runs in the server's event loop here, so a batch loads that loop twice over:
     # a generous timeout keeps this test about acceptance, not about a busy machine's latency.
     settings = make_settings(
-        replay_store=SHARED_REDIS_URL, redis_key_prefix=prefix, redis_timeout=2.0
+        replay_store=SHARED_REDIS_URL, replay_store_key_prefix=prefix, replay_store_timeout=2.0
     )
     async with guarded(settings) as client:
         statuses: list[int] = []
@@ -390,7 +390,7 @@ async def test_ten_thousand_signed_requests_accepted_and_their_replays_get_nonce
 async def test_request_with_a_bad_signature_writes_nothing(
     shared: redis.Redis, prefix: str
 ) -> None:
-    settings = make_settings(replay_store=SHARED_REDIS_URL, redis_key_prefix=prefix)
+    settings = make_settings(replay_store=SHARED_REDIS_URL, replay_store_key_prefix=prefix)
     async with guarded(settings) as client:
         forged = await client.get(PATH, headers=signed("forged-nonce", token_secret="guess"))
         unknown = await client.get(PATH, headers=signed("unknown-nonce", token="tk-nobody"))
@@ -403,7 +403,7 @@ async def test_request_with_a_bad_signature_writes_nothing(
 
 
 async def test_concurrent_copies_of_one_request_are_accepted_once(prefix: str) -> None:
-    settings = make_settings(replay_store=SHARED_REDIS_URL, redis_key_prefix=prefix)
+    settings = make_settings(replay_store=SHARED_REDIS_URL, replay_store_key_prefix=prefix)
     headers = signed("sent-24-times")
     async with guarded(settings) as client:
         responses = await asyncio.gather(*(client.get(PATH, headers=headers) for _ in range(24)))
@@ -418,7 +418,7 @@ async def test_redis_down_answers_503_with_retry_after_and_back_up_accepts(
     caplog.set_level(logging.INFO, logger="tba_guard.audit")
     with private_redis(tmp_path, "--requirepass", PASSWORD) as server:
         url = server.url.replace("redis://", f"redis://:{PASSWORD}@")
-        settings = make_settings(replay_store=url, redis_timeout=0.2)
+        settings = make_settings(replay_store=url, replay_store_timeout=0.2)
         async with guarded(settings) as client:
             assert (await client.get(PATH, headers=signed())).status_code == 200
             server.stop()
@@ -444,7 +444,7 @@ async def test_redis_down_answers_503_with_retry_after_and_back_up_accepts(
 
 async def test_silent_redis_answers_503_instead_of_hanging() -> None:
     async with silent_server() as port:
-        settings = make_settings(replay_store=f"redis://127.0.0.1:{port}/0", redis_timeout=0.2)
+        settings = make_settings(replay_store=f"redis://127.0.0.1:{port}/0", replay_store_timeout=0.2)
         async with guarded(settings) as client:
             response = await asyncio.wait_for(client.get(PATH, headers=signed()), HANG_GUARD)
     assert response.status_code == 503

@@ -50,7 +50,7 @@ def write_config(directory: Path, prefix: str) -> Path:
         f'token_store = "{SHARED_REDIS_URL}"\n'
         f'token_store_key_prefix = "{prefix}flow:"\n'
         'session_secret = "workers-test-session-secret-0123"\n'
-        f'redis_key_prefix = "{prefix}"\n'
+        f'replay_store_key_prefix = "{prefix}"\n'
         'exempt_paths = ["/healthz"]\n'
         "\n[[integrations]]\n"
         f'consumer_key = "{CONSUMER_KEY}"\nconsumer_secret = "{CONSUMER_SECRET}"\n'

@@ -61,9 +61,9 @@ def request_token_of(consumer_key: str, token_id: str, now: float) -> RequestTok
 
 def test_a_cache_ttl_of_zero_means_no_cache_in_front_of_the_settings_lists() -> None:
     assert isinstance(
-        credential_store_for(GuardSettings(credentials_cache_ttl=0)), StaticCredentials
+        credential_store_for(GuardSettings(credential_cache_ttl=0)), StaticCredentials
     )
-    cached = credential_store_for(GuardSettings(credentials_cache_ttl=5))
+    cached = credential_store_for(GuardSettings(credential_cache_ttl=5))
     assert isinstance(cached, CachedCredentials)
 
 
@@ -75,7 +75,7 @@ def test_one_sqlite_store_per_file_and_settings_built_with_those_settings(tmp_pa
         settings = GuardSettings(
             credential_store=url,
             credential_key=(key,),
-            credentials_cache_ttl=7,
+            credential_cache_ttl=7,
             credential_cache_size=123,
         )
         store = database_store_for(settings)
@@ -95,7 +95,7 @@ async def test_request_tokens_in_memory_beside_sqlite_keep_the_quota(tmp_path: P
         settings = GuardSettings(
             credential_store=url,
             credential_key=(key,),
-            max_request_tokens_per_integration=1,
+            request_token_max_per_integration=1,
         )
         clock = Clock()
         tokens = token_store_for(settings, clock=clock)

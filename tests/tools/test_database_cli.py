@@ -77,7 +77,7 @@ def add_integration_and_token(config: Path) -> tuple[str, str, str, str]:
 
 def test_cli_round_trip_add_issue_sign_accept_revoke_reject(url: str, tmp_path: Path) -> None:
     ttl = 1.0
-    config = configured(tmp_path, url, credentials_cache_ttl=ttl)
+    config = configured(tmp_path, url, credential_cache_ttl=ttl)
     consumer_key, consumer_secret, token_id, token_secret = add_integration_and_token(config)
     # Secrets are printed once, at creation; listings and the audit lines never show them.
     listings = [
@@ -124,7 +124,7 @@ def test_two_worker_processes_sharing_postgresql_see_a_block_made_through_the_cl
     tmp_path: Path,
 ) -> None:
     with postgres_database() as url:
-        config = configured(tmp_path, url, credentials_cache_ttl=60)  # push, not the TTL
+        config = configured(tmp_path, url, credential_cache_ttl=60)  # push, not the TTL
         consumer_key, consumer_secret, token_id, token_secret = add_integration_and_token(config)
         with serving(config) as (first, _), serving(config) as (second, _):
             for base in (first, second):

@@ -509,7 +509,7 @@ def test_explain_answers_any_arguments_with_printable_lines_and_no_secret(
 
 @pytest.mark.parametrize("timestamp", ["9" * 5000, str(2**64), "0", "-1", "１７００００００００"])
 def test_huge_or_malformed_timestamps_are_explained_not_crashed_on(timestamp: str) -> None:
-    config = settings(max_header_length=20_000)
+    config = settings(header_max_length=20_000)
     text, accepted = explain(
         "GET", RESTLET, header("GET", RESTLET, timestamp=timestamp), config=config
     )

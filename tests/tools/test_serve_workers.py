@@ -56,7 +56,7 @@ def write_config(directory: Path, prefix: str) -> Path:
         f'replay_store = "{SHARED_REDIS_URL}"\n'
         f'token_store = "{SHARED_REDIS_URL}"\n'
         f'token_store_key_prefix = "{prefix}flow:"\n'
-        f'redis_key_prefix = "{prefix}"\n'
+        f'replay_store_key_prefix = "{prefix}"\n'
         'session_secret = "nodelay-test-session-secret-0123"\n'
     )
     return config

@@ -77,8 +77,9 @@ class RedisRequestTokens(RedisTokenStore):
         store = cls(
             settings.token_store,
             prefix=settings.token_store_key_prefix,
-            timeout=max(settings.redis_timeout, 1.0),
-            max_per_integration=settings.max_request_tokens_per_integration,
+            timeout=settings.token_store_timeout,
+            pool_size=settings.token_store_pool_size,
+            max_per_integration=settings.request_token_max_per_integration,
             clock=clock,
         )
         store.database = database
