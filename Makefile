@@ -1,24 +1,32 @@
-# The two set-up commands of the README: `make demo` and `make test`.
-# Each creates .venv on first use and installs the project into it, as a user's `pip install`
-# does: the hot path compiled by mypyc (setup.py). It is reinstalled when a source file changes.
+# The set-up commands of the README: `make demo` and `make test`, plus `make test-latest` (the
+# suite against the newest releases) and `make lock` (refresh the lock). Each creates its virtual
+# environment on first use and installs the project into it, compiled by mypyc (setup.py).
+# Everything they write stays in the project: pip's and uv's caches too (.cache/).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LATEST_VENV ?= .venv-latest
+# The locked test environment: every package `make test` installs, with its hashes (`make lock`).
+LOCK := requirements/test.txt
 SOURCES := pyproject.toml setup.py $(wildcard tba_guard/*.py tba_guard/*/*.py tba_guard/*/*.toml tba_guard/*/templates/*.html)
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 
-.PHONY: demo test coverage mutate lint bench clean
+.PHONY: demo test test-latest lock coverage mutate lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# build/ goes first: setuptools copies modules into it and never removes one, so a module
-# deleted from the tree would otherwise still be installed.
-$(VENV)/.installed: $(SOURCES) | $(BIN)/python
+# The test environment is the lock, hashes checked, and the package built against it without
+# build isolation, so that mypyc is the locked mypy too. build/ goes first: setuptools copies
+# modules into it and never removes one, so a module deleted from the tree would be installed.
+$(VENV)/.installed: $(SOURCES) $(LOCK) | $(BIN)/python
 	rm -rf build
-	$(BIN)/python -m pip install --quiet '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation .
 	touch $@ $(VENV)/.installed-cli
 
+# The demo installs as a user would: the package with its `cli` extra, resolved by pip.
 $(VENV)/.installed-cli: $(SOURCES) | $(BIN)/python
 	rm -rf build
 	$(BIN)/python -m pip install --quiet '.[cli]'
@@ -44,6 +52,25 @@ test: $(VENV)/.installed
 	PYTHONSAFEPATH=1 TBA_GUARD_BUILD=compiled $(BIN)/pytest --import-mode=append
 	$(MAKE) --no-print-directory coverage
 
+# The suite against the newest release of every dependency, in a venv of its own made afresh:
+# what a user installing today gets. When it fails, the releases newer than the lock are named.
+test-latest:
+	rm -rf $(LATEST_VENV) build
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager '.[test]'
+	$(LATEST_VENV)/bin/python requirements/drift.py $(LOCK)
+	PYTHONSAFEPATH=1 TBA_GUARD_BUILD=compiled $(LATEST_VENV)/bin/pytest --import-mode=append \
+	  -p no:cacheprovider || { $(LATEST_VENV)/bin/python requirements/drift.py --failed $(LOCK); exit 1; }
+
+# Refresh the lock: the newest releases pyproject.toml allows, for the Python and platform CI
+# runs (3.11, Linux x86_64), with every file's hash. Then `make test` installs them.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade uv
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra test --upgrade \
+	  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" --quiet -o $(LOCK)
+
 # The plain-Python run alone, measured: `make coverage` re-measures the core after a change.
 coverage: $(VENV)/.installed
 	rm -f .coverage
@@ -61,10 +88,10 @@ mutate: $(VENV)/.installed
 	$(BIN)/python tests/mutation/run.py --sample $(MUTATE_SAMPLE)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check tba_guard tests benchmarks setup.py
-	$(BIN)/ruff format --check tba_guard tests benchmarks setup.py
+	$(BIN)/ruff check tba_guard tests benchmarks setup.py requirements
+	$(BIN)/ruff format --check tba_guard tests benchmarks setup.py requirements
 	$(BIN)/mypy --strict tba_guard
-	$(BIN)/mypy --strict benchmarks
+	$(BIN)/mypy --strict benchmarks requirements
 
 # Every benchmark in one run: benchmarks/RESULTS.md and its charts (needs wrk and Redis).
 bench: $(VENV)/.installed-bench
@@ -74,4 +101,4 @@ bench: $(VENV)/.installed-bench
 	cd benchmarks && ../$(BIN)/python run_all.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage mutants
+	rm -rf $(VENV) $(LATEST_VENV) .cache build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage mutants

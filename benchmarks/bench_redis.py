@@ -2,7 +2,11 @@
 
 1. `claims`: the median (and p90/p99) µs of one `claim` with the Redis store on loopback against
    the in-process store, in the same run, each call timed on its own over distinct keys.
-2. `serve`: `tba-guard serve` with 1 and 2 workers, the in-process and the Redis stores, loaded
+2. `protocols`: the median µs of one `seen` (EXISTS), one `claim` (SET NX PX) and one
+   connection opening (a fresh store's first `seen`: connect, handshake, EXISTS) through
+   `RedisReplayStore`, under RESP2 (the default) and RESP3 (`?protocol=3`), in alternating
+   rounds: the median of the rounds' medians and the worst round's.
+3. `serve`: `tba-guard serve` with 1 and 2 workers, the in-process and the Redis stores, loaded
    the way clients load it: keep-alive connections (what every HTTP client library uses), and
    beside them a new connection per request (`Connection: close`). Requests per second and
    p50/p99 latency, the ratios between setups, medians over alternating rounds and the worst
@@ -13,7 +17,8 @@
    of the benchmark's own, or other clients' work counts too), and from them the most a second
    worker can give on this machine's CPUs (the "CPU ceiling" ratio).
 
-    python benchmarks/bench_redis.py [claims|serve|all] [--claims N] [--duration S]
+    python benchmarks/bench_redis.py [claims|protocols|serve|all] [--claims N] [--rounds R]
+        [--calls N] [--opens N] [--duration S]
         [--connections C] [--repeats R] [--connection close|keep-alive|both] [--redis-url URL]
         [--json out.json]
 
@@ -116,12 +121,141 @@ async def bench_claims(count: int, redis_url: str) -> dict[str, Any]:
     return results
 
 
+# --- 2. the protocol: RESP2 (the stores' default) against RESP3 (`?protocol=3`) ------------
+
+
+def with_protocol(url: str, protocol: int) -> str:
+    return f"{url}{'&' if '?' in url else '?'}protocol={protocol}"
+
+
+async def spoken_protocol(store: RedisReplayStore) -> int:
+    """The protocol Redis says this store's connection speaks (CLIENT INFO's `resp=`)."""
+    info = await store.redis.call("CLIENT", "INFO")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return int(re.search(r"\bresp=(\d)", text).group(1))  # type: ignore[union-attr]
+
+
+async def time_calls(store: RedisReplayStore, keys: list[ReplayKey], seen: bool) -> list[int]:
+    """Each `seen` (EXISTS) or `claim` (SET NX PX) timed on its own, one after the other."""
+    clock = time.perf_counter_ns
+    samples = []
+    for key in keys:
+        start = clock()
+        if seen:
+            await store.seen(key)
+        else:
+            assert await store.claim(key, 600), "a distinct key must be claimed"
+        samples.append(clock() - start)
+    return samples
+
+
+async def time_opens(url: str, prefix: str, count: int) -> list[int]:
+    """A fresh store's first `seen`: TCP connect, redis-py's handshake (CLIENT SETINFO, after
+    HELLO 3 under RESP3), then the EXISTS: what a request pays on a connection opened anew."""
+    key = ReplayKey(CONSUMER_KEY, TOKEN_ID, "open", int(time.time()))
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(count):
+        store = RedisReplayStore(url, prefix=prefix, pool_size=1)
+        start = clock()
+        await store.seen(key)
+        samples.append(clock() - start)
+        await store.aclose()
+    return samples
+
+
+async def protocol_round(
+    redis_url: str, protocol: int, prefix: str, tag: str, calls: int, opens: int
+) -> dict[str, float]:
+    """One round of one protocol: the median µs of a seen, a claim and a connection opening."""
+    now = int(time.time())
+    keys = [ReplayKey(CONSUMER_KEY, TOKEN_ID, f"{tag}-{i}", now) for i in range(calls)]
+    url = with_protocol(redis_url, protocol)
+    store = RedisReplayStore(url, prefix=prefix)
+    try:
+        assert await spoken_protocol(store) == protocol, "not the protocol asked for"
+        await time_calls(store, [k._replace(nonce="warm-" + k.nonce) for k in keys[:200]], False)
+        seen = await time_calls(store, keys, True)  # none claimed yet: each EXISTS finds nothing
+        claim = await time_calls(store, keys, False)
+    finally:
+        await store.aclose()
+    opened = await time_opens(url, prefix, opens)
+    return {
+        "seen_us": statistics.median(seen) / 1000,
+        "claim_us": statistics.median(claim) / 1000,
+        "open_us": statistics.median(opened) / 1000,
+    }
+
+
+async def bench_protocols(redis_url: str, rounds: int, calls: int, opens: int) -> dict[str, Any]:
+    """Per protocol: the µs of one seen, one claim and one connection opening, as the median of
+    alternating rounds' medians and the worst round's median; never the best."""
+    prefix = f"tba_guard_bench:{uuid.uuid4().hex[:8]}:"
+    protocols = (2, 3)
+    per_round: dict[int, list[dict[str, float]]] = {protocol: [] for protocol in protocols}
+    try:
+        for index in range(rounds):
+            # Alternating order, so that drift weighs on both protocols alike.
+            for protocol in protocols if index % 2 == 0 else protocols[::-1]:
+                tag = f"p{protocol}-r{index}"
+                measured = await protocol_round(redis_url, protocol, prefix, tag, calls, opens)
+                per_round[protocol].append(measured)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for batch in _chunks(list(client.scan_iter(match=prefix + "*", count=1000)), 1000):
+            client.delete(*batch)
+        client.close()
+    result: dict[str, Any] = {
+        "redis_py": redis.__version__,
+        "options": {"rounds": rounds, "calls": calls, "opens": opens},
+    }
+    names = ("seen_us", "claim_us", "open_us")
+    for protocol, rounds_of in per_round.items():
+        result[f"resp{protocol}"] = {
+            name: {
+                "median": statistics.median(r[name] for r in rounds_of),
+                "worst_round": max(r[name] for r in rounds_of),
+            }
+            for name in names
+        }
+    # Each round's RESP3 minus its RESP2, measured back to back: drift between rounds cancels.
+    pairs = list(zip(per_round[2], per_round[3], strict=True))
+    result["resp3_minus_resp2"] = {
+        name: {
+            "median": statistics.median(three[name] - two[name] for two, three in pairs),
+            "worst_round": max(three[name] - two[name] for two, three in pairs),
+        }
+        for name in names
+    }
+    return result
+
+
+def protocol_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"redis-py {report['redis_py']}, {report['options']}",
+        "| µs, median of rounds (worst round) | RESP2 | RESP3 | RESP3 − RESP2, per round |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, label in (
+        ("seen_us", "`seen` (EXISTS)"),
+        ("claim_us", "`claim` (SET NX PX)"),
+        ("open_us", "a fresh connection's first `seen`"),
+    ):
+        cells = [report[key][name] for key in ("resp2", "resp3", "resp3_minus_resp2")]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{c['median']:.1f} ({c['worst_round']:.1f})" for c in cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-# --- 2. requests per second of `tba-guard serve` ----------------------------------------------
+# --- 3. requests per second of `tba-guard serve` ----------------------------------------------
 
 
 def enc(value: str) -> str:
@@ -174,7 +308,7 @@ def write_config(directory: Path, store: str, prefix: str) -> Path:
     config = directory / f"bench-{store.split(':')[0]}.toml"
     config.write_text(
         "[guard]\n"
-        f'replay_store = "{store}"\nredis_key_prefix = "{prefix}"\n'
+        f'replay_store = "{store}"\nreplay_store_key_prefix = "{prefix}"\n'
         f'token_store = "{store}"\ntoken_store_key_prefix = "{prefix}flow:"\n'
         'session_secret = "benchmark-session-secret-0123456"\n'
         'exempt_paths = ["/healthz"]\n'
@@ -454,8 +588,12 @@ def serve_table(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="?", choices=["claims", "serve", "all"], default="all")
+    what = ["claims", "protocols", "serve", "all"]
+    parser.add_argument("what", nargs="?", choices=what, default="all")
     parser.add_argument("--claims", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=21, help="protocols: alternating rounds")
+    parser.add_argument("--calls", type=int, default=1000, help="protocols: seens and claims")
+    parser.add_argument("--opens", type=int, default=100, help="protocols: connections opened")
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each setup")
@@ -474,6 +612,11 @@ def main() -> None:
         report["claim"] = asyncio.run(bench_claims(args.claims, args.redis_url))
         m, r = report["claim"]["memory"], report["claim"]["redis"]
         print(f"one claim, median µs: memory {m['median_us']:.2f}, redis {r['median_us']:.2f}")
+    if args.what in ("protocols", "all"):
+        report["protocols"] = asyncio.run(
+            bench_protocols(args.redis_url, args.rounds, args.calls, args.opens)
+        )
+        print(protocol_table(report["protocols"]))
     if args.what in ("serve", "all"):
         report["serve"] = bench_serve(args)
         print(serve_table(report["serve"]))

@@ -18,7 +18,6 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_MARKER = "<!-- error-catalog -->"
 SEQUENCE_MARKER = "<!-- check-sequence -->"
-TESTING_MARKER = "<!-- api: tba_guard.tools.testing -->"
 BENCHMARK_FILES = ("RESULTS.md", "README.md", "scaling.png", "http.png")
 
 
@@ -61,11 +60,6 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         markdown = markdown.replace(SEQUENCE_MARKER, check_sequence_table())
     if CATALOG_MARKER in markdown:
         markdown = markdown.replace(CATALOG_MARKER, error_catalog_table())
-    # A module documented only once it exists (tba_guard.tools.testing is written alongside).
-    if TESTING_MARKER in markdown:
-        section = "## Testing helpers\n\n::: tba_guard.tools.testing\n"
-        exists = (ROOT / "tba_guard" / "tools" / "testing.py").exists()
-        markdown = markdown.replace(TESTING_MARKER, section if exists else "")
     return markdown
 
 

@@ -1,7 +1,8 @@
-"""One settings object, built in code, from `TBA_GUARD_*` environment variables or a TOML file.
+"""One settings object, built in code, from `TBA_GUARD_*` environment variables, a TOML file, or
+all three layered (`GuardSettings.load`: the file, the environment over it, the code over both).
 
-The three sources share one table of names (`_FIELDS`); every value goes through the same
-validation, and an unknown name or a bad value is a `SettingsError` that names the key.
+The sources share one table of names (`_FIELDS`); every value goes through the same validation,
+and unknown names and bad values are one `SettingsError` naming every key at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .records import Integration, Token, User
 from .signature import SIGNATURE_METHODS
 
 ENV_PREFIX = "TBA_GUARD_"
+#: The settings file the layers start from when no `config` is given.
+CONFIG_ENV = "TBA_GUARD_CONFIG"
 #: Seconds a database credential store caches lookups unless `credential_cache_ttl` says.
 DATABASE_CACHE_TTL = 5.0
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short
@@ -54,7 +57,11 @@ def env_has_settings(environ: Mapping[str, str] | None = None) -> bool:
 
 
 class SettingsError(ValueError):
-    """A bad or unknown setting; the message names the key."""
+    """Bad or unknown settings; each problem names its key, and all are reported at once."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +125,28 @@ class GuardSettings:
     sign_in_failure_window: int = 900
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         for spec in _FIELDS.values():
-            value = getattr(self, spec.name)
-            parsed = spec.check(spec.name, spec.parse(spec.name, value))
-            object.__setattr__(self, spec.name, parsed)
-        if self.nonce_min_length > self.nonce_max_length:
-            raise SettingsError("nonce_min_length: larger than nonce_max_length")
-        if self.credential_store != "settings" and not self.credential_key:
-            raise SettingsError(
+            try:
+                value = spec.check(spec.name, spec.parse(spec.name, getattr(self, spec.name)))
+            except SettingsError as exc:
+                problems.extend(exc.problems)
+                continue
+            object.__setattr__(self, spec.name, value)
+        bad = {problem.partition(":")[0].partition("[")[0] for problem in problems}
+        if not bad & {"nonce_min_length", "nonce_max_length"} and (
+            self.nonce_min_length > self.nonce_max_length
+        ):
+            problems.append("nonce_min_length: larger than nonce_max_length")
+        if not bad & {"credential_store", "credential_key"} and (
+            self.credential_store != "settings" and not self.credential_key
+        ):
+            problems.append(
                 "credential_key: required with a database credential_store, to seal its "
                 "secrets (generate one: tba-guard db keygen)"
             )
+        if problems:
+            raise SettingsError(*problems)
 
     @property
     def effective_credential_cache_ttl(self) -> float:
@@ -143,48 +161,190 @@ class GuardSettings:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> GuardSettings:
         """Build from a plain mapping with the TOML file's names (`[guard]` keys flattened,
-        plus `integrations` and `tokens` lists of tables)."""
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in _FIELDS:
-                raise SettingsError(f"{source}: unknown key {key!r}")
-            values[key] = value
-        return cls(**values)
+        plus `integrations` and `tokens` lists of tables); `<secret>_file` keys are read."""
+        layer = Layer(source)
+        layer.take(data)
+        return layer.settings(cls)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> GuardSettings:
-        try:
-            with Path(path).open("rb") as file:
-                document = tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
-        data: dict[str, Any] = {}
-        for section, content in document.items():
-            if section == "guard" and isinstance(content, dict):
-                for key, value in content.items():
-                    if key in ("integrations", "tokens", "users"):
-                        raise SettingsError(f"guard.{key}: use a [[{key}]] table")
-                    data[key] = value
-            elif section in ("integrations", "tokens", "users"):
-                data[section] = content
-            else:
-                raise SettingsError(f"{path}: unknown section {section!r}")
-        return cls.from_mapping(data, source=str(path))
+        """The file alone: no environment, no defaults but the settings' own."""
+        return toml_layer(path).settings(cls)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
         """`TBA_GUARD_<NAME>` for each setting; lists are comma-separated or JSON,
         `TBA_GUARD_INTEGRATIONS`/`TBA_GUARD_TOKENS` are JSON arrays of tables."""
-        environ = os.environ if environ is None else environ
-        data: dict[str, Any] = {}
-        for variable, raw in environ.items():
-            if not variable.startswith(ENV_PREFIX) or variable in _ENV_NOT_SETTINGS:
-                continue
-            key = variable[len(ENV_PREFIX) :].lower()
-            if key not in _FIELDS:
-                raise SettingsError(f"{variable}: unknown setting")
-            data[key] = _FIELDS[key].from_text(variable, raw)
-        return cls.from_mapping(data, source="environment")
+        return env_layer(os.environ if environ is None else environ).settings(cls)
+
+    @classmethod
+    def load(
+        cls,
+        config: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **arguments: Any,
+    ) -> GuardSettings:
+        """Settings layered as deployments need them: the file (`config`, else
+        `$TBA_GUARD_CONFIG`), every `TBA_GUARD_*` variable over it, then `arguments`."""
+        return load_layers(config, environ=environ, arguments=arguments).settings
+
+
+# --- layers: file, environment, arguments ------------------------------------------------------
+
+#: Settings that may hold a secret: each may also be read from a file, `<name>_file`, as Docker
+#: and Kubernetes mount secrets. A URL's password is the secret of a store setting.
+SECRET_SETTINGS = frozenset(
+    {"credential_key", "session_secret", "replay_store", "token_store", "credential_store"}
+)
+_FILE_SUFFIX = "_file"
+
+
+class Layer:
+    """One source's values (a file, the environment, the code's arguments), and where each
+    came from; unknown keys and unreadable secret files are collected, not raised at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
+        self.problems: list[str] = []
+
+    def take(self, data: Mapping[str, Any], *, names: Mapping[str, str] | None = None) -> None:
+        """Add `data`; `names` gives how each key was spelled in the source (an env variable)."""
+        for key, value in data.items():
+            spelled = names[key] if names else key
+            if key.endswith(_FILE_SUFFIX) and key[: -len(_FILE_SUFFIX)] in SECRET_SETTINGS:
+                self._take_secret_file(key[: -len(_FILE_SUFFIX)], value, spelled, data)
+            elif key in _FIELDS:
+                self.values[key] = value
+                self.origins[key] = f"{self.source} ({spelled})" if names else self.source
+            else:
+                self.problems.append(
+                    f"{spelled}: unknown setting"
+                    if names
+                    else f"{self.source}: unknown key {key!r}"
+                )
+
+    def _take_secret_file(
+        self, name: str, path: Any, spelled: str, data: Mapping[str, Any]
+    ) -> None:
+        if name in data:
+            self.problems.append(f"{spelled}: give {name} or {name}{_FILE_SUFFIX}, not both")
+            return
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            self.problems.append(f"{spelled}: expected the path of a file")
+            return
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            self.problems.append(f"{spelled}: cannot read {str(path)!r}: {reason}")
+            return
+        # One value, as a secret file holds it: a trailing newline is not part of it.
+        self.values[name] = _FIELDS[name].from_text(spelled, text.rstrip("\r\n"))
+        self.origins[name] = f"{self.source} ({spelled} = {str(path)!r})"
+
+    def settings(self, cls: type[GuardSettings] | None = None) -> GuardSettings:
+        """The settings these values make over the defaults; every problem at once."""
+        return _built(cls or GuardSettings, self.values, self.problems)
+
+
+def _built(
+    cls: type[GuardSettings], values: Mapping[str, Any], problems: list[str]
+) -> GuardSettings:
+    try:
+        settings = cls(**values)
+    except SettingsError as exc:
+        raise SettingsError(*problems, *exc.problems) from None
+    if problems:
+        raise SettingsError(*problems)
+    return settings
+
+
+def toml_layer(path: str | os.PathLike[str]) -> Layer:
+    """The values of a settings file (`[guard]`, `[[integrations]]`, `[[tokens]]`, `[[users]]`)."""
+    layer = Layer(f"file {os.fspath(path)}")
+    try:
+        with Path(path).open("rb") as file:
+            document = tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{os.fspath(path)}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{os.fspath(path)}: cannot read the file: {exc.strerror or exc}"
+        ) from None
+    data: dict[str, Any] = {}
+    for section, content in document.items():
+        if section == "guard" and isinstance(content, dict):
+            for key, value in content.items():
+                if key in _RECORD_TABLES:
+                    layer.problems.append(f"guard.{key}: use a [[{key}]] table")
+                else:
+                    data[key] = value
+        elif section in _RECORD_TABLES:
+            data[section] = content
+        else:
+            layer.problems.append(f"{os.fspath(path)}: unknown section {section!r}")
+    layer.take(data)
+    return layer
+
+
+_RECORD_TABLES = ("integrations", "tokens", "users")
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    """The `TBA_GUARD_*` variables that are settings, each parsed from its text."""
+    layer = Layer("environment")
+    data: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable in _ENV_NOT_SETTINGS:
+            continue
+        key = variable[len(ENV_PREFIX) :].lower()
+        names[key] = variable
+        spec = _FIELDS.get(key)
+        try:
+            data[key] = spec.from_text(variable, raw) if spec is not None else raw
+        except SettingsError as exc:
+            layer.problems.extend(exc.problems)
+    layer.take(data, names=names)
+    return layer
+
+
+@dataclass(frozen=True, slots=True)
+class LayeredSettings:
+    """The effective settings, and for each setting the source that gave it (`default`,
+    `file …`, `environment (TBA_GUARD_…)`, `argument`)."""
+
+    settings: GuardSettings
+    sources: dict[str, str]
+    config: str | None  # the settings file read, if any
+
+
+def load_layers(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    arguments: Mapping[str, Any] | None = None,
+) -> LayeredSettings:
+    """The file (`config`, else `$TBA_GUARD_CONFIG`), then the environment, then `arguments`:
+    a later layer's value wins, key by key. Every problem of every layer is raised at once."""
+    environ = os.environ if environ is None else environ
+    path = os.fspath(config) if config is not None else environ.get(CONFIG_ENV) or None
+    layers = [toml_layer(path)] if path is not None else []
+    layers.append(env_layer(environ))
+    given = Layer("argument")
+    given.take(arguments or {})
+    layers.append(given)
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in _FIELDS}
+    problems: list[str] = []
+    for layer in layers:
+        values.update(layer.values)
+        sources.update(layer.origins)
+        problems.extend(layer.problems)
+    return LayeredSettings(_built(GuardSettings, values, problems), sources, path)
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -251,11 +411,12 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
 
 
 def _replay_store(key: str, value: Any) -> str:
+    """`memory`, or a Redis URL; the password in one is never echoed."""
     if value == "memory" or (
         isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
     ):
         return str(value)
-    raise _fail(key, "'memory' or a redis:// URL", value)
+    raise _fail(key, "'memory' or a redis:// URL", _scheme_only(value))
 
 
 def _credential_store(key: str, value: Any) -> str:
@@ -264,8 +425,14 @@ def _credential_store(key: str, value: Any) -> str:
         return "settings"
     if isinstance(value, str) and value.startswith(("sqlite:///", "postgresql://", "postgres://")):
         return value
-    shown = value.split("://")[0] + "://…" if isinstance(value, str) else value
-    raise _fail(key, "'settings', 'sqlite:///path' or a postgresql:// URL", shown)
+    raise _fail(key, "'settings', 'sqlite:///path' or a postgresql:// URL", _scheme_only(value))
+
+
+def _scheme_only(value: Any) -> Any:
+    """What a bad store setting may show of itself: a URL's scheme, never its password."""
+    if isinstance(value, str) and ":" in value:
+        return value.partition(":")[0] + ":…"
+    return value
 
 
 def _optional_number(minimum: float) -> Callable[[str, Any], float | None]:
@@ -279,9 +446,9 @@ def _optional_number(minimum: float) -> Callable[[str, Any], float | None]:
 
 def _fernet_keys(key: str, value: Any) -> tuple[str, ...]:
     """One key or several, newest first: each the 44 characters of 32 url-safe base64 bytes.
-    Never echoes a key."""
+    Several in one text are separated by commas or lines (a secret file). Never echoes a key."""
     if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
+        value = [part for part in value.replace(",", " ").split() if part]
     if not isinstance(value, list | tuple):
         raise _fail(key, "a key or a list of keys", type(value).__name__)
     for index, item in enumerate(value):

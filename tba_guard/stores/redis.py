@@ -50,8 +50,9 @@ class RedisConnection:
     """A store's way to one Redis (or Valkey): `redis://`, `rediss://` (TLS) or `unix://` URLs,
     or a client you built (`from_client`).
 
-    Connections belong to the event loop that opened them, so there is one pipeline per running
-    loop (in a server that is exactly one); call `aclose()` on shutdown.
+    Connections speak RESP2 unless the URL asks for RESP3 (`?protocol=3`). They belong to the
+    event loop that opened them, so there is one pipeline per running loop (in a server that is
+    exactly one); call `aclose()` on shutdown.
     """
 
     def __init__(
@@ -74,6 +75,13 @@ class RedisConnection:
         self._connection_class: type[AbstractConnection] = options.pop(
             "connection_class", Connection
         )
+        # RESP2 unless the URL says `?protocol=3`: RESP3, redis-py 8's default, opens each
+        # connection with `HELLO 3`, a round trip (~90 µs on loopback) for commands that cost
+        # the same (docs/replay-protection.md, "Redis protocol").
+        protocol = str(options.get("protocol", 2))  # redis-py 5 leaves a URL's as text
+        if protocol not in ("2", "3"):
+            raise ValueError(f"{what} {self.location}: protocol must be 2 or 3, not {protocol}")
+        options["protocol"] = int(protocol)
         # The URL's own options win, as in redis-py's from_url. No socket timeout of its own:
         # each batch is bounded by `timeout` in all, without a timer per read and per write.
         self._connection_options = {"socket_connect_timeout": timeout, **options}
@@ -125,12 +133,11 @@ class RedisConnection:
             raise self._failure(f"{type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:
-        """Close the connections opened here (not a client given to `from_client`)."""
-        pipelines, self._pipelines = self._pipelines, {}
-        loop = asyncio.get_running_loop()
-        for pipeline_loop, pipeline in pipelines.items():
-            if pipeline_loop is loop:
-                await pipeline.aclose()
+        """Close the connections opened here in this event loop (not a client given to
+        `from_client`). Another loop's stay open for it: forgotten, they would never be closed."""
+        pipeline = self._pipelines.pop(asyncio.get_running_loop(), None)
+        if pipeline is not None:
+            await pipeline.aclose()
 
     def _pipeline(self) -> _Pipeline:
         loop = asyncio.get_running_loop()
@@ -195,7 +202,8 @@ def url_password(url: str) -> str | None:
 
 def _retries(client: Redis | RedisCluster) -> int:
     retry = client.retry if isinstance(client, RedisCluster) else client.get_retry()
-    return retry.get_retries() if retry is not None else 0
+    # `get_retries()` came with redis-py 6; every version from 5.0 on keeps the count here.
+    return retry._retries if retry is not None else 0
 
 
 def _pack(name: str, *arguments: Argument) -> bytes:

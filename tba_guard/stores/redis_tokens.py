@@ -226,7 +226,8 @@ def _flatten(mapping: dict[str, str]) -> list[str]:
 
 
 def _decode(raw: Any) -> dict[str, str]:
-    """HGETALL's reply (a dict, or a flat list under RESP2 scripts) as text."""
+    """HGETALL's reply as text: a flat list of fields and values under RESP2 (the default), a
+    map (a dict) under RESP3 (`?protocol=3`); bytes, or text with `decode_responses`."""
     items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
     return {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)

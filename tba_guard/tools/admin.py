@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.settings import GuardSettings, SettingsError
+from ..stores import DATABASE_STORE, needs_extra
 from .demo import load_settings, resolve_settings
 
 
@@ -29,17 +30,14 @@ class AdminError(Exception):
 def credential_admin(config: str | None) -> Iterator[Any]:
     """A `CredentialAdmin` on the database the settings name; its errors as `AdminError`."""
     settings = database_settings(config)
-    try:
+    with needs_extra(DATABASE_STORE):
         from sqlalchemy.exc import SQLAlchemyError
 
         from ..stores.database import connect
         from ..stores.database.admin import CredentialAdmin, NotFound
         from ..stores.database.sealing import Sealer, SealError
-    except ImportError:
-        raise AdminError(
-            "the credential database needs: pip install 'tba-guard[database]'"
-        ) from None
-    engine = connect.create(settings.credential_store, timeout=10.0)
+
+        engine = connect.create(settings.credential_store, timeout=10.0)  # imports the driver
     try:
         yield CredentialAdmin(engine, Sealer(settings.credential_key))
     except (NotFound, SealError) as exc:
@@ -97,7 +95,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def run_db_upgrade(args: argparse.Namespace) -> int:
-    with credential_admin(args.config) as admin:
+    with credential_admin(args.config) as admin, needs_extra(DATABASE_STORE):
         from ..stores.database import migrate
 
         before = migrate.current(admin.engine)
@@ -111,7 +109,7 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def run_db_current(args: argparse.Namespace) -> int:
-    with credential_admin(args.config) as admin:
+    with credential_admin(args.config) as admin, needs_extra(DATABASE_STORE):
         from ..stores.database import migrate
 
         revision = migrate.current(admin.engine)
@@ -141,7 +139,8 @@ def run_db_rekey(args: argparse.Namespace) -> int:
 
 
 def run_db_keygen(args: argparse.Namespace) -> int:
-    from ..stores.database.sealing import new_key
+    with needs_extra("db keygen"):
+        from ..stores.database.sealing import new_key
 
     print(new_key())
     return 0

@@ -2,7 +2,8 @@
 credential database, `db`, `integration` and `token` (tools/admin.py).
 
 Usage and configuration errors print one line naming the problem and exit with status 2,
-never a traceback; `explain` exits 1 when the request would be rejected. No subcommand prints
+never a traceback, and so does a command or setting whose extra is not installed (the line names
+the `pip install`); `explain` exits 1 when the request would be rejected. No subcommand prints
 a secret unless asked: `sign` prints a signature, which is safe to show, and signs PLAINTEXT
 (whose signature *is* the secrets) only with `--print-secrets`. Output into a pipe closed early
 (`tba-guard explain ... | head`) ends quietly, as other command-line tools do.
@@ -23,14 +24,16 @@ from ..core.records import Integration, Token
 from ..core.request import FORM_CONTENT_TYPE
 from ..core.settings import GuardSettings, SettingsError
 from ..core.signature import PLAINTEXT
+from ..stores import MissingExtra, needs_extra, require_extras
 from .admin import ERRORS as ADMIN_ERRORS
 from .admin import add_commands as add_admin_commands
 from .admin import audit_to_stderr, credential_admin
+from .config_command import add_commands as add_config_commands
 from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
-DEMO_FACTORY = "tba_guard.tools.demo:create_app"
+DEMO_FACTORY = "tba_guard.serving:create_app"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT")
 
 
@@ -134,7 +137,7 @@ def own_command() -> list[str]:
         full = os.path.abspath(invoked)
         found = shutil.which("tba-guard")
         return ["tba-guard"] if found and os.path.abspath(found) == full else [full]
-    return [sys.executable, "-m", "tba_guard.tools.cli"]
+    return [sys.executable, "-m", "tba_guard"]
 
 
 def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | None:
@@ -148,10 +151,9 @@ def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | No
 def run_serve(args: argparse.Namespace) -> int:
     settings, path, where = resolve_settings(args.config)
     check_workers(settings, args.workers)
-    try:
+    with needs_extra("serve"):
         import uvicorn
-    except ImportError:
-        raise UsageError("serve needs uvicorn: pip install 'tba-guard[cli]'") from None
+    require_extras(settings)  # here, not in each worker
     target, factory = uvicorn_target(path, settings, args.workers)
     base = public_base(settings, args.host, args.port)
     lines = [
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--now", type=float, metavar="TS", help="server clock (epoch seconds)")
     explain.set_defaults(run=run_explain_command)
     add_admin_commands(commands, _add_config)
+    add_config_commands(commands, _add_config)
     return parser
 
 
@@ -456,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return status
-    except (UsageError, SettingsError, *ADMIN_ERRORS) as exc:
+    except (UsageError, SettingsError, MissingExtra, *ADMIN_ERRORS) as exc:
         print(f"tba-guard {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ settings as the CLI does (`PRECEDENCE`): `TBA_GUARD_CONFIG`, `TBA_GUARD_*`, or t
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from collections.abc import Mapping
@@ -23,15 +24,20 @@ from starlette.types import ASGIApp
 
 from ..asgi.flow import TBAFlow
 from ..core.records import Identity
-from ..core.settings import GuardSettings, SettingsError, env_has_settings
+from ..core.settings import CONFIG_ENV as CONFIG_ENV
+from ..core.settings import (
+    GuardSettings,
+    LayeredSettings,
+    env_has_settings,
+    load_layers,
+)
 
-CONFIG_ENV = "TBA_GUARD_CONFIG"
 #: How the CLI names the embedded settings: their secrets ship with the package.
 DEMO_SOURCE = "the embedded demo settings (published secrets: demo only)"
 #: The CLI's order, also shown by `tba-guard --help`.
 PRECEDENCE = (
-    "Settings come from --config FILE if given, else the file named by $TBA_GUARD_CONFIG, "
-    "else the TBA_GUARD_* environment variables if any is set, else the embedded demo settings."
+    "Settings are layered: the file of --config FILE (else $TBA_GUARD_CONFIG), then every "
+    "TBA_GUARD_* variable over it; with neither, the embedded demo settings."
 )
 HEALTH_PATH = "/healthz"
 #: Where the demo flow integration's callback lands: a page showing what it received.
@@ -44,18 +50,23 @@ REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> GuardSettings:
-    """Settings from a TOML file, or the embedded demo settings when no path is given.
+    """Settings from one TOML file alone, or the embedded demo settings when no path is given."""
+    if path is None:
+        embedded = resources.files("tba_guard.tools") / "demo.toml"
+        with resources.as_file(embedded) as file:
+            return GuardSettings.from_toml(file)
+    return GuardSettings.from_toml(path)
 
-    An unreadable file becomes a `SettingsError` too, so callers handle one kind of error.
-    """
-    try:
-        if path is None:
-            embedded = resources.files("tba_guard.tools") / "demo.toml"
-            with resources.as_file(embedded) as file:
-                return GuardSettings.from_toml(file)
-        return GuardSettings.from_toml(path)
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+
+def resolve_layers(config: str | None, environ: Mapping[str, str] | None = None) -> LayeredSettings:
+    """The settings by `PRECEDENCE`, with each setting's source. Without a file or a setting in
+    the environment, the embedded demo settings, so that `tba-guard serve` runs at once."""
+    environ = os.environ if environ is None else environ
+    if config is None and not environ.get(CONFIG_ENV) and not env_has_settings(environ):
+        demo = load_settings(None)
+        names = [field.name for field in dataclasses.fields(GuardSettings)]
+        return LayeredSettings(demo, dict.fromkeys(names, DEMO_SOURCE), None)
+    return load_layers(config, environ=environ)
 
 
 def resolve_settings(
@@ -65,13 +76,15 @@ def resolve_settings(
     so a user configured through the environment gets the same guard from the CLI as from
     the library."""
     environ = os.environ if environ is None else environ
-    path = config if config is not None else environ.get(CONFIG_ENV) or None
-    if path is not None:
-        where = path if config is not None else f"{path} (${CONFIG_ENV})"
-        return load_settings(path), path, where
+    layered = resolve_layers(config, environ)
+    path = layered.config
+    if path is None:
+        where = "the TBA_GUARD_* variables" if env_has_settings(environ) else DEMO_SOURCE
+        return layered.settings, None, where
+    where = path if config is not None else f"{path} (${CONFIG_ENV})"
     if env_has_settings(environ):
-        return GuardSettings.from_env(environ), None, "the TBA_GUARD_* environment variables"
-    return load_settings(None), None, DEMO_SOURCE
+        where += " with the TBA_GUARD_* variables over it"
+    return layered.settings, path, where
 
 
 async def echo(request: Request) -> JSONResponse:

@@ -7,7 +7,7 @@ Here the parent binds one socket per worker on the same port with `SO_REUSEPORT`
 spreads new connections over them by a hash of their addresses. Where the kernel does not (see
 `listener.reuse_port_balances`) the workers share one socket, as under uvicorn::
 
-    from tba_guard.tools.supervisor import run_workers
+    from tba_guard.serving import run_workers
 
     raise SystemExit(run_workers("myapp:app", host="0.0.0.0", port=8000, workers=4))
 

@@ -520,7 +520,7 @@ def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> Non
     config.write_text(
         config.read_text().replace(
             "[guard]\n",
-            f'[guard]\nredis_key_prefix = "{prefix}"\ntoken_store_key_prefix = "{prefix}"\n',
+            f'[guard]\nreplay_store_key_prefix = "{prefix}"\ntoken_store_key_prefix = "{prefix}"\n',
             1,
         )
     )

@@ -1,6 +1,8 @@
 """The authorization flow in a real browser: headless Chromium (Debian's `chromium`, driven by
 Playwright) signs in on the consent page and clicks Allow or Deny, against a uvicorn process.
 
+Chromium runs with its profile and its HOME in a temporary folder, removed after each test:
+it writes crash reports and a dconf cache under HOME, whatever profile it is given.
 Where Chromium is missing these tests skip with the reason; `.ci/run` installs it and
 requires them.
 """
@@ -8,7 +10,7 @@ requires them.
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +36,8 @@ from tests.support import (
     query_of,
     server_config,
 )
+from tests.support.environment import require_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -57,20 +59,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowServer]:
         yield running
 
 
+def browser_environment(home: Path) -> dict[str, str | float | bool]:
+    """This process's environment, with HOME and the XDG folders Chromium writes to in `home`."""
+    inside = {
+        "HOME": home,
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_DATA_HOME": home / ".local" / "share",
+        "XDG_STATE_HOME": home / ".local" / "state",
+    }
+    return {**os.environ, **{name: str(path) for name, path in inside.items()}}
+
+
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+def browser() -> Iterator[BrowserContext]:
     """A fresh Chromium profile per test, so no cookie carries over."""
-    if not Path(CHROMIUM).exists():
-        reason = "Chromium is not installed (Debian: apt-get install chromium)"
-        if os.environ.get("TBA_GUARD_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{reason} (TBA_GUARD_REQUIRE_BROWSER=1)")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
+    chromium = require_chromium()
+    # Not tmp_path: pytest keeps those, and a profile is megabytes.
+    with (
+        tempfile.TemporaryDirectory(prefix="tba-guard-chromium-") as folder,
+        sync_playwright() as playwright,
+    ):
+        home = Path(folder) / "home"
+        home.mkdir()
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
+            str(Path(folder) / "profile"),
+            executable_path=chromium,
             headless=True,
             args=CHROMIUM_ARGS,
+            env=browser_environment(home),
         )
         try:
             yield context

@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from tba_guard import Identity, TBAGuardMiddleware
-from tba_guard.tools.testing import TBAAuth, guarded_app, sign_headers
+from tba_guard.testing import TBAAuth, guarded_app, sign_headers
 from tests.support import BASE_URL, Clock, echo_app, make_settings, oauth_header
 
 FORM = "application/x-www-form-urlencoded"
@@ -53,7 +53,7 @@ def guarded(app: Any, clock: Clock, **overrides: Any) -> TestClient:
 
 
 def test_signed_form_body_reaches_the_app_unchanged() -> None:
-    # Signed by tba_guard.tools.testing's httpx auth, as an application's own tests would sign.
+    # Signed by tba_guard.testing's httpx auth, as an application's own tests would sign.
     body = "b=2&a=%C3%A9t%C3%A9&a=1&empty=&plus=x+y"
     app = RecordingApp()
     guarded_recorder, credentials = guarded_app(app, make_settings())

@@ -140,7 +140,7 @@ def test_toml_example_uses_only_known_settings(block: Block) -> None:
 
 def test_readme_is_short_and_its_first_example_needs_no_settings_file() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(readme.splitlines()) <= 180
+    assert len(readme.splitlines()) <= 190
     first = next(block for block in PYTHON if block.document == "README.md")
     assert first.fragment is None
     assert "from_toml" not in first.code

@@ -41,6 +41,7 @@ from tests.support import (
     shared_redis,
     unique_prefix,
 )
+from tests.support.redis_servers import PROTOCOLS, spoken_protocol, with_protocol
 
 PATH = "/services/rest/record/v1/salesOrder"
 URL = BASE_URL + PATH
@@ -63,11 +64,20 @@ def prefix(shared: redis.Redis) -> Iterator[str]:
     delete_prefix(shared, name)
 
 
-@pytest.fixture
-async def store(prefix: str) -> AsyncIterator[RedisReplayStore]:
-    replay_store = RedisReplayStore(SHARED_REDIS_URL, prefix=prefix)
+@pytest.fixture(params=PROTOCOLS, ids=lambda protocol: f"resp{protocol}")
+async def store(prefix: str, request: pytest.FixtureRequest) -> AsyncIterator[RedisReplayStore]:
+    """The store on the shared Redis, under RESP2 (its default) and under RESP3."""
+    protocol: int = request.param
+    replay_store = RedisReplayStore(with_protocol(SHARED_REDIS_URL, protocol), prefix=prefix)
+    assert await spoken_protocol(replay_store.redis) == protocol
     yield replay_store
     await replay_store.aclose()
+
+
+async def close_client(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+    """`aclose()` came with redis-py 5.0.1; 5.0.0, the lowest allowed, has `close()` only."""
+    closing = getattr(client, "aclose", None) or client.close
+    await closing()
 
 
 def key(nonce: str = "nonce-0001", **changes: Any) -> ReplayKey:
@@ -179,16 +189,22 @@ async def test_unreachable_redis_raises_replay_store_error_without_the_password(
     await store.aclose()
 
 
-async def test_error_reply_raises_replay_store_error(prefix: str) -> None:
-    store = RedisReplayStore(SHARED_REDIS_URL.rsplit("/", 1)[0] + "/99999", prefix=prefix)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_error_reply_raises_replay_store_error(prefix: str, protocol: int) -> None:
+    url = with_protocol(SHARED_REDIS_URL.rsplit("/", 1)[0] + "/99999", protocol)
+    store = RedisReplayStore(url, prefix=prefix)
     with pytest.raises(ReplayStoreError, match="DB index is out of range"):
         await asyncio.wait_for(store.claim(key(), 600), HANG_GUARD)
     await store.aclose()
 
 
-async def test_wrong_password_is_a_replay_store_error_that_hides_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_wrong_password_is_a_replay_store_error_that_hides_it(
+    tmp_path: Path, protocol: int
+) -> None:
+    # Under RESP3 the password goes with HELLO (HELLO 3 AUTH), under RESP2 with AUTH.
     with private_redis(tmp_path, "--requirepass", "the-right-one") as server:
-        url = server.url.replace("redis://", f"redis://:{PASSWORD}@")
+        url = with_protocol(server.url.replace("redis://", f"redis://:{PASSWORD}@"), protocol)
         store = RedisReplayStore(url, timeout=0.5)
         with pytest.raises(ReplayStoreError) as caught:
             await asyncio.wait_for(store.seen(key()), HANG_GUARD)
@@ -228,9 +244,10 @@ async def test_silent_redis_times_out_into_replay_store_error() -> None:
             await store.aclose()
 
 
-async def test_store_reconnects_after_redis_restarts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_store_reconnects_after_redis_restarts(tmp_path: Path, protocol: int) -> None:
     with private_redis(tmp_path) as server:
-        store = RedisReplayStore(server.url, timeout=0.5)
+        store = RedisReplayStore(with_protocol(server.url, protocol), timeout=0.5)
         assert await store.claim(key("before-stop"), 600)
         server.stop()
         with pytest.raises(ReplayStoreError):
@@ -241,17 +258,19 @@ async def test_store_reconnects_after_redis_restarts(tmp_path: Path) -> None:
         await store.aclose()
 
 
-async def test_unix_socket_url_works(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_unix_socket_url_works(tmp_path: Path, protocol: int) -> None:
     with private_redis(tmp_path, transport="unix") as server:
-        store = RedisReplayStore(server.url)
+        store = RedisReplayStore(with_protocol(server.url, protocol))
         assert await store.claim(key(), 600) is True
         assert await store.seen(key()) is True
         await store.aclose()
 
 
-async def test_rediss_url_speaks_tls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_rediss_url_speaks_tls(tmp_path: Path, protocol: int) -> None:
     with private_redis(tmp_path, transport="tls") as server:
-        store = RedisReplayStore(server.url)
+        store = RedisReplayStore(with_protocol(server.url, protocol))
         assert await store.claim(key(), 600) is True
         assert await store.claim(key(), 600) is False
         await store.aclose()
@@ -262,21 +281,23 @@ async def test_rediss_url_speaks_tls(tmp_path: Path) -> None:
         await plain.aclose()
 
 
-async def test_from_client_uses_the_given_client(prefix: str) -> None:
-    client = redis.asyncio.Redis.from_url(SHARED_REDIS_URL, retry=NO_RETRY)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_from_client_uses_the_given_client(prefix: str, protocol: int) -> None:
+    client = redis.asyncio.Redis.from_url(SHARED_REDIS_URL, retry=NO_RETRY, protocol=protocol)
     store = RedisReplayStore.from_client(client, prefix=prefix)
     assert await store.claim(key(), 600) is True
     assert await client.get(store.redis_key(key())) == b"1"
     await store.aclose()
     assert await client.ping()  # the store did not close a client it does not own
-    await client.aclose()
+    await close_client(client)
 
 
 async def test_from_client_warns_about_a_client_that_retries_claims() -> None:
-    client = redis.asyncio.Redis(host="127.0.0.1")  # this constructor retries by default
+    # Asked for: redis-py retries by default only from 6.0 on.
+    client = redis.asyncio.Redis(host="127.0.0.1", retry=Retry(NoBackoff(), 3))
     with pytest.warns(RuntimeWarning, match="NonceUsed"):
         RedisReplayStore.from_client(client)
-    await client.aclose()
+    await close_client(client)
 
 
 async def test_one_store_serves_successive_event_loops(prefix: str) -> None:
@@ -309,9 +330,9 @@ def test_settings_select_the_redis_store_with_its_options(tmp_path: Path) -> Non
     from_env = GuardSettings.from_env(
         {
             "TBA_GUARD_REPLAY_STORE": f"redis://:{PASSWORD}@127.0.0.1:6379/3",
-            "TBA_GUARD_REDIS_KEY_PREFIX": "myapp:nonce:",
-            "TBA_GUARD_REDIS_POOL_SIZE": "7",
-            "TBA_GUARD_REDIS_TIMEOUT": "0.1",
+            "TBA_GUARD_REPLAY_STORE_KEY_PREFIX": "myapp:nonce:",
+            "TBA_GUARD_REPLAY_STORE_POOL_SIZE": "7",
+            "TBA_GUARD_REPLAY_STORE_TIMEOUT": "0.1",
         }
     )
     assert from_file == from_env
@@ -332,10 +353,10 @@ def test_redis_defaults_are_a_short_timeout_and_the_documented_prefix() -> None:
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("TBA_GUARD_REDIS_POOL_SIZE", "0"),
-        ("TBA_GUARD_REDIS_TIMEOUT", "soon"),
-        ("TBA_GUARD_REDIS_TIMEOUT", "0"),
-        ("TBA_GUARD_REDIS_KEY_PREFIX", ""),
+        ("TBA_GUARD_REPLAY_STORE_POOL_SIZE", "0"),
+        ("TBA_GUARD_REPLAY_STORE_TIMEOUT", "soon"),
+        ("TBA_GUARD_REPLAY_STORE_TIMEOUT", "0"),
+        ("TBA_GUARD_REPLAY_STORE_KEY_PREFIX", ""),
         ("TBA_GUARD_REPLAY_STORE", "memcached://127.0.0.1"),
     ],
 )
@@ -387,10 +408,12 @@ async def test_ten_thousand_signed_requests_accepted_and_their_replays_get_nonce
     assert {error_code(r) for r in replays} == {"NonceUsed"}
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_request_with_a_bad_signature_writes_nothing(
-    shared: redis.Redis, prefix: str
+    shared: redis.Redis, prefix: str, protocol: int
 ) -> None:
-    settings = make_settings(replay_store=SHARED_REDIS_URL, replay_store_key_prefix=prefix)
+    url = with_protocol(SHARED_REDIS_URL, protocol)
+    settings = make_settings(replay_store=url, replay_store_key_prefix=prefix)
     async with guarded(settings) as client:
         forged = await client.get(PATH, headers=signed("forged-nonce", token_secret="guess"))
         unknown = await client.get(PATH, headers=signed("unknown-nonce", token="tk-nobody"))
@@ -402,8 +425,12 @@ async def test_request_with_a_bad_signature_writes_nothing(
         assert len(keys_under(shared, prefix)) == 1
 
 
-async def test_concurrent_copies_of_one_request_are_accepted_once(prefix: str) -> None:
-    settings = make_settings(replay_store=SHARED_REDIS_URL, replay_store_key_prefix=prefix)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_concurrent_copies_of_one_request_are_accepted_once(
+    prefix: str, protocol: int
+) -> None:
+    url = with_protocol(SHARED_REDIS_URL, protocol)
+    settings = make_settings(replay_store=url, replay_store_key_prefix=prefix)
     headers = signed("sent-24-times")
     async with guarded(settings) as client:
         responses = await asyncio.gather(*(client.get(PATH, headers=headers) for _ in range(24)))
@@ -412,12 +439,13 @@ async def test_concurrent_copies_of_one_request_are_accepted_once(prefix: str) -
     assert {error_code(r) for r in responses if r.status_code == 401} == {"NonceUsed"}
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_redis_down_answers_503_with_retry_after_and_back_up_accepts(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: int
 ) -> None:
     caplog.set_level(logging.INFO, logger="tba_guard.audit")
     with private_redis(tmp_path, "--requirepass", PASSWORD) as server:
-        url = server.url.replace("redis://", f"redis://:{PASSWORD}@")
+        url = with_protocol(server.url.replace("redis://", f"redis://:{PASSWORD}@"), protocol)
         settings = make_settings(replay_store=url, replay_store_timeout=0.2)
         async with guarded(settings) as client:
             assert (await client.get(PATH, headers=signed())).status_code == 200
@@ -444,7 +472,9 @@ async def test_redis_down_answers_503_with_retry_after_and_back_up_accepts(
 
 async def test_silent_redis_answers_503_instead_of_hanging() -> None:
     async with silent_server() as port:
-        settings = make_settings(replay_store=f"redis://127.0.0.1:{port}/0", replay_store_timeout=0.2)
+        settings = make_settings(
+            replay_store=f"redis://127.0.0.1:{port}/0", replay_store_timeout=0.2
+        )
         async with guarded(settings) as client:
             response = await asyncio.wait_for(client.get(PATH, headers=signed()), HANG_GUARD)
     assert response.status_code == 503
@@ -460,7 +490,7 @@ async def test_store_works_unchanged_on_a_redis_cluster(tmp_path: Path) -> None:
         assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [True] * 60
         assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [False] * 60
         assert all(await asyncio.gather(*(store.seen(k) for k in keys)))
-        await client.aclose()
+        await close_client(client)
         per_node = [redis.Redis(port=node.port).dbsize() for node in nodes]
     assert sum(per_node) == 60
     assert sum(1 for count in per_node if count) >= 2  # the keys really are spread out

@@ -30,6 +30,7 @@ from tests.support import (
     shared_redis,
     socket_descriptors,
 )
+from tests.support.redis_servers import PROTOCOLS, with_protocol
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to see which worker served"
@@ -42,12 +43,12 @@ COPIES = 24
 MAX_ROUNDS = 12  # fresh requests until one round's copies landed on both workers
 
 
-def write_config(directory: Path, prefix: str) -> Path:
+def write_config(directory: Path, prefix: str, url: str) -> Path:
     config = directory / "workers.toml"
     config.write_text(
         "[guard]\n"
-        f'replay_store = "{SHARED_REDIS_URL}"\n'
-        f'token_store = "{SHARED_REDIS_URL}"\n'
+        f'replay_store = "{url}"\n'
+        f'token_store = "{url}"\n'
         f'token_store_key_prefix = "{prefix}flow:"\n'
         'session_secret = "workers-test-session-secret-0123"\n'
         f'replay_store_key_prefix = "{prefix}"\n'
@@ -116,13 +117,15 @@ async def one_round(port: int, server_pid: int) -> tuple[list[int], list[bytes],
     return [status for status, _, _ in results], [body for _, body, _ in results], served_by
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_two_workers_accept_one_request_sent_24_times_exactly_once(
-    tmp_path: Path, redis_prefix: str
+    tmp_path: Path, redis_prefix: str, protocol: int
 ) -> None:
     client: redis.Redis = shared_redis()
     port = free_port()
     rounds, spread = 0, False
-    with serve(write_config(tmp_path, redis_prefix), port, tmp_path / "serve.log") as server:
+    config = write_config(tmp_path, redis_prefix, with_protocol(SHARED_REDIS_URL, protocol))
+    with serve(config, port, tmp_path / "serve.log") as server:
         # Fresh requests until one round's copies landed on both workers (usually the first).
         while rounds < MAX_ROUNDS and not spread:
             statuses, bodies, served_by = await one_round(port, server.pid)

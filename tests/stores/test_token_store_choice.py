@@ -15,12 +15,14 @@ from tba_guard.stores import credential_store_for, database_store_for, token_sto
 from tba_guard.stores.database.tokens import MemoryRequestTokens, RedisRequestTokens
 from tba_guard.stores.memory import CachedCredentials, StaticCredentials
 from tba_guard.stores.redis_tokens import RedisTokenStore
-from tests.support import NOW, Clock, keys_under, shared_redis
+from tests.support import NOW, SHARED_REDIS_URL, Clock, keys_under, shared_redis
 from tests.support.databases import database_url, fresh_key, prepared
+from tests.support.redis_servers import PROTOCOLS, with_protocol
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_with_a_credential_store_access_tokens_leave_redis_for_it(
-    redis_prefix: str, tmp_path: Path
+    redis_prefix: str, tmp_path: Path, protocol: int
 ) -> None:
     key = fresh_key()
     with database_url("sqlite", tmp_path) as url:
@@ -29,7 +31,7 @@ async def test_with_a_credential_store_access_tokens_leave_redis_for_it(
         settings = GuardSettings(
             credential_store=url,
             credential_key=(key,),
-            token_store="redis://127.0.0.1:6379/0",
+            token_store=with_protocol(SHARED_REDIS_URL, protocol),
             token_store_key_prefix=redis_prefix,
         )
         tokens = token_store_for(settings)
@@ -115,8 +117,9 @@ async def test_request_tokens_in_memory_beside_sqlite_keep_the_quota(tmp_path: P
             admin.engine.dispose()
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_request_tokens_on_redis_beside_sqlite_keep_time_by_the_given_clock(
-    redis_prefix: str, tmp_path: Path
+    redis_prefix: str, tmp_path: Path, protocol: int
 ) -> None:
     # The injected clock is years behind: by the wall clock the token would be long expired.
     key = fresh_key()
@@ -126,13 +129,14 @@ async def test_request_tokens_on_redis_beside_sqlite_keep_time_by_the_given_cloc
         settings = GuardSettings(
             credential_store=url,
             credential_key=(key,),
-            token_store="redis://127.0.0.1:6379/0",
+            token_store=with_protocol(SHARED_REDIS_URL, protocol),
             token_store_key_prefix=redis_prefix,
         )
         clock = Clock(NOW)
         tokens = token_store_for(settings, clock=clock)
         credentials = credential_store_for(settings)
         try:
+            assert isinstance(tokens, RedisRequestTokens)
             issued = request_token_of(integration.consumer_key, "rt-1", NOW)
             await tokens.put_request_token(issued)
             await asyncio.sleep(0.01)  # past what a wall-clock expiry would have kept

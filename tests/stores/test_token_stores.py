@@ -19,6 +19,7 @@ from tests.support import (
     FLOW_KEY,
     NOW,
     REALM,
+    SHARED_REDIS_URL,
     Clock,
     client_for,
     echo_app,
@@ -26,6 +27,7 @@ from tests.support import (
     free_port,
     shared_redis,
 )
+from tests.support.redis_servers import PROTOCOLS, spoken_protocol, with_protocol
 
 
 def sample_request_token(token_id: str = "rt-1", now: float = NOW) -> RequestToken:
@@ -95,9 +97,14 @@ async def test_memory_token_store_forgets_tombstones_and_refuses_when_full(clock
     assert await store.request_token("c") is not None
 
 
-async def test_redis_token_store_keeps_its_promises(redis_prefix: str, clock: Clock) -> None:
-    store = RedisTokenStore("redis://127.0.0.1:6379/0", prefix=redis_prefix, clock=clock)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_redis_token_store_keeps_its_promises(
+    redis_prefix: str, clock: Clock, protocol: int
+) -> None:
+    url = with_protocol(SHARED_REDIS_URL, protocol)
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=clock)
     try:
+        assert await spoken_protocol(store.redis) == protocol  # HGETALL: a map under RESP3
         await check_store_contract(store)
         client = shared_redis()
         ttl = client.pttl(f"{redis_prefix}rt:rt-1")

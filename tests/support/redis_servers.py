@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -25,7 +27,26 @@ import redis
 from tests.support.environment import REDIS_TLS_FLAG, missing, require_tools
 from tests.support.servers import free_port
 
+if TYPE_CHECKING:
+    from tba_guard.stores.redis import RedisConnection
+
 SHARED_REDIS_URL = os.environ.get("TBA_GUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# RESP2, the stores' default, and RESP3 (`?protocol=3`): the store tests run under both.
+PROTOCOLS = (2, 3)
+
+
+def with_protocol(url: str, protocol: int) -> str:
+    """The URL asking for this protocol, its other options kept."""
+    return f"{url}{'&' if '?' in url else '?'}protocol={protocol}"
+
+
+async def spoken_protocol(connection: RedisConnection) -> int:
+    """The protocol Redis says the connection speaks (`resp=` of CLIENT INFO, Redis 7)."""
+    info = await connection.call("CLIENT", "INFO")
+    text = info.decode() if isinstance(info, bytes) else info
+    found = re.search(r"\bresp=(\d)", text)
+    assert found, f"CLIENT INFO without resp= (Redis older than 7?): {text}"
+    return int(found.group(1))
 
 
 def redis_required() -> bool:

@@ -269,7 +269,9 @@ def test_serve_with_two_workers_and_redis_refuses_every_replay(tmp_path: Path) -
     prefix = unique_prefix()
     config = write_config(tmp_path, store=SHARED_REDIS_URL)
     config.write_text(
-        config.read_text().replace("[guard]\n", f'[guard]\nredis_key_prefix = "{prefix}"\n', 1)
+        config.read_text().replace(
+            "[guard]\n", f'[guard]\nreplay_store_key_prefix = "{prefix}"\n', 1
+        )
     )
     settings = GuardSettings.from_toml(config)
     try:

@@ -87,7 +87,7 @@ def test_sign_reads_tba_guard_variables() -> None:
     assert_signed_with_the_env_secrets(done.stdout.strip())
 
 
-def test_config_flag_wins_over_the_environment_and_the_demo_is_the_last_resort(
+def test_the_variables_layer_over_the_config_file_and_the_demo_is_the_last_resort(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "tba.toml"
@@ -96,8 +96,12 @@ def test_config_flag_wins_over_the_environment_and_the_demo_is_the_last_resort(
     args = ["sign", "--consumer-key", CONSUMER_KEY, "--token", TOKEN_ID, "GET", URL]
     flag = run_cli(*args[:1], "--config", str(config), *args[1:], env=env)
     assert flag.returncode == 0, flag.stderr
-    assert_signed_with_the_env_secrets(flag.stdout.strip())
-    # TBA_GUARD_CONFIG comes before the variables: its missing file is the error.
+    header = flag.stdout.strip()
+    assert 'realm="9"' in header  # the variable over the file's realm
+    assert verify_signature(
+        "GET", URL, {"Authorization": header}, "", CONSUMER_SECRET, TOKEN_SECRET
+    )
+    # Without --config, TBA_GUARD_CONFIG names the file: its missing file is the error.
     named = run_cli(*args, env=env)
     assert named.returncode == 2
     assert "missing.toml" in named.stderr
@@ -112,8 +116,8 @@ def test_config_flag_wins_over_the_environment_and_the_demo_is_the_last_resort(
 def test_help_states_the_order() -> None:
     done = run_cli("--help", env=clean_environment())
     text = " ".join(done.stdout.split())
-    assert "--config FILE if given, else the file named by $TBA_GUARD_CONFIG" in text
-    assert "else the TBA_GUARD_* environment variables" in text
+    assert "the file of --config FILE (else $TBA_GUARD_CONFIG)" in text
+    assert "then every TBA_GUARD_* variable over it" in text
 
 
 def test_a_short_secret_is_refused_with_its_key_named(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""tba_guard.tools.testing: what an application's own tests use to sign requests to a guarded
+"""tba_guard.testing: what an application's own tests use to sign requests to a guarded
 app."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings
 from tba_guard.core.settings import MIN_SECRET_LENGTH
-from tba_guard.tools.testing import SigningCredentials, TBAAuth, guarded_app, sign_headers
+from tba_guard.testing import SigningCredentials, TBAAuth, guarded_app, sign_headers
 from tests.support import ROOT
 
 FORM = "application/x-www-form-urlencoded"
@@ -90,7 +90,7 @@ def test_signing_uses_oauthlib_not_the_guard(monkeypatch: pytest.MonkeyPatch) ->
     import tba_guard.core.signature
 
     def refuse(*args: object, **kwargs: object) -> str:
-        raise AssertionError("tba_guard.tools.testing must not sign with the guard's code")
+        raise AssertionError("tba_guard.testing must not sign with the guard's code")
 
     monkeypatch.setattr(tba_guard.core.signature, "sign", refuse)
     credentials = SigningCredentials("ck", "cs-0123456789abcdef", "tk", "ts-0123456789abcdef")
@@ -99,7 +99,7 @@ def test_signing_uses_oauthlib_not_the_guard(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_importing_the_helper_does_not_import_httpx() -> None:
     code = (
-        "import sys, tba_guard.tools.testing\n"
+        "import sys, tba_guard.testing\n"
         "loaded = {'httpx', 'httpx2'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
@@ -108,3 +108,9 @@ def test_importing_the_helper_does_not_import_httpx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=root
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_helper_is_at_its_public_path() -> None:
+    # What a repr or a traceback names is the path users import, not a layer's.
+    for exported in (SigningCredentials, TBAAuth, guarded_app, sign_headers):
+        assert exported.__module__ == "tba_guard.testing", exported

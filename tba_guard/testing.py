@@ -19,14 +19,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ..asgi.middleware import TBAGuardMiddleware
-from ..core.records import Integration, Token
-from ..core.request import FORM_CONTENT_TYPE
-from ..core.settings import GuardSettings
-from ..core.signature import PLAINTEXT
+from .asgi.middleware import TBAGuardMiddleware
+from .core.records import Integration, Token
+from .core.request import FORM_CONTENT_TYPE
+from .core.settings import GuardSettings
+from .core.signature import PLAINTEXT
 
 if TYPE_CHECKING:
-    from ..core.records import Identity
+    from .core.records import Identity
 
 __all__ = [
     "SigningCredentials",
