@@ -20,23 +20,41 @@ import os
 import shutil
 import sys
 import sysconfig
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
 
 from setuptools import Extension, setup
 
-HOT_PATH = [
-    "tba_guard/core/errors.py",
-    "tba_guard/core/header.py",
-    "tba_guard/core/request.py",
-    "tba_guard/core/signature.py",
-    "tba_guard/core/records.py",
-    "tba_guard/core/protocols.py",
-    "tba_guard/core/audit.py",
-    "tba_guard/core/checks.py",
-    "tba_guard/core/sequence.py",
-    "tba_guard/guard.py",
-    "tba_guard/stores/memory.py",
-    "tba_guard/asgi/middleware.py",
-]
+HERE = Path(__file__).resolve().parent
+
+# The core is listed once, as coverage's `[tool.coverage.run] include` in pyproject.toml (coverage
+# reads only its own table): this build compiles it, but for INTERPRETED, and
+# tests/mutation/run.py mutates it. tests/project/test_core_list.py holds them to it.
+INTERPRETED = (
+    "tba_guard/stores/__init__.py",  # store selection, run once at start
+    "tba_guard/stores/redis*.py",  # a network round trip a call: compiling would gain nothing
+    "tba_guard/asgi/receiving.py",  # `yield from` written out, which mypyc need not know about
+)
+
+
+def core() -> list[str]:
+    """The core's files, in the order of the list (a glob's in name order), as paths from here."""
+    with open(HERE / "pyproject.toml", "rb") as file:
+        patterns: list[str] = tomllib.load(file)["tool"]["coverage"]["run"]["include"]
+    files: list[str] = []
+    for pattern in patterns:
+        matched = sorted(path.relative_to(HERE).as_posix() for path in HERE.glob(pattern))
+        if not matched:
+            raise SystemExit(f"setup.py: the core lists {pattern}, which matches no file")
+        files += [name for name in matched if name not in files]
+    return files
+
+
+def hot_path() -> list[str]:
+    """What mypyc compiles: the core but for INTERPRETED."""
+    return [name for name in core() if not any(fnmatch(name, p) for p in INTERPRETED)]
+
 
 SPEEDUPS = "tba_guard.core._speedups"
 SPEEDUPS_SOURCE = "tba_guard/core/_speedups.c"
@@ -65,7 +83,7 @@ def compiled_extensions() -> list[object]:
     # Imports outside the hot path (redis, SQLAlchemy) need not be installed to build it, and
     # the modules it imports but does not compile are type-checked by `make lint`, not here.
     compiled = mypycify(
-        ["--ignore-missing-imports", "--follow-imports=silent", *HOT_PATH], opt_level="3"
+        ["--ignore-missing-imports", "--follow-imports=silent", *hot_path()], opt_level="3"
     )
     for extension in compiled:
         extension.extra_compile_args = [*extension.extra_compile_args, *LOCAL_CALLS]
@@ -73,4 +91,6 @@ def compiled_extensions() -> list[object]:
     return [*compiled, speedups]
 
 
-setup(ext_modules=compiled_extensions())
+# setuptools runs this file as __main__; tests/project/test_core_list.py imports it for hot_path().
+if __name__ == "__main__":
+    setup(ext_modules=compiled_extensions())

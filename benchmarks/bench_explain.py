@@ -20,9 +20,9 @@ from typing import Any
 from oauthlib.oauth1 import Client
 
 from tba_guard import GuardSettings, Integration, Token
-from tba_guard.core import mistakes
-from tba_guard.core.mistakes import PAIR_COUNT, SEARCHED, search
 from tba_guard.core.request import parse_parameters, request_from_url
+from tba_guard.diagnosis import mistakes
+from tba_guard.diagnosis.mistakes import PAIR_COUNT, SEARCHED, search
 from tba_guard.tools.explain import explain
 
 NOW = 1_700_000_000

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message
 
+from tba_guard import Guard
+
 HERE = Path(__file__).resolve().parent
 SHAPE_NAMES = ("GET query", "POST form", "POST JSON body hash")
 
@@ -56,7 +58,7 @@ def drive(signed: Path, shape_name: str, count: int, implementation: str = "tba_
     # oauthlib and Authlib read the wall clock: the requests were signed moments ago.
     factories: dict[str, Callable[[], ASGIApp]] = {
         "bare": lambda: noop_app,
-        "tba_guard": lambda: TBAGuardMiddleware(noop_app, settings=SETTINGS, clock=lambda: now),
+        "tba_guard": lambda: TBAGuardMiddleware(noop_app, guard=Guard(SETTINGS, clock=lambda: now)),
         "oauthlib": lambda: oauthlib_middleware(noop_app),
         "Authlib": lambda: authlib_middleware(noop_app),
     }

@@ -1,8 +1,9 @@
 """tba_guard: NetSuite-style OAuth 1.0 (TBA) request validation for ASGI applications."""
 
 from ._compiled import restore_class_docstrings
+from .asgi.answers import OnError
 from .asgi.flow import TBAFlow
-from .asgi.middleware import OnError, TBAGuardMiddleware, TBAUser
+from .asgi.middleware import TBAGuardMiddleware, TBAUser
 from .asgi.routes import RequireTBA, TBARejection, tba_rejection_handler
 from .core.audit import AuditEvent
 from .core.checks import Step

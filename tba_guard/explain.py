@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .core.hints import development_hint
+from .diagnosis.hints import development_hint
 from .tools.explain import RawRequest, parse_raw_request, run_explain, run_explain_raw
 
 __all__ = ["RawRequest", "development_hint", "parse_raw_request", "run_explain", "run_explain_raw"]

@@ -1,6 +1,9 @@
-"""`Guard`: runs the core's declared sequence of checks against the configured stores.
+"""`Guard`: the one driver of a request's verification, for every way of guarding.
 
-It sits above the stores because it builds the ones the settings name when none is given.
+The middleware, `RequireTBA` and the flow's token endpoints all call `Guard.verifying`: it
+dispatches to the request's scheme, runs that scheme's declared checks, reads the body when the
+signature covers it, builds the identity, audits the verdict and gives the body's buffer back on
+every path. It sits above the stores because it builds the ones the settings name.
 """
 
 from __future__ import annotations
@@ -8,27 +11,77 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
 from typing import cast
 
 from mypy_extensions import mypyc_attr
 
 from .core.audit import AuditEvent, AuditHook, is_heard, record
 from .core.checks import Clock, Step, realm_sent
-from .core.errors import OPERATIONAL_CODES, TBAError
+from .core.errors import OPERATIONAL_CODES, ErrorCode, TBAError
 from .core.protocols import CredentialStore, ReplayStore, TokenStore, UserLookup
 from .core.records import Identity
 from .core.request import OAuthRequest, request_from_url
-from .core.sequence import AFTER_BODY, BEFORE_BODY, Limits, Verification
+from .core.scheme import SCHEMES, Check, Limits, Need, Scheme, Verification, scheme_word
+from .core.sequence import OAUTH
 from .core.settings import GuardSettings
 from .core.signature import signature_matches
 from .stores import credential_store_for, replay_store_for
 
+#: Reads the body the signature covers, once the checks before it passed: the bytes, and how
+#: many of them it holds against the process's `BUFFERS` (the guard gives those back).
+BodyReader = Callable[[], Awaitable[tuple[bytes, int]]]
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body arrived: there is nobody left to answer."""
+
+
+class BodyBuffers:
+    """Bytes of request bodies this process holds for verification, across all requests in
+    flight, so that many slow or large bodies at once meet a 503 instead of more memory."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, limit: int) -> None:
+        if self.held + size > limit:
+            raise TBAError(ErrorCode.REQUEST_BUFFERS_FULL, "request buffers full")
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+#: One per process: the limit is on the process's memory, whatever the number of guards.
+BUFFERS = BodyBuffers()
+
+
+class Verdict:
+    """One check's outcome when a request is run to the end (`Guard.diagnose`): the error it
+    raised, or why it did not run (`skipped`); neither means it passed. A check of another
+    step `applies` not; one after a check that `stops` is skipped `after_stop`."""
+
+    __slots__ = ("after_stop", "applies", "check", "error", "skipped")
+
+    def __init__(
+        self,
+        check: Check,
+        error: TBAError | None = None,
+        skipped: str = "",
+        *,
+        applies: bool = True,
+        after_stop: bool = False,
+    ) -> None:
+        self.check, self.error, self.skipped = check, error, skipped
+        self.applies, self.after_stop = applies, after_stop
+
 
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Guard:
-    """Runs the checks in the documented order. One instance serves every request: it keeps
-    no per-request state, only the settings and the two stores.
+    """Verifies requests in the documented order. One instance serves every request: it keeps
+    no per-request state, only the settings, the stores and the schemes it dispatches to.
     """
 
     def __init__(
@@ -39,6 +92,7 @@ class Guard:
         replay_store: ReplayStore | None = None,
         clock: Clock | None = None,
         audit_hooks: Iterable[AuditHook] = (),
+        schemes: Iterable[Scheme] | None = None,
     ) -> None:
         self.settings = settings = settings or GuardSettings()
         # None for the wall clock: a plain default keeps the signature readable when compiled.
@@ -49,9 +103,23 @@ class Guard:
             replay_store_for(settings, clock=clock) if replay_store is None else replay_store
         )
         self.audit_hooks = tuple(audit_hooks)
+        given = SCHEMES.values() if schemes is None else schemes
+        self.schemes: Mapping[str, Scheme] = {scheme.name.lower(): scheme for scheme in given}
         # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
         self._dummy_secret = secrets.token_urlsafe(32)
         self._limits = Limits(settings)
+
+    def with_credentials(self, credentials: CredentialStore) -> Guard:
+        """The same guard (settings, replay store, clock, hooks, schemes) over another
+        credential store: the flow's, which also knows the tokens it issued."""
+        return Guard(
+            self.settings,
+            credentials=credentials,
+            replay_store=self.replay_store,
+            clock=self.clock,
+            audit_hooks=self.audit_hooks,
+            schemes=self.schemes.values(),
+        )
 
     @property
     def replay_ttl(self) -> int:
@@ -64,6 +132,15 @@ class Guard:
         if self._limits.settings is not self.settings:
             self._limits = Limits(self.settings)
         return self._limits
+
+    def scheme_for(self, request: OAuthRequest) -> Scheme:
+        """The scheme the request's one `Authorization` header names; TBA's for none, for
+        several (its check 2 refuses them) and for a scheme no registered one answers."""
+        if request.authorization_count == 1:
+            scheme = self.schemes.get(scheme_word(request.authorization))
+            if scheme is not None:
+                return scheme
+        return OAUTH
 
     def start(
         self,
@@ -88,40 +165,32 @@ class Guard:
             limits=limits,
         )
 
-    async def check_before_body(self, request: OAuthRequest) -> Verification:
-        """Steps 1 to 9 for a protected resource: all that needs no body, so that a request
-        they refuse is answered before its body is read. Does not audit; the caller does."""
-        verification = self.start(request)
-        await self.run(verification, body=False)
-        return verification
+    def verifying(
+        self,
+        request: OAuthRequest,
+        read_body: BodyReader | None = None,
+        *,
+        step: Step = Step.RESOURCE,
+        tokens: TokenStore | None = None,
+        user_lookup: UserLookup | None = None,
+    ) -> Verifying:
+        """`async with guard.verifying(request, read_body) as verified:` runs the checks.
 
-    async def check_body_and_signature(
-        self, request: OAuthRequest, verification: Verification
-    ) -> Identity:
-        """The rest, once `request.body` holds what the signature covers: the form body's
-        parameters, step 10, and the replay claim. Does not audit; the caller does."""
-        await self.run(verification, body=True)
-        return self.identity(verification)
+        Inside, `verified.error` is the rejection (already audited), else `verified.identity`
+        speaks for the request. `read_body` is called only when the signature covers the body;
+        without one, `request.body` is taken as it is. On leaving, the body's buffer is given
+        back; a flow step is audited then, so that a failure inside the block is its verdict.
+        """
+        return Verifying(self, request, read_body, step, tokens, user_lookup)
 
-    def identity(self, verification: Verification) -> Identity:
-        """Who a verified request for a protected resource speaks for."""
-        token, integration = verification.token, verification.integration
-        assert integration is not None
-        assert token is not None
-        return Identity(
-            consumer_key=integration.consumer_key,
-            token_id=token.token_id,
-            realm=verification.limits.realm or realm_sent(verification.request.oauth),
-            entity=token.entity,
-            role=token.role,
-        )
-
-    async def run(self, verification: Verification, *, body: bool) -> None:
-        """The step's checks before the body, or from the body on, fail-fast. In opaque mode a
-        credential rejection first does the work it skipped (`equal_work`)."""
+    async def run(self, verification: Verification, *, body: bool, scheme: Scheme = OAUTH) -> None:
+        """The scheme's checks for the step before the body, or from the body on, fail-fast.
+        In opaque mode a credential rejection first does the work it skipped (`equal_work`)."""
         step = verification.step
         try:
-            for check in AFTER_BODY[step] if body else BEFORE_BODY[step]:
+            for check in scheme.after_body if body else scheme.before_body:
+                if step not in check.steps:
+                    continue
                 if check.is_async:
                     await cast(Awaitable[None], check.run(verification))
                 else:
@@ -131,6 +200,36 @@ class Guard:
                 await self.equal_work(verification)
             raise
 
+    async def diagnose(self, verification: Verification, scheme: Scheme = OAUTH) -> list[Verdict]:
+        """Every check of the scheme, run to the end for `explain`: after a failure the later
+        checks still run where what they need was established, so every problem shows at once.
+        Within one number the first failure or skip decides. Never writes to a store."""
+        verdicts: list[Verdict] = []
+        decided: set[str] = set()  # numbers whose outcome is known
+        stopped: Need | None = None
+        for check in scheme.sequence:
+            if stopped is not None:
+                verdicts.append(Verdict(check, skipped=stopped.unknown, after_stop=True))
+            elif verification.step not in check.steps:
+                verdicts.append(Verdict(check, applies=False))
+            elif check.number in decided:
+                continue
+            elif check.writes:
+                decided.add(check.number)
+                verdicts.append(Verdict(check, skipped="explain never writes to a store"))
+            elif missing := [n for n in check.needs if getattr(verification, n.field) is None]:
+                decided.add(check.number)
+                verdicts.append(Verdict(check, skipped=missing[0].unknown))
+            else:
+                error = await _outcome(check, verification)
+                verdicts.append(Verdict(check, error))
+                if error is not None:
+                    decided.add(check.number)
+                    stopped = check.stops
+                    if check.recover is not None:
+                        check.recover(verification)
+        return verdicts
+
     async def equal_work(self, verification: Verification) -> None:
         """The lookups and the signature a rejection skipped, with the results thrown away.
 
@@ -138,7 +237,7 @@ class Guard:
         either: an unknown consumer key, a blocked integration, an unusable token and a bad
         signature each cost the same lookups and one signature (against a random dummy secret
         when the real one is unknown), so timing cannot reveal which keys or tokens exist.
-        Requests refused before credentials are looked up (steps 1 to 7) cost no lookup.
+        Requests refused before credentials are looked up (checks 1 to 7) cost no lookup.
         """
         v = verification
         if not v.well_formed or v.verified:
@@ -155,19 +254,13 @@ class Guard:
             signature_matches(v.request, self._dummy_secret, self._dummy_secret)
 
     async def verify(self, request: OAuthRequest) -> Identity:
-        """Verify a request for a protected resource, body included; return who it speaks for.
-
-        Raises `TBAError` with the first failing check's code. Accepted or not, the decision
-        goes to the audit log.
-        """
-        try:
-            verification = await self.check_before_body(request)
-            identity = await self.check_body_and_signature(request, verification)
-        except TBAError as error:
-            self.audit(request, error)
-            raise
-        self.audit(request, None)
-        return identity
+        """Verify a request for a protected resource, its body in `request.body`; return who it
+        speaks for. Raises `TBAError` with the first failing check's code. Accepted or not,
+        the decision goes to the audit log."""
+        async with self.verifying(request) as verified:
+            if verified.error is not None:
+                raise verified.error
+            return verified.identity
 
     async def verify_request(
         self,
@@ -180,6 +273,7 @@ class Guard:
         return await self.verify(request_from_url(method, url, headers, body))
 
     def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
+        """Record one decision (the audit log and the hooks), if anyone listens."""
         if not is_heard("accepted" if error is None else "rejected", self.audit_hooks):
             return
         oauth = request.oauth
@@ -198,3 +292,101 @@ class Guard:
             ),
             self.audit_hooks,
         )
+
+
+async def _outcome(check: Check, verification: Verification) -> TBAError | None:
+    """Run one check: the error it raised, or None."""
+    try:
+        if check.is_async:
+            await cast(Awaitable[None], check.run(verification))
+        else:
+            check.run(verification)
+    except TBAError as error:
+        return error
+    return None
+
+
+class Verifying:
+    """One request's verification, as `Guard.verifying` runs it (an async context manager)."""
+
+    __slots__ = (
+        "error",
+        "guard",
+        "held",
+        "read_body",
+        "request",
+        "scheme",
+        "step",
+        "tokens",
+        "user_lookup",
+        "verification",
+    )
+
+    def __init__(
+        self,
+        guard: Guard,
+        request: OAuthRequest,
+        read_body: BodyReader | None,
+        step: Step,
+        tokens: TokenStore | None,
+        user_lookup: UserLookup | None,
+    ) -> None:
+        self.guard = guard
+        self.request = request
+        self.read_body = read_body
+        self.step = step
+        self.tokens = tokens
+        self.user_lookup = user_lookup
+        self.scheme = guard.scheme_for(request)
+        self.verification: Verification | None = None
+        self.error: TBAError | None = None
+        self.held = 0
+
+    @property
+    def identity(self) -> Identity:
+        """Who the verified request speaks for (a protected resource's)."""
+        assert self.verification is not None
+        assert self.error is None
+        return self.scheme.identity(self.verification)
+
+    async def __aenter__(self) -> Verifying:
+        guard, request, scheme = self.guard, self.request, self.scheme
+        verification = guard.start(
+            request, self.step, tokens=self.tokens, user_lookup=self.user_lookup
+        )
+        self.verification = verification
+        try:
+            await guard.run(verification, body=False, scheme=scheme)
+            if self.read_body is not None and scheme.wants_body(request):
+                request.body, self.held = await self.read_body()
+            await guard.run(verification, body=True, scheme=scheme)
+        except TBAError as error:
+            self.release()
+            self.error = error
+            guard.audit(request, error)
+            return self
+        except BaseException:
+            self.release()
+            raise
+        if self.step is Step.RESOURCE:
+            guard.audit(request, None)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+        if self.step is not Step.RESOURCE and self.error is None:
+            if exc is None:
+                self.guard.audit(self.request, None)
+            elif isinstance(exc, TBAError):
+                self.guard.audit(self.request, exc)
+
+    def release(self) -> None:
+        """Give the body's buffer back, once."""
+        if self.held:
+            BUFFERS.give_back(self.held)
+            self.held = 0

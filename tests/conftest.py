@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from tba_guard import GuardSettings, TBAGuardMiddleware
+from tba_guard import Guard, GuardSettings, TBAGuardMiddleware
 from tests.support import (
     BASE_URL,
     Clock,
@@ -31,7 +31,7 @@ def settings() -> GuardSettings:
 
 @pytest.fixture
 def client(settings: GuardSettings, clock: Clock) -> Iterator[TestClient]:
-    app = TBAGuardMiddleware(echo_app(), settings, clock=clock)
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(settings, clock=clock))
     with TestClient(app, base_url=BASE_URL) as test_client:
         yield test_client
 

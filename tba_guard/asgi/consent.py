@@ -33,7 +33,8 @@ from ..core.protocols import CredentialStore, TokenStore, TokenStoreError, UserL
 from ..core.records import RequestToken, User
 from ..core.request import FORM_CONTENT_TYPE
 from ..core.settings import GuardSettings
-from .middleware import TBAGuardMiddleware
+from ..guard import Guard
+from .scope import RequestReader
 
 #: The host application says who is signed in (None: nobody) from the consent page's request.
 CurrentUser = Callable[[Request], Awaitable[User | None]]
@@ -48,7 +49,7 @@ _THROTTLE_MAX_KEYS = 100_000  # names and addresses remembered per process, olde
 _PAGE_CONTEXT = "tba_guard.page"  # scope key: the consent page's (secure, client), computed once
 _MAX_FORM_BYTES = 16 * 1024
 _MAX_STATE_LENGTH = 512
-_VERIFIER_BYTES = 32  # 64 hex characters, as NetSuite's verifiers and the flow's tokens
+_VERIFIER_BYTES = 32  # 64 hex characters: NetSuite rule N19 (docs/netsuite-behaviour.md)
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     # No script, no frames (a consent page must not be clickjacked), no Referer to the callback.
@@ -102,7 +103,8 @@ class ConsentPages:
         settings: GuardSettings,
         tokens: TokenStore,
         credentials: CredentialStore,
-        middleware: TBAGuardMiddleware,
+        reader: RequestReader,
+        guard: Guard,
         *,
         current_user: CurrentUser | None,
         user_lookup: UserLookup | None,
@@ -113,7 +115,8 @@ class ConsentPages:
         self.tokens = tokens
         self.credentials = credentials
         # Reads the page's scheme and client as the guard does, and audits with its hooks.
-        self.middleware = middleware
+        self.reader = reader
+        self.guard = guard
         self.builtin_sign_in = current_user is None
         self.current_user: CurrentUser = current_user or self.session_user
         self.user_lookup = user_lookup
@@ -155,7 +158,7 @@ class ConsentPages:
         context: tuple[bool, str] | None = request.scope.get(_PAGE_CONTEXT)
         if context is None:
             try:
-                view = self.middleware.request_from_scope(request.scope)
+                view = self.reader.request_from_scope(request.scope)
             except TBAError as error:
                 raise PageError(
                     400, "Bad request", "The request cannot be read one way."
@@ -293,7 +296,7 @@ class ConsentPages:
                 time=self.clock(),
                 reason=reason,
             ),
-            self.middleware.guard.audit_hooks,
+            self.guard.audit_hooks,
         )
 
     # --- built-in sign-in for `users` of the settings ------------------------------------------
@@ -495,7 +498,7 @@ def _single(items: Iterable[tuple[str, str]], name: str) -> str:
 
 
 def _checked_state(state: str) -> str:
-    """`state` is optional, alphanumeric, at most 512 characters (NetSuite's rule)."""
+    """`state` as NetSuite rule N24 allows it (docs/netsuite-behaviour.md)."""
     if state and not (len(state) <= _MAX_STATE_LENGTH and state.isascii() and state.isalnum()):
         raise PageError(400, "Bad link", "state must be letters and digits, 512 at most.")
     return state

@@ -1,4 +1,4 @@
-"""The three-step TBA authorization flow, as NetSuite runs it, in front of any ASGI app.
+"""The three-step TBA authorization flow (NetSuite rules N20 to N26), in front of any ASGI app.
 
 1. `POST /rest/requesttoken`: signed with the consumer secret alone; answers a request token.
 2. `GET /app/login/secure/authorizetoken.nl?oauth_token=…`: a consent page where a signed-in
@@ -7,10 +7,10 @@
 3. `POST /rest/accesstoken`: signed with the consumer and request-token secrets, carrying the
    verifier; answers an access token, which the guard accepts at once.
 
-Steps one and three run the documented order of checks, with the guard's own functions, so
-every rejection carries the code NetSuite gives for that step. `TBAFlow(app, settings)` is
-also the guard for `app`: every other path goes through `TBAGuardMiddleware` with the same
-guard, whose credential store knows the issued tokens.
+Steps one and three go through `Guard.verifying` like any request, so every rejection carries
+the code of that step (rule N2) and is rendered by the same renderer, `on_error` included.
+`TBAFlow(app, settings)` is also the guard for `app`: every other path goes through
+`TBAGuardMiddleware` with the same guard, whose credential store knows the issued tokens.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import logging
 import os
 import secrets
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,45 +28,35 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.audit import AuditHook
-from ..core.checks import Clock, Step, realm_sent, token_store_unavailable
+from ..core.checks import Step, realm_sent, token_store_unavailable
 from ..core.errors import ErrorCode, TBAError
 from ..core.protocols import (
-    CredentialStore,
-    ReplayStore,
     TokenStore,
     TokenStoreError,
     UserLookup,
 )
 from ..core.records import RequestToken, Token
-from ..core.request import OAuthRequest, wants_body
+from ..core.request import OAuthRequest
 from ..core.settings import GuardSettings
-from ..guard import Guard
-from ..stores import credential_store_for, token_store_for
+from ..guard import BodyReader, ClientDisconnected, Guard
+from ..stores import token_store_for
 from ..stores.memory import (
     FlowCredentials,
     MemoryReplayStore,
     MemoryTokenStore,
     settings_user_lookup,
 )
+from .answers import OnError
 from .consent import ConsentPages, CurrentUser
-from .middleware import BUFFERS, ClientDisconnected, TBAGuardMiddleware
+from .middleware import TBAGuardMiddleware, guard_for
 
 #: Set to 1 to serve per-process stores from several workers anyway (benchmarks comparing it).
 ALLOW_PER_PROCESS_ENV = "TBA_GUARD_ALLOW_PER_PROCESS_STORES"
-_SECRET_BYTES = 32  # token ids and secrets: 64 hex characters, as NetSuite's
+_SECRET_BYTES = 32  # token ids and secrets: 64 hex characters (NetSuite rule N19)
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-#: Reads the signed body into the request once steps 1 to 9 passed (the endpoint's receive).
-BodyReader = Callable[[OAuthRequest], Awaitable[None]]
-
-
-async def _body_given(request: OAuthRequest) -> None:
-    """For a request built with its body (`request_from_url`): nothing to read."""
-
-
-logger = logging.getLogger("tba_guard.flow")
+logger = logging.getLogger("tba_guard.asgi.flow")
 
 
 @asynccontextmanager
@@ -94,48 +83,42 @@ class TBAFlow:
         app: ASGIApp | None = None,
         settings: GuardSettings | None = None,
         *,
+        guard: Guard | None = None,
         tokens: TokenStore | None = None,
         current_user: CurrentUser | None = None,
         user_lookup: UserLookup | None = None,
         sign_in_url: str | None = None,
-        credentials: CredentialStore | None = None,
-        replay_store: ReplayStore | None = None,
-        clock: Clock = time.time,
-        audit_hooks: Iterable[AuditHook] = (),
+        on_error: OnError | None = None,
+        workers: int | None = None,
     ) -> None:
-        self.settings = settings = settings or GuardSettings()
-        self.clock = clock
+        given = guard_for(settings, guard)
+        self.settings = settings = given.settings
+        self.clock = clock = given.clock
         self.tokens = token_store_for(settings, clock=clock) if tokens is None else tokens
         if user_lookup is None and current_user is None:
             user_lookup = settings_user_lookup(settings.users)
         self.user_lookup = user_lookup
-        self.credentials = FlowCredentials(
-            credential_store_for(settings) if credentials is None else credentials,
-            self.tokens,
-            user_lookup,
-        )
-        self.guard = Guard(
-            settings,
-            credentials=self.credentials,
-            replay_store=replay_store,
-            clock=clock,
-            audit_hooks=audit_hooks,
-        )
-        self.middleware = TBAGuardMiddleware(app or Router(), guard=self.guard)
+        # The guard's credentials, and the access tokens the flow issues.
+        self.credentials = FlowCredentials(given.credentials, self.tokens, user_lookup)
+        self.guard = given.with_credentials(self.credentials)
+        self.middleware = TBAGuardMiddleware(app or Router(), guard=self.guard, on_error=on_error)
+        self.reader = self.middleware.reader
+        self.rejections = self.middleware.rejections
         self.consent_pages = ConsentPages(
             settings,
             self.tokens,
             self.credentials,
-            self.middleware,
+            self.reader,
+            self.guard,
             current_user=current_user,
             user_lookup=user_lookup,
             sign_in_url=sign_in_url,
             clock=clock,
         )
-        # Who builds the app, and how many workers the server building it was told to run:
-        # checked again where it serves (see `process_problem`).
+        # Who builds the app, and how many workers will serve it (`workers`, else what the
+        # server building it was told): checked again where it serves (`process_problem`).
         self._built_pid = os.getpid()
-        self._server_workers = server_workers()
+        self._server_workers = workers if workers is not None else server_workers()
         self._checked_pid = 0
         self._process_problem: str | None = None
 
@@ -201,33 +184,28 @@ class TBAFlow:
             refusal = PlainTextResponse("Use POST.", 405, headers={"Allow": "POST"})
             await refusal(scope, receive, send)
             return
-        middleware = self.middleware
-        held = 0
-
-        async def read_body(request: OAuthRequest) -> None:
-            """After step 9, as on protected resources: the body only when it is signed."""
-            nonlocal held
-            if wants_body(request):
-                request.body = await middleware.read_body(receive)
-                held = len(request.body)
-
+        reader, rejections = self.reader, self.rejections
         try:
-            try:
-                request = middleware.request_from_scope(scope)
-            except TBAError as error:
-                await middleware.refuse(scope, receive, send, error, None)
-                return
-            if step is Step.REQUEST_TOKEN:
-                answer = await self.issue_request_token(request, read_body)
-            else:
-                answer = await self.issue_access_token(request, read_body)
+            request = reader.request_from_scope(scope)
+        except TBAError as error:
+            stub = reader.stub_of(scope)
+            self.guard.audit(stub, error)
+            await rejections.answer(scope, receive, send, error, stub)
+            return
+
+        async def read_body() -> tuple[bytes, int]:
+            """After check 9, as on protected resources: the body only when it is signed."""
+            body = await reader.read_body(receive)
+            return body, len(body)
+
+        issue = self.issue_request_token if step is Step.REQUEST_TOKEN else self.issue_access_token
+        try:
+            answer = await issue(request, read_body)
         except ClientDisconnected:
             return
         except TBAError as error:
-            await middleware.reject(scope, receive, send, error)
+            await rejections.answer(scope, receive, send, error, request)
             return
-        finally:
-            BUFFERS.give_back(held)
         body_bytes = urlencode(answer, quote_via=quote).encode()
         response = Response(
             body_bytes, 200, media_type=_FORM_TYPE, headers={"Cache-Control": "no-store"}
@@ -237,18 +215,21 @@ class TBAFlow:
     # --- step one ------------------------------------------------------------------------------
 
     async def issue_request_token(
-        self, request: OAuthRequest, read_body: BodyReader = _body_given
+        self, request: OAuthRequest, read_body: BodyReader | None = None
     ) -> list[tuple[str, str]]:
-        """The declared sequence for the request-token step; the answer's form fields."""
-        guard = self.guard
-        verification = guard.start(request, Step.REQUEST_TOKEN, tokens=self.tokens)
-        try:
-            await guard.run(verification, body=False)  # 1-9
-            await read_body(request)
-            await guard.run(verification, body=True)  # 10-12
+        """The declared sequence for the request-token step; the answer's form fields.
+        Raises `TBAError`, audited, for a rejection."""
+        verifying = self.guard.verifying(
+            request, read_body, step=Step.REQUEST_TOKEN, tokens=self.tokens
+        )
+        async with verifying as verified:
+            if verified.error is not None:
+                raise verified.error
+            verification = verified.verification
+            assert verification is not None
             integration = verification.integration
             assert integration is not None
-            role = request.oauth.get("role", "")
+            role = request.oauth.get("role", "")  # NetSuite rule N22
             token = RequestToken(
                 token_id=secrets.token_hex(_SECRET_BYTES),
                 token_secret=secrets.token_hex(_SECRET_BYTES),
@@ -260,10 +241,6 @@ class TBAFlow:
             )
             async with token_store_errors():
                 await self.tokens.put_request_token(token)
-        except TBAError as error:
-            guard.audit(request, error)
-            raise
-        guard.audit(request, None)
         answer = [
             ("oauth_token", token.token_id),
             ("oauth_token_secret", token.token_secret),
@@ -274,21 +251,26 @@ class TBAFlow:
     # --- step three ----------------------------------------------------------------------------
 
     async def issue_access_token(
-        self, request: OAuthRequest, read_body: BodyReader = _body_given
+        self, request: OAuthRequest, read_body: BodyReader | None = None
     ) -> list[tuple[str, str]]:
         """The declared sequence for the access-token step; the answer's form fields.
+        Raises `TBAError`, audited, for a rejection.
 
         The request token is consumed by the first exchange whose signature verified, even one
         with a wrong verifier: a verifier can be tried once.
         """
-        guard = self.guard
-        verification = guard.start(
-            request, Step.ACCESS_TOKEN, tokens=self.tokens, user_lookup=self.user_lookup
+        verifying = self.guard.verifying(
+            request,
+            read_body,
+            step=Step.ACCESS_TOKEN,
+            tokens=self.tokens,
+            user_lookup=self.user_lookup,
         )
-        try:
-            await guard.run(verification, body=False)  # 1-9
-            await read_body(request)
-            await guard.run(verification, body=True)  # 10-12
+        async with verifying as verified:
+            if verified.error is not None:
+                raise verified.error
+            verification = verified.verification
+            assert verification is not None
             integration, request_token = verification.integration, verification.request_token
             assert integration is not None
             assert request_token is not None
@@ -308,10 +290,6 @@ class TBAFlow:
                         problem="token_used",
                     )
                 await self.tokens.put_access_token(access)
-        except TBAError as error:
-            guard.audit(request, error)
-            raise
-        guard.audit(request, None)
         return [("oauth_token", access.token_id), ("oauth_token_secret", access.token_secret)]
 
 

@@ -1,8 +1,8 @@
 """Per-route protection: the middleware's verification for one endpoint at a time.
 
 For applications that guard only some routes. `RequireTBA` runs what `TBAGuardMiddleware` runs
-(the same request construction, checks, replay store, body caps and audit) and answers a
-rejection with exactly what the middleware answers, through the middleware's own methods.
+(the same request reader, `Guard.verifying`, body caps and audit) and answers a rejection with
+exactly what the middleware answers, through the same renderer.
 
 - FastAPI: `identity: Identity = Depends(require_tba)`. A rejection raises `TBARejection`;
   register `tba_rejection_handler` for it so that the client gets the guard's answer.
@@ -17,25 +17,21 @@ FastAPI is not imported: a dependency is any callable taking a Starlette `Reques
 # Request, and older versions cannot resolve a string annotation on a callable instance.
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
-from starlette.authentication import AuthCredentials
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
-from ..core.audit import AuditHook
-from ..core.checks import Clock
 from ..core.errors import TBAError
-from ..core.protocols import CredentialStore, ReplayStore
 from ..core.records import Identity
-from ..core.request import OAuthRequest, wants_body
 from ..core.settings import GuardSettings
-from ..guard import Guard
-from .middleware import BUFFERS, ClientDisconnected, OnError, TBAGuardMiddleware, TBAUser
+from ..guard import ClientDisconnected, Guard
+from .answers import OnError, Rejections
+from .middleware import authenticate, guard_for
+from .scope import RequestReader
 
 Endpoint = Callable[[Request], Awaitable[Response] | Response]
 
@@ -67,9 +63,9 @@ async def tba_rejection_handler(request: Request, exc: Exception) -> Response:
 class RequireTBA:
     """Verifies the requests of the endpoints it is applied to, as `TBAGuardMiddleware` does.
 
-    Takes the middleware's options: `settings` with `credentials`, `replay_store`, `clock` and
-    `audit_hooks`, or a ready `guard=` (not both); and `on_error`, which renders rejections as
-    it does for the middleware. `exempt_paths` do not apply: a protected endpoint is protected.
+    Takes the middleware's options: `settings=` or a ready `guard=` (which carries the stores,
+    clock and audit hooks), and `on_error`, which renders rejections as it does for the
+    middleware. `exempt_paths` do not apply: a protected endpoint is protected.
 
     A request that a `TBAGuardMiddleware` in front already verified (`scope["tba"]` is set) is
     not verified again, which would find its nonce used: its identity is handed over.
@@ -80,26 +76,12 @@ class RequireTBA:
         settings: GuardSettings | None = None,
         *,
         guard: Guard | None = None,
-        credentials: CredentialStore | None = None,
-        replay_store: ReplayStore | None = None,
-        clock: Clock | None = None,
-        audit_hooks: Iterable[AuditHook] = (),
         on_error: OnError | None = None,
     ) -> None:
-        # Never called as an application: it lends its request construction, body reading
-        # and rendering, so that the two ways of guarding cannot drift apart.
-        self.middleware = TBAGuardMiddleware(
-            _no_application,
-            settings,
-            guard=guard,
-            credentials=credentials,
-            replay_store=replay_store,
-            clock=clock,
-            audit_hooks=audit_hooks,
-            on_error=on_error,
-        )
-        self.guard = self.middleware.guard
-        self.settings = self.middleware.settings
+        self.guard = guard = guard_for(settings, guard)
+        self.settings = guard.settings
+        self.reader = RequestReader(guard.settings)
+        self.rejections = Rejections(guard.settings, on_error)
 
     async def __call__(self, request: Request) -> Identity:
         """The FastAPI dependency: the verified identity, or `TBARejection`.
@@ -107,9 +89,13 @@ class RequireTBA:
         FastAPI reads a body it parses into parameters before any dependency runs: a JSON or
         raw body is cached and verified as read, but a `Form(...)` parameter leaves no bytes to
         verify (`RuntimeError`); read such a form in the endpoint with `await request.form()`.
+        FastAPI offers no plain hook for after the endpoint: the body's buffer is given back
+        before it runs.
         """
-        outcome, held = await self.check(request)
-        BUFFERS.give_back(held)  # FastAPI offers no plain hook for after the endpoint
+        verified = request.scope.get("tba")
+        if isinstance(verified, Identity):
+            return verified
+        outcome: Identity | Response = await self.check(request, None)
         if isinstance(outcome, Response):
             raise TBARejection(outcome)
         return outcome
@@ -119,46 +105,38 @@ class RequireTBA:
 
         @functools.wraps(func)
         async def protected(request: Request) -> Response:
-            outcome, held = await self.check(request)
-            try:
-                if isinstance(outcome, Response):
-                    return outcome
-                if inspect.iscoroutinefunction(func):
-                    return await cast(Awaitable[Response], func(request))
-                # a plain function runs in the thread pool, as Starlette runs it unprotected
-                return await run_in_threadpool(cast(Callable[[Request], Response], func), request)
-            finally:  # the body is the endpoint's until it answers, as with the middleware
-                BUFFERS.give_back(held)
+            if isinstance(request.scope.get("tba"), Identity):
+                return await _call(func, request)
+            outcome = await self.check(request, func)
+            assert isinstance(outcome, Response)
+            return outcome
 
         return protected
 
-    async def check(self, request: Request) -> tuple[Identity | Response, int]:
-        """The identity, or the (audited) rejection to answer; and the body bytes held
-        against the process's buffers, which the caller gives back."""
+    async def check(self, request: Request, func: Endpoint | None) -> Identity | Response:
+        """Verify the request; then run `func` (the body still held, as with the middleware)
+        and return its response, or without `func` return the identity. A rejection is the
+        (audited) response to answer."""
         scope = request.scope
-        verified = scope.get("tba")
-        if isinstance(verified, Identity):
-            return verified, 0
-        middleware, guard = self.middleware, self.guard
-        oauth: OAuthRequest | None = None
-        held = 0
         try:
-            oauth = middleware.request_from_scope(scope)
-            checked = await guard.check_before_body(oauth)
-            if wants_body(oauth):
-                oauth.body, held = await self.body(request)
-            identity = await guard.check_body_and_signature(oauth, checked)
+            oauth = self.reader.request_from_scope(scope)
+        except TBAError as error:
+            stub = self.reader.stub_of(scope)
+            self.guard.audit(stub, error)
+            return await self.rejections.response(request, error, stub)
+
+        async def read_body() -> tuple[bytes, int]:
+            return await self.body(request)
+
+        try:
+            async with self.guard.verifying(oauth, read_body) as verified:
+                if verified.error is not None:
+                    return await self.rejections.response(request, verified.error, oauth)
+                identity = verified.identity
+                authenticate(scope, identity)
+                return identity if func is None else await _call(func, request)
         except ClientDisconnected:
             raise ClientDisconnect from None  # what `request.body()` raises in the endpoint
-        except TBAError as error:
-            BUFFERS.give_back(held)
-            oauth = middleware.audit_refusal(scope, error, oauth)
-            return await middleware.render(request, error, oauth), 0
-        guard.audit(oauth, None)
-        scope["tba"] = identity
-        scope["auth"] = AuthCredentials(["authenticated"])
-        scope["user"] = TBAUser(identity)
-        return identity, held
 
     async def body(self, request: Request) -> tuple[bytes, int]:
         """The body the signature covers, and how much of it this call took from the buffers.
@@ -168,17 +146,20 @@ class RequireTBA:
         """
         cached: bytes | None = getattr(request, "_body", None)
         if cached is not None:  # read before us (FastAPI reads a JSON body first): in memory
-            self.middleware.check_body_size(len(cached))
+            self.reader.check_body_size(len(cached))
             return cached, 0
         if getattr(request, "_stream_consumed", False) or request._form is not None:
             raise RuntimeError(
                 "the request body was consumed before tba_guard could verify it (a FastAPI "
                 "Form parameter?): read the form in the endpoint with `await request.form()`"
             )
-        body = await self.middleware.read_body(request.receive)
+        body = await self.reader.read_body(request.receive)
         request._body = body
         return body, len(body)
 
 
-async def _no_application(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("RequireTBA's middleware is never called as an application")
+async def _call(func: Endpoint, request: Request) -> Response:
+    if inspect.iscoroutinefunction(func):
+        return await cast(Awaitable[Response], func(request))
+    # a plain function runs in the thread pool, as Starlette runs it unprotected
+    return await run_in_threadpool(cast(Callable[[Request], Response], func), request)

@@ -1,4 +1,5 @@
-"""The audit trail: one structured record per decision, like NetSuite's Login Audit Trail.
+"""The audit trail: one structured record per decision, like NetSuite's Login Audit Trail
+(NetSuite rule N28, docs/netsuite-behaviour.md).
 
 Records go to the stdlib logger `tba_guard.audit` (fields under `record.tba_audit`) and to any
 hook the application registers (metrics). They carry identifiers only: never a secret, a

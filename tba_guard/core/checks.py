@@ -21,8 +21,6 @@ from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
 
 Clock = Callable[[], float]
-#: What steps 1 to 9 established: the replay key to claim, the integration and the token.
-CheckedCredentials = tuple[ReplayKey, Integration, Token]
 
 
 class Step(StrEnum):
@@ -48,7 +46,7 @@ STEP_PARAMETERS: Final[dict[Step, tuple[str, ...]]] = {
 _REQUIRED: Final = {step: REQUIRED_PARAMETERS + names for step, names in STEP_PARAMETERS.items()}
 _RESOURCE_REQUIRED: Final = _REQUIRED[Step.RESOURCE]  # looked up without hashing the enum
 #: Required, yet may be empty: after Deny the callback carries an empty verifier, and a client
-#: that sends it on gets `InvalidVerifier` (step 11), which says what happened.
+#: that sends it on gets `InvalidVerifier` (check 11), which says what happened (rule N23).
 MAY_BE_EMPTY: Final = frozenset({"oauth_verifier"})
 _MAX_TIMESTAMP_DIGITS: Final = 12  # past year 30000: anything longer is not a clock
 
@@ -231,7 +229,7 @@ def realm_sent(oauth: Mapping[str, str]) -> str:
 
 
 def realm_mismatch(oauth: Mapping[str, str], configured: str | None) -> bool:
-    """A realm that differs from the configured one (exactly: `_sb1` is not `_SB1`)."""
+    """A realm that differs from the configured one, compared exactly (NetSuite rule N12)."""
     sent = realm_sent(oauth)
     return configured is not None and bool(sent) and sent != configured
 
@@ -270,7 +268,7 @@ def check_integration_enabled(
     if integration.state == "enabled":
         return
     if step is Step.REQUEST_TOKEN and not realm_sent(oauth):
-        # NetSuite says UnknownIntegration at step one unless the company ID (realm) was sent.
+        # NetSuite rule N16 (docs/netsuite-behaviour.md).
         raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "integration blocked, no realm sent")
     raise TBAError(ErrorCode.INTEGRATION_BLOCKED, "the integration record is blocked")
 
@@ -401,7 +399,7 @@ def _callback_parts(url: str, *, wildcard: bool = False) -> tuple[str, str, int 
 def callback_allowed(callback: str, registered: str | None) -> bool:
     """The integration's callback URL (scheme, host, port, path and query exactly; a host
     `*.example.com` stands for one label), or `http://localhost` on any port and path, where
-    native and command-line clients listen."""
+    native and command-line clients listen (NetSuite rule N25, widened)."""
     sent = _callback_parts(callback)
     if sent is None:
         return False

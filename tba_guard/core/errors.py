@@ -16,7 +16,8 @@ ErrorDetail = Literal["code", "opaque"]
 
 
 class ErrorCode(StrEnum):
-    """NetSuite's TBA error codes, spelled as NetSuite spells them, plus the project's own."""
+    """NetSuite's TBA error codes (NetSuite rule N1, docs/netsuite-behaviour.md), plus the
+    project's own."""
 
     FEATURE_DISABLED = "FeatureDisabled"
     MISSING_REQUIRED_PARAMETER = "MissingRequiredParameter"
@@ -48,8 +49,7 @@ class ErrorCode(StrEnum):
 class CatalogEntry:
     status: int
     problem: str
-    message: str  # what the client is told, NetSuite's wording where it has one
-    fix: str  # the likely fix, one line: what `explain` and the development hints suggest
+    message: str  # what the client is told, in NetSuite's wording where it has one (N1)
 
 
 _C = ErrorCode
@@ -59,137 +59,112 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "permission_denied",
         "Token-based authentication is switched off for this account. "
         "Enable the feature before sending OAuth requests.",
-        "switch feature_enabled on in the guard's settings",
     ),
     _C.MISSING_REQUIRED_PARAMETER: CatalogEntry(
         400,
         "parameter_absent",
         "The OAuth Authorization header is missing, malformed, or lacks a required parameter. "
         "Send 'Authorization: OAuth' with each required parameter exactly once.",
-        "send one 'Authorization: OAuth ...' header with every required oauth_* parameter "
-        'exactly once, each as name="percent-encoded value", and oauth_* parameters '
-        "nowhere else (not in the query or the body)",
     ),
     _C.VERSION_REJECTED: CatalogEntry(
         400,
         "version_rejected",
         "oauth_version must be exactly 1.0. Send 1.0 or leave the parameter out.",
-        'send oauth_version="1.0" or leave it out',
     ),
     _C.UNKNOWN_ALGORITHM: CatalogEntry(
         400,
         "signature_method_rejected",
         "The oauth_signature_method is not accepted here. Sign with HMAC-SHA256.",
-        "configure the client to sign with HMAC-SHA256 (or add its method to signature_methods)",
     ),
     _C.INVALID_TIMESTAMP: CatalogEntry(
         400,
         "timestamp_refused",
         "oauth_timestamp must be the current time in whole seconds since the epoch, within "
         "the accepted window. Check the client's clock and that it does not send milliseconds.",
-        "send the current time in whole seconds since the epoch and keep the client's clock "
-        "in sync (NTP)",
     ),
     _C.NONCE_REJECTED: CatalogEntry(
         400,
         "parameter_rejected",
         "oauth_nonce has the wrong length. Send a fresh random nonce of about 20 characters.",
-        "send a fresh random nonce of about 20 characters with every request",
     ),
     _C.NONCE_USED: CatalogEntry(
         401,
         "nonce_used",
         "This combination of nonce and timestamp was already used. "
         "Generate a new nonce and timestamp, and sign again, for every request.",
-        "generate a new nonce and timestamp, and sign again, for every request",
     ),
     _C.UNKNOWN_INTEGRATION: CatalogEntry(
         401,
         "consumer_key_unknown",
         "No integration record matches this consumer key for this account. "
         "Check the consumer key and the realm (account ID).",
-        "check the consumer key, and send the realm (account ID) exactly as configured",
     ),
     _C.INTEGRATION_BLOCKED: CatalogEntry(
         401,
         "consumer_key_rejected",
         "The integration record is blocked. Enable it on the integration record.",
-        'enable the integration record (state = "enabled")',
     ),
     _C.AUTHORIZATION_FLOW_REQUIRED: CatalogEntry(
         401,
         "permission_denied",
         "The integration does not use the TBA authorization flow. "
         "Check the 'TBA: Authorization Flow' box on the integration record.",
-        "switch authorization_flow on for the integration",
     ),
     _C.TOKEN_REJECTED: CatalogEntry(
         401,
         "token_rejected",
         "The token could not be found or is not usable: check that it exists, belongs to this "
         "integration and account, and has not expired or been revoked.",
-        "check the token ID, that it belongs to this consumer key and account, and that it is "
-        "neither revoked nor expired; send the realm exactly as configured",
     ),
     _C.ENTITY_OR_ROLE_DISABLED: CatalogEntry(
         401,
         "permission_denied",
         "The entity or role of this token is not usable. "
         "Check that the user and role are active and may use web services.",
-        "make the token's entity and role active",
     ),
     _C.INVALID_SIGNATURE: CatalogEntry(
         401,
         "signature_invalid",
         "The signature is incorrect. Rebuild the base string (method, URL, sorted parameters) "
         "and sign it with the consumer secret and token secret.",
-        "rebuild the base string exactly as the server does (tba-guard explain prints it) and "
-        "sign it with the consumer secret and the token secret",
     ),
     _C.INVALID_CALLBACK: CatalogEntry(
         400,
         "parameter_rejected",
         "The callback URL is not valid for this integration. "
         "Use the callback URL of the integration record.",
-        "send the callback URL of the integration record",
     ),
     _C.INVALID_VERIFIER: CatalogEntry(
         401,
         "verifier_invalid",
         "oauth_verifier does not match the verifier given at the authorization step. "
         "Send the verifier that came back with the authorized request token.",
-        "send the verifier that came back with the authorized request token",
     ),
     _C.REPLAY_STORE_UNAVAILABLE: CatalogEntry(
         503,
         "temporarily_unavailable",
         "The replay-protection store is unavailable, so the request cannot be checked. "
         "Retry later.",
-        "bring the replay store (Redis) back, then retry",
     ),
     _C.CREDENTIAL_STORE_UNAVAILABLE: CatalogEntry(
         503,
         "temporarily_unavailable",
         "The credential store is unavailable, so the request cannot be checked. Retry later.",
-        "bring the credential store back, then retry",
     ),
     _C.REQUEST_BODY_TOO_LARGE: CatalogEntry(
         413,
         "parameter_rejected",
         "The form body is larger than the guard reads for signing. Send a smaller body.",
-        "send a smaller form body, or raise body_max_bytes",
     ),
     _C.REQUEST_BODY_TIMEOUT: CatalogEntry(
         408,
         "parameter_rejected",
         "The request body did not arrive in time. Send the whole body promptly.",
-        "send the whole body promptly, or raise body_timeout",
     ),
     _C.REQUEST_BUFFERS_FULL: CatalogEntry(
         503,
         "temporarily_unavailable",
         "The server is holding as many request bodies as it may. Retry later.",
-        "retry later, or raise body_buffer_max_bytes if memory allows",
     ),
     _C.AMBIGUOUS_REQUEST: CatalogEntry(
         400,
@@ -197,21 +172,18 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "The request could be read in more than one way: a repeated Content-Type or Host "
         "header, Content-Length with Transfer-Encoding, or a form body that is not plain "
         "ASCII URL-encoding of UTF-8. Send each header once and percent-encode the form.",
-        "send Content-Type and Host once, and percent-encode the form as UTF-8",
     ),
     _C.HOST_NOT_ALLOWED: CatalogEntry(
         400,
         "parameter_rejected",
         "This service does not answer for the host named in the request. "
         "Send the request to the service's own host name.",
-        "call the service's own host name, or add it to allowed_hosts",
     ),
     _C.REQUEST_TOKEN_LIMIT: CatalogEntry(
         503,
         "temporarily_unavailable",
         "This integration holds as many unused request tokens as it may. Finish or abandon "
         "the authorizations in progress, and retry when their request tokens expire.",
-        "wait for pending request tokens to expire, or raise the quota",
     ),
 }
 
@@ -278,7 +250,7 @@ class TBAError(Exception):
     def message(self) -> str:
         message = CATALOG[self.code].message
         if self.code is ErrorCode.INVALID_CALLBACK and self.callback is not None:
-            # NetSuite's own message is "InvalidCallback <the URL sent>"; clients parse it.
+            # NetSuite rule N3 (docs/netsuite-behaviour.md).
             return f"InvalidCallback {self.callback}. {message}"
         if self.parameters_absent:
             return f"{message} Absent: {', '.join(self.parameters_absent)}."
@@ -355,8 +327,8 @@ def error_response(
 ) -> ErrorResponse:
     """Render a rejection as status, headers and the RESTlet-style JSON body.
 
-    In opaque mode the wire says only what NetSuite says (400 for a malformed request, otherwise
-    401 INVALID_LOGIN_ATTEMPT); operational answers (413, 408, 503) stay as they are because
+    In opaque mode the wire says only what NetSuite says (NetSuite rule N4,
+    docs/netsuite-behaviour.md); operational answers (413, 408, 503) stay as they are because
     they reveal nothing about credentials and clients need them to back off.
     """
     status = error.status

@@ -16,7 +16,8 @@ Decision = Literal["pending", "allowed", "denied"]
 @mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class Integration:
-    """An integration record: NetSuite's consumer key and secret and its switches."""
+    """An integration record: its consumer key and secret and its switches (NetSuite rule N15,
+    docs/netsuite-behaviour.md)."""
 
     consumer_key: str
     consumer_secret: str
@@ -55,8 +56,8 @@ class Token:
 @mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class User:
-    """Someone who may authorize an integration on the consent page: NetSuite's entity, with
-    the roles they may choose. `password` only serves the built-in sign-in form."""
+    """Someone who may authorize an integration on the consent page: an entity, with the roles
+    they may choose (NetSuite rule N18). `password` only serves the built-in sign-in form."""
 
     entity: str
     name: str
@@ -80,7 +81,7 @@ class RequestToken:
     callback: str
     expires_at: float
     realm: str = ""  # the account: the configured realm, else the one sent at step one
-    requested_role: str = ""  # NetSuite's `role` header parameter of step one
+    requested_role: str = ""  # the `role` header parameter of step one: NetSuite rule N22
     decision: Decision = "pending"
     verifier: str = field(default="", repr=False)
     entity: str = ""
@@ -131,7 +132,7 @@ class Identity:
 
     @property
     def entity(self) -> str:
-        """The NetSuite entity (user) the token was issued to."""
+        """The entity (user) the token was issued to (NetSuite rule N18)."""
         return self._entity
 
     @property

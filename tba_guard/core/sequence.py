@@ -10,7 +10,7 @@ and only a request whose signature verified may write to the replay store.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Final
 
 from .checks import (
@@ -36,146 +36,29 @@ from .checks import (
     claim_nonce,
     credentials_unavailable,
     look_up_token,
+    realm_sent,
     replay_key,
     token_store_unavailable,
 )
-from .errors import TBAError
-from .protocols import CredentialStore, ReplayKey, ReplayStore, TokenStore, UserLookup
-from .records import Integration, RequestToken, Token
-from .request import OAuthRequest, parse_parameters
-from .settings import GuardSettings
+from .errors import ErrorCode, TBAError
+from .records import Identity
+from .request import parse_parameters, wants_body
+from .scheme import Check, Need, Scheme, Verification, register_scheme
 
-ALL_STEPS: Final = frozenset(Step)
 RESOURCE: Final = frozenset({Step.RESOURCE})
 FLOW: Final = frozenset({Step.REQUEST_TOKEN, Step.ACCESS_TOKEN})
 REQUEST_TOKEN: Final = frozenset({Step.REQUEST_TOKEN})
 ACCESS_TOKEN: Final = frozenset({Step.ACCESS_TOKEN})
 
 
-class Limits:
-    """The settings the checks read, copied into a compiled object once per settings object:
-    each field of the frozen settings costs a generic attribute lookup per read."""
-
-    __slots__ = (
-        "feature_enabled",
-        "header_max_length",
-        "header_max_parameters",
-        "nonce_max_length",
-        "nonce_min_length",
-        "realm",
-        "replay_ttl",
-        "settings",
-        "signature_methods",
-        "timestamp_tolerance",
-    )
-
-    def __init__(self, settings: GuardSettings) -> None:
-        self.settings = settings  # what they were copied from, to tell when it is replaced
-        self.feature_enabled = settings.feature_enabled
-        self.header_max_length = settings.header_max_length
-        self.header_max_parameters = settings.header_max_parameters
-        self.signature_methods = settings.signature_methods
-        self.timestamp_tolerance = settings.timestamp_tolerance
-        self.nonce_min_length = settings.nonce_min_length
-        self.nonce_max_length = settings.nonce_max_length
-        self.realm = settings.realm
-        # Long enough that a key outlives every moment its timestamp could still pass.
-        self.replay_ttl = 2 * settings.timestamp_tolerance
-
-
-class Verification:
-    """One request on its way through the sequence: the request, the stores it is checked
-    against, and what each passed check established for the checks after it.
-
-    The `looked_up_*` and `signed` flags record the work done, so that in opaque mode a
-    rejection can do the work it skipped and cost what an acceptance costs.
-    """
-
-    __slots__ = (
-        "callback",
-        "credentials",
-        "integration",
-        "key",
-        "limits",
-        "looked_up_token",
-        "looked_up_user",
-        "now",
-        "replay_store",
-        "request",
-        "request_token",
-        "signed",
-        "step",
-        "timestamp",
-        "token",
-        "token_secret",
-        "tokens",
-        "user_lookup",
-        "verified",
-        "well_formed",
-    )
-
-    def __init__(
-        self,
-        request: OAuthRequest,
-        step: Step,
-        settings: GuardSettings,
-        *,
-        now: float,
-        credentials: CredentialStore,
-        replay_store: ReplayStore,
-        tokens: TokenStore | None = None,
-        user_lookup: UserLookup | None = None,
-        limits: Limits | None = None,
-    ) -> None:
-        self.request = request
-        self.step = step
-        self.limits = Limits(settings) if limits is None else limits  # settings, if none given
-        self.now = now
-        self.credentials = credentials
-        self.replay_store = replay_store
-        self.tokens = tokens
-        self.user_lookup = user_lookup
-        self.timestamp: int | None = None
-        self.key: ReplayKey | None = None
-        self.integration: Integration | None = None
-        self.token: Token | None = None
-        self.request_token: RequestToken | None = None
-        self.token_secret: str | None = None  # step 9 finds it; none exists at step one
-        self.callback = ""
-        self.well_formed = False  # checks 1 to 7 passed: credentials are looked up
-        self.looked_up_token = False
-        self.looked_up_user = False
-        self.signed = False
-        self.verified = False
-
-
-class Check:
-    """One entry of the sequence: its number and name in the documented order, the steps it
-    belongs to, and the function that runs it (returning an awaitable when `is_async`)."""
-
-    __slots__ = ("is_async", "name", "needs", "number", "run", "steps", "writes")
-
-    def __init__(
-        self,
-        number: str,
-        name: str,
-        run: Callable[[Verification], object],
-        *,
-        steps: frozenset[Step] = ALL_STEPS,
-        is_async: bool = False,
-        needs: tuple[str, ...] = (),
-        writes: bool = False,
-    ) -> None:
-        self.number = number
-        self.name = name
-        self.run = run
-        self.steps = steps
-        self.is_async = is_async
-        self.needs = needs  # what earlier checks must have established for this one to run
-        self.writes = writes  # changes a store: `explain` never runs it
-
-    def __repr__(self) -> str:
-        return f"Check({self.number!r}, {self.name!r})"
+PARAMETERS: Final = Need("oauth", "the parameters could not be read")
+TIMESTAMP: Final = Need("timestamp", "the timestamp is not a number")
+REPLAY_KEY: Final = Need("key", "no replay key: the nonce was not read")
+INTEGRATION: Final = Need("integration", "no integration")
+TOKEN: Final = Need("token", "no token")
+REQUEST_TOKEN_FOUND: Final = Need("request_token", "no request token (explain has no token store)")
+CONSUMER_SECRET: Final = Need("integration", "no consumer secret for an unknown consumer key")
+TOKEN_SECRET: Final = Need("token_secret", "no token secret for an unknown token")
 
 
 # --- the entries: each adapts one check to the state of the request ----------------------------
@@ -249,7 +132,7 @@ async def token_usable(v: Verification) -> None:
 
 
 def no_token_yet(v: Verification) -> None:
-    """Step one signs with the consumer secret alone: the token secret is empty."""
+    """Step one signs with the consumer secret alone: the token secret is empty (rule N21)."""
     v.token_secret = ""
 
 
@@ -327,31 +210,48 @@ def nonce_claimed(v: Verification) -> Awaitable[None]:
 
 # --- the declaration ----------------------------------------------------------------------------
 
-_INTEGRATION = "UnknownIntegration / IntegrationBlocked"
-_TOKEN = "TokenRejected / EntityOrRoleDisabled"
+_C = ErrorCode
+_INTEGRATION = (_C.UNKNOWN_INTEGRATION, _C.INTEGRATION_BLOCKED)
+_TOKEN = (_C.TOKEN_REJECTED, _C.ENTITY_OR_ROLE_DISABLED)
 
-#: Every check, in order. Numbers are NetSuite's; one number may span several entries.
+
+def timestamp_as_sent(v: Verification) -> None:
+    """For explain: a timestamp outside the window, in seconds or milliseconds, still makes the
+    replay key of check 7."""
+    raw = v.request.oauth.get("oauth_timestamp", "")
+    v.timestamp = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 16 else None
+
+
+#: Every check, in order (rule N30 of docs/netsuite-behaviour.md); the numbers are the
+#: project's, one number may span several entries.
 SEQUENCE: Final[tuple[Check, ...]] = (
-    Check("1", "FeatureDisabled", feature_enabled),
-    Check("2", "MissingRequiredParameter", parameters_present),
-    Check("3", "VersionRejected", version_supported),
-    Check("4", "UnknownAlgorithm", signature_method_accepted),
-    Check("5", "InvalidTimestamp", timestamp_in_window),
-    Check("6", "NonceRejected", nonce_length),
-    Check("7", "NonceUsed", nonce_unused, is_async=True, needs=("timestamp",)),
+    Check("1", (_C.FEATURE_DISABLED,), feature_enabled),
+    Check("2", (_C.MISSING_REQUIRED_PARAMETER,), parameters_present, stops=PARAMETERS),
+    Check("3", (_C.VERSION_REJECTED,), version_supported),
+    Check("4", (_C.UNKNOWN_ALGORITHM,), signature_method_accepted),
+    Check("5", (_C.INVALID_TIMESTAMP,), timestamp_in_window, recover=timestamp_as_sent),
+    Check("6", (_C.NONCE_REJECTED,), nonce_length),
+    Check(
+        "7",
+        (_C.NONCE_USED,),
+        nonce_unused,
+        is_async=True,
+        needs=(TIMESTAMP,),
+        note="(explain keeps no history; the real store may have seen it)",
+    ),
     Check("8", _INTEGRATION, integration_known, is_async=True),
-    Check("8", _INTEGRATION, integration_enabled, needs=("integration",)),
-    Check("8", _INTEGRATION, authorization_flow_allowed, steps=FLOW, needs=("integration",)),
-    Check("9", _TOKEN, token_usable, steps=RESOURCE, is_async=True, needs=("integration",)),
-    Check("9", _TOKEN, token_entity_and_role_active, steps=RESOURCE, needs=("token",)),
-    Check("9", "no token at step one", no_token_yet, steps=REQUEST_TOKEN),
+    Check("8", _INTEGRATION, integration_enabled, needs=(INTEGRATION,)),
+    Check("8", _INTEGRATION, authorization_flow_allowed, steps=FLOW, needs=(INTEGRATION,)),
+    Check("9", _TOKEN, token_usable, steps=RESOURCE, is_async=True, needs=(INTEGRATION,)),
+    Check("9", _TOKEN, token_entity_and_role_active, steps=RESOURCE, needs=(TOKEN,)),
+    Check("9", (), no_token_yet, steps=REQUEST_TOKEN, label="no token at step one"),
     Check(
         "9",
         _TOKEN,
         request_token_usable,
         steps=ACCESS_TOKEN,
         is_async=True,
-        needs=("integration",),
+        needs=(INTEGRATION,),
     ),
     Check(
         "9",
@@ -359,33 +259,68 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         consenting_user_active,
         steps=ACCESS_TOKEN,
         is_async=True,
-        needs=("request_token",),
+        needs=(REQUEST_TOKEN_FOUND,),
     ),
     # BODY: what follows reads the body, when the signature covers it.
-    Check("10", "InvalidSignature", form_body_read),
-    Check("10", "InvalidSignature", signature_matches, needs=("integration", "token_secret")),
+    Check("10", (_C.INVALID_SIGNATURE,), form_body_read),
     Check(
-        "11", "InvalidCallback", callback_registered, steps=REQUEST_TOKEN, needs=("integration",)
+        "10",
+        (_C.INVALID_SIGNATURE,),
+        signature_matches,
+        needs=(CONSUMER_SECRET, TOKEN_SECRET),
     ),
     Check(
         "11",
-        "InvalidVerifier",
+        (_C.INVALID_CALLBACK,),
+        callback_registered,
+        steps=REQUEST_TOKEN,
+        needs=(INTEGRATION,),
+    ),
+    Check(
+        "11",
+        (_C.INVALID_VERIFIER,),
         verifier_matches,
         steps=ACCESS_TOKEN,
         is_async=True,
-        needs=("request_token",),
+        needs=(REQUEST_TOKEN_FOUND,),
         writes=True,
     ),
-    Check("12", "claim the replay key", nonce_claimed, is_async=True, needs=("key",), writes=True),
+    Check(
+        "12",
+        (),
+        nonce_claimed,
+        is_async=True,
+        needs=(REPLAY_KEY,),
+        writes=True,
+        label="claim the replay key",
+    ),
 )
 BODY: Final = next(i for i, check in enumerate(SEQUENCE) if check.run is form_body_read)
 
 
-def checks_for(step: Step, *, body: bool) -> tuple[Check, ...]:
-    """The step's checks before the body is read (`body=False`) or from there on."""
-    part = SEQUENCE[BODY:] if body else SEQUENCE[:BODY]
-    return tuple(check for check in part if step in check.steps)
+def oauth_identity(v: Verification) -> Identity:
+    """Who a verified request for a protected resource speaks for."""
+    token, integration = v.token, v.integration
+    assert integration is not None
+    assert token is not None
+    return Identity(
+        consumer_key=integration.consumer_key,
+        token_id=token.token_id,
+        realm=v.limits.realm or realm_sent(v.request.oauth),
+        entity=token.entity,
+        role=token.role,
+    )
 
 
-BEFORE_BODY: Final = {step: checks_for(step, body=False) for step in Step}
-AFTER_BODY: Final = {step: checks_for(step, body=True) for step in Step}
+#: TBA: OAuth 1.0 as NetSuite checks it (rules N1, N14), the scheme of `Authorization: OAuth …`
+#: and of a request with no credentials at all (which its check 2 answers with the challenge).
+OAUTH: Final = register_scheme(
+    Scheme(
+        "OAuth",
+        SEQUENCE,
+        body_from=BODY,
+        identity=oauth_identity,
+        wants_body=wants_body,
+        codes=[code for check in SEQUENCE for code in check.codes],
+    )
+)

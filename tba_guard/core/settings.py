@@ -41,7 +41,7 @@ _ENV_NOT_SETTINGS = frozenset(
         "TBA_GUARD_REQUIRE_TOOLS",  # the test suite: openssl, curl and bash must be there
         "TBA_GUARD_REQUIRE_REDIS_TLS",  # the test suite: redis-server must serve TLS
         "TBA_GUARD_CONFIG",
-        "TBA_GUARD_ALLOW_PER_PROCESS_STORES",  # tba_guard.flow: several workers allowed anyway
+        "TBA_GUARD_ALLOW_PER_PROCESS_STORES",  # tba_guard.asgi.flow: several workers anyway
         "TBA_GUARD_BUILD",  # the test suite: which build it runs on
         "TBA_GUARD_PURE_PYTHON",  # setup.py: skip the compiled build
         "TBA_GUARD_TEST_REDIS_URL",  # the test suite's Redis
@@ -66,7 +66,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
-    """Everything the guard can be told. Defaults follow NetSuite's behaviour."""
+    """Everything the guard can be told. Defaults follow NetSuite's behaviour: rules N7, N9,
+    N10 and N20 of docs/netsuite-behaviour.md."""
 
     realm: str | None = None
     timestamp_tolerance: int = 300
@@ -104,7 +105,8 @@ class GuardSettings:
     development_hints: bool = False  # a one-line hint in error responses; never in production
     integrations: tuple[Integration, ...] = ()
     tokens: tuple[Token, ...] = field(default=(), repr=False)
-    # The authorization flow (tba_guard.flow): where it lives, what it stores, who may consent.
+    # The authorization flow (tba_guard.asgi.flow): where it lives (NetSuite rule N20), what it
+    # stores, who may consent.
     request_token_path: str = "/rest/requesttoken"
     authorize_path: str = "/app/login/secure/authorizetoken.nl"
     access_token_path: str = "/rest/accesstoken"

@@ -1,4 +1,5 @@
-"""OAuth 1.0 signatures (RFC 5849 section 3.4) as NetSuite's TBA computes them.
+"""OAuth 1.0 signatures (RFC 5849 section 3.4) as NetSuite's TBA computes them (NetSuite rule
+N14, docs/netsuite-behaviour.md).
 
 The base string and percent-encoding are written here rather than taken from oauthlib because
 they sit on the hot path of every request: oauthlib re-parses the header and URL for each step
@@ -102,14 +103,6 @@ def _percent_encoded(value: str, table: tuple[str, ...]) -> str:
 def _encoded_uri(uri: str) -> str:
     # A service has few distinct URIs; encoding one costs more than the cache lookup.
     return percent_encode(uri)
-
-
-def signed_parameters(request: OAuthRequest) -> list[tuple[str, str]]:
-    """Every parameter the signature covers: header (but realm and signature), query, form."""
-    pairs = [(name, value) for name, value in request.oauth.items() if name not in _UNSIGNED]
-    if request.params:
-        pairs += request.params
-    return pairs
 
 
 def _encoded_pairs(pairs: list[tuple[str, str]], *, twice: bool = False) -> list[str]:

@@ -296,7 +296,7 @@ def _drop_expired(live: dict[str, float], now: float) -> None:
 class FlowCredentials:
     """The guard's credential store: the configured one first, then the access tokens the flow
     issued. With `users`, a token whose user (or role) is no longer usable is reported inactive,
-    so the middleware answers `EntityOrRoleDisabled` for it.
+    so the middleware answers `EntityOrRoleDisabled` for it (NetSuite rule N18).
     """
 
     def __init__(

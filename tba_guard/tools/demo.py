@@ -1,4 +1,5 @@
-"""The demo service of `tba-guard serve`: NetSuite-shaped endpoints behind the guard.
+"""The demo service of `tba-guard serve`: NetSuite-shaped endpoints behind the guard (NetSuite
+rules N27 and N29, docs/netsuite-behaviour.md).
 
 Every guarded endpoint answers with the identity the middleware verified and with what it
 received, so a newcomer sees at once what got through and what the application was handed.
@@ -44,7 +45,7 @@ HEALTH_PATH = "/healthz"
 CALLBACK_PATH = "/tba/callback"
 RESTLET_PATH = "/app/site/hosting/restlet.nl"
 REST_PATH = "/services/rest/{path:path}"
-# NetSuite RESTlets take these four; the REST web services also PATCH.
+# The methods of NetSuite rule N27 (docs/netsuite-behaviour.md).
 RESTLET_METHODS = ["GET", "POST", "PUT", "DELETE"]
 REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -1,62 +1,28 @@
-"""`tba-guard explain`: run every check, in order, on one request and say what is wrong.
-
-NetSuite answers a bad request with "Invalid login attempt" and nothing else, and its users lose
-days to it. This module runs the same standalone checks the guard runs, in the same order, and
-prints each verdict; on a rejection it names the code, the reason and the likely fix. For a bad
-signature it prints the base string the server built and finds the likely cause by re-signing
-the request the ways clients are known to get wrong (with the configured secrets) and comparing
-with the signature that was sent.
-
-It never touches a real replay store (a throwaway in-memory one answers step 7, and step 12 is
-skipped) and never prints a secret, a signature or the header itself: a PLAINTEXT signature *is*
-the secrets.
-"""
+"""`tba-guard explain`: NetSuite answers a bad request with "Invalid login attempt" alone, so
+this runs the guard's checks in order on one request, prints each verdict and the diagnosis,
+and never touches a real replay store or prints a secret, a signature or the header."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 from urllib.parse import urlsplit
 
-from ..core.checks import (
-    Step,
-    realm_sent,
-)
+from ..core.checks import Step
 from ..core.errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
-from ..core.mistakes import PAIR_COUNT, REALM_SPELLING, SEARCH_BUDGET, SEARCHED, Finding, search
 from ..core.records import Integration, Token
 from ..core.request import OAuthRequest, base_string_uri, request_from_url
-from ..core.sequence import SEQUENCE, Check, Verification
 from ..core.settings import GuardSettings
-from ..core.signature import (
-    SIGNATURE_METHODS,
-    base_string,
-    request_base_string,
-    sign,
-    signed_parameters,
-)
+from ..diagnosis.causes import Finding
+from ..diagnosis.mistakes import PAIR_COUNT, SEARCH_BUDGET, SEARCHED
+from ..diagnosis.rejection import diagnose
+from ..guard import Guard, Verdict
 from ..stores import credential_store_for
 from ..stores.memory import MemoryReplayStore
 
 _C = ErrorCode
-
-_OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-
-
-@dataclass(frozen=True, slots=True)
-class Pitfall:
-    """A known way clients get a request wrong, and what to do instead; `name` when it is one
-    of the catalogue's mistakes (tba_guard/mistakes.py)."""
-
-    cause: str
-    fix: str
-    name: str = ""
-    note: str = ""
-
 
 # --- the report -------------------------------------------------------------------------------
 
@@ -81,22 +47,6 @@ class _Report:
 
     def skip(self, number: str, check: str, why: str) -> None:
         self.lines.append(f"{number:>4}. {check:<40} not run: {why}")
-
-
-def _attempt(run: Callable[[], object]) -> TBAError | None:
-    try:
-        run()
-    except TBAError as error:
-        return error
-    return None
-
-
-async def _attempt_async(check: Awaitable[object]) -> TBAError | None:
-    try:
-        await check
-    except TBAError as error:
-        return error
-    return None
 
 
 def _server_uri(settings: GuardSettings, request: OAuthRequest) -> str | None:
@@ -363,79 +313,48 @@ async def _run_checks(
     now: float,
     client_uri: str,
 ) -> _Context:
-    """The guard's own sequence, run to the end: after a failure the later checks still run
-    where what they need was established, so the user sees every problem at once; the first
-    failure decides. The settings' own credentials and a throwaway replay store: explain never
-    touches a shared store."""
-    v = Verification(
-        request,
-        step,
+    """The guard's own checks, run to the end (`Guard.diagnose`), one line per number; the
+    first failure decides. The settings' own credentials and a throwaway replay store:
+    explain never touches a shared store."""
+    guard = Guard(
         settings,
-        now=now,
         credentials=credential_store_for(settings),
         replay_store=MemoryReplayStore(1, clock=lambda: now),
+        clock=lambda: now,
     )
-    checks = [check for check in SEQUENCE if step in check.steps]
-    for number in dict.fromkeys(check.number for check in SEQUENCE):
-        group = [check for check in checks if check.number == number]
-        if not group:  # e.g. the flow's callback and verifier, on a protected resource
-            others = dict.fromkeys(check.name for check in SEQUENCE if check.number == number)
-            report.skip(number, " / ".join(others), f"not part of {_STEP_NAMES[step]}")
+    v = guard.start(request, step)
+    groups: dict[str, list[Verdict]] = {}
+    for verdict in await guard.diagnose(v):
+        groups.setdefault(verdict.check.number, []).append(verdict)
+    stopped = [number for number, group in groups.items() if group[0].after_stop]
+    for number, group in groups.items():
+        if number in stopped:
             continue
-        error, skipped = await _run_group(group, v)
-        name = " / ".join(dict.fromkeys(check.name for check in group))
-        if skipped and error is None:
-            report.skip(number, name, skipped)
+        applying = [verdict for verdict in group if verdict.applies]
+        name = " / ".join(dict.fromkeys(verdict.check.name for verdict in applying or group))
+        if not applying:  # e.g. the flow's callback and verifier, on a protected resource
+            report.skip(number, name, f"not part of {_STEP_NAMES[step]}")
+            continue
+        first = next((x for x in applying if x.error is not None or x.skipped), None)
+        if first is not None and first.error is None:
+            report.skip(number, name, first.skipped)
         else:
-            report.verdict(number, name, error, _NOTES.get(number, ""))
-        if number == "2" and error is not None:
-            report.skip(f"3-{SEQUENCE[-1].number}", "every later check", _NEEDS["oauth"])
-            break
-        if number == "5" and v.timestamp is None:
-            # Explain goes on to the replay read with a timestamp outside the window.
-            v.timestamp = _timestamp_value(request.oauth.get("oauth_timestamp", ""))
+            note = next((x.check.note for x in applying if x.check.note), "")
+            report.verdict(number, name, first.error if first else None, note)
+    if stopped:
+        why = groups[stopped[0]][0].skipped
+        report.skip(f"{stopped[0]}-{stopped[-1]}", "every later check", why)
     return _Context(client_uri=client_uri, integration=v.integration, token=v.token)
 
 
-#: Why a check could not run: what an earlier failure left unknown.
-_NEEDS = {
-    "oauth": "the parameters could not be read",
-    "timestamp": "the timestamp is not a number",
-    "key": "no replay key: the nonce was not read",
-    "integration": "no integration",
-    "token": "no token",
-    "request_token": "no request token (explain has no token store)",
-    "token_secret": "no token secret for an unknown token",
-}
 _STEP_NAMES = {
     Step.RESOURCE: "a protected-resource request",
     Step.REQUEST_TOKEN: "the request-token step",
     Step.ACCESS_TOKEN: "the access-token step",
 }
-_NOTES = {"7": "(explain keeps no history; the real store may have seen it)"}
 
 
-async def _run_group(group: list[Check], v: Verification) -> tuple[TBAError | None, str]:
-    """One number's checks: the first failure, or why they could not run."""
-    for check in group:
-        if check.writes:
-            return None, "explain never writes to a store"
-        missing = [need for need in check.needs if getattr(v, need) is None]
-        if missing:
-            if check.number == "10" and v.integration is None:
-                return None, "no consumer secret for an unknown consumer key"
-            return None, _NEEDS[missing[0]]
-        try:
-            if check.is_async:
-                await cast(Awaitable[None], check.run(v))
-            else:
-                check.run(v)
-        except TBAError as error:
-            return error, ""
-    return None, ""
-
-
-# --- the conclusion and the known pitfalls ----------------------------------------------------
+# --- the conclusion -----------------------------------------------------------------------------
 
 
 def _conclusion(
@@ -447,212 +366,51 @@ def _conclusion(
 ) -> list[str]:
     first = report.first
     assert first is not None
-    status = first.status
-    lines = [f"Rejected: {first.code.value} (HTTP {status})"]
+    lines = [f"Rejected: {first.code.value} (HTTP {first.status})"]
     if settings.error_detail == "opaque" and first.code not in OPERATIONAL_CODES:
         lines.append("  (opaque mode: the client sees only INVALID_LOGIN_ATTEMPT or a bare 400)")
     lines.append(f"Reason: {first.reason or CATALOG[first.code].message}")
-    causes = _pitfalls_for(first, settings, request, context, now)
-    lines += _cause_lines(causes)
-    bad_signature = _C.INVALID_SIGNATURE in report.failed
-    if not causes and not (bad_signature and first.code is _C.INVALID_SIGNATURE):
-        lines.append(f"Fix: {CATALOG[first.code].fix}")
-    if bad_signature:
+    diagnosis = diagnose(
+        first,
+        request,
+        settings,
+        now=now,
+        client_uri=context.client_uri,
+        integration=context.integration,
+        token=context.token,
+        signature_failed=_C.INVALID_SIGNATURE in report.failed,
+    )
+    lines += _finding_lines(diagnosis.causes)
+    if diagnosis.fix is not None:
+        lines.append(f"Fix: {diagnosis.fix}")
+    signature = diagnosis.signature
+    if signature is not None:
         if first.code is not _C.INVALID_SIGNATURE:
             lines.append("The signature does not match either.")
-        lines.append(f"Base string the server built: {request_base_string(request)}")
-        lines += _signature_lines(settings, request, context)
+        lines.append(f"Base string the server built: {signature.base_string}")
+        if signature.matched:
+            lines += _finding_lines(signature.findings)
+        if not signature.complete:
+            lines.append(
+                f"Note: the search stopped after {SEARCH_BUDGET:g} s, before every pair of "
+                "mistakes was tried (a very large request)"
+            )
+        if not signature.matched:
+            lines += _finding_lines(signature.findings)
+            lines.append(
+                f"  Searched: {len(SEARCHED)} known mistakes and {PAIR_COUNT} pairs of them"
+            )
     return lines
 
 
-def _cause_lines(pitfalls: Iterable[Pitfall]) -> list[str]:
-    lines = []
-    for pitfall in pitfalls:
-        lines.append(f"Likely cause: {pitfall.cause}")
-        if pitfall.name:
-            lines.append(f"  Mistake: {pitfall.name}")
-        if pitfall.note:
-            lines.append(f"  Note: {pitfall.note}")
-        lines.append(f"  Fix: {pitfall.fix}")
-    return lines
-
-
-def _signature_lines(
-    settings: GuardSettings, request: OAuthRequest, context: _Context
-) -> list[str]:
-    """Re-sign the request as each catalogued mistake, and each pair of them, would; name those
-    that reproduce the sent signature, or say honestly that none does."""
-    findings: list[Finding] = []
-    complete = True
-    if context.integration is not None:
-        findings, complete = search(
-            request,
-            client_uri=context.client_uri,
-            consumer_secret=context.integration.consumer_secret,
-            token_secret=context.token.token_secret if context.token else "",
-            realm=settings.realm,
-        )
+def _finding_lines(findings: Iterable[Finding]) -> list[str]:
     lines = []
     for finding in findings:
-        label = "Mistakes" if len(finding.names) > 1 else "Mistake"
-        lines += [
-            f"Likely cause: {finding.explanation}",
-            f"  {label}: {' + '.join(finding.names)}",
-            f"  Fix: {finding.fix}",
-        ]
-    if not complete:
-        lines.append(
-            f"Note: the search stopped after {SEARCH_BUDGET:g} s, before every pair of mistakes "
-            "was tried (a very large request)"
-        )
-    if not findings:
-        lines += _cause_lines([_NO_KNOWN_SIGNATURE_PITFALL])
-        lines.append(f"  Searched: {len(SEARCHED)} known mistakes and {PAIR_COUNT} pairs of them")
+        lines.append(f"Likely cause: {finding.explanation}")
+        if finding.names:
+            label = "Mistakes" if len(finding.names) > 1 else "Mistake"
+            lines.append(f"  {label}: {' + '.join(finding.names)}")
+        if finding.note:
+            lines.append(f"  Note: {finding.note}")
+        lines.append(f"  Fix: {finding.fix}")
     return lines
-
-
-_NO_KNOWN_SIGNATURE_PITFALL = Pitfall(
-    "no known client mistake reproduces the signature with the configured secrets: the client "
-    "signs with other secrets, or signed another request (a header reused from an earlier "
-    "request, another URL or body)",
-    "compare the base string above with the client's, byte for byte, and check both secrets",
-)
-
-
-def _pitfalls_for(
-    error: TBAError,
-    settings: GuardSettings,
-    request: OAuthRequest,
-    context: _Context,
-    now: float,
-) -> list[Pitfall]:
-    """The known causes of the deciding code other than a bad signature."""
-    oauth, code = request.oauth, error.code
-    if code is _C.UNKNOWN_ALGORITHM and oauth.get("oauth_signature_method") == "HMAC-SHA1":
-        return [
-            Pitfall(
-                "HMAC-SHA1 was left as the client library's default",
-                "configure the client to sign with HMAC-SHA256 "
-                "(oauthlib/requests-oauthlib: signature_method=SIGNATURE_HMAC_SHA256)",
-            )
-        ]
-    if code is _C.INVALID_TIMESTAMP:
-        return _timestamp_pitfalls(oauth["oauth_timestamp"], settings, request, context, now)
-    if code in (_C.UNKNOWN_INTEGRATION, _C.TOKEN_REJECTED) and settings.realm:
-        sent = realm_sent(oauth)
-        if sent and sent != settings.realm:
-            fix = REALM_SPELLING.fix.format(configured=settings.realm)
-            if sent.upper().replace("-", "_") != settings.realm.upper():
-                return [Pitfall(f"the realm {sent!r} is not this account", fix)]
-            return [
-                Pitfall(
-                    REALM_SPELLING.explanation.format(realm=repr(sent)),
-                    fix,
-                    name=REALM_SPELLING.name,
-                    note="the realm is not signed, so no signature shows this mistake: explain "
-                    "compared the realm sent with the configured one",
-                )
-            ]
-    if code is _C.MISSING_REQUIRED_PARAMETER and "given in the header and in" in error.reason:
-        return _duplicate_pitfalls(error.parameters_rejected)
-    return []
-
-
-def _duplicate_pitfalls(names: tuple[str, ...]) -> list[Pitfall]:
-    """Names sent in the header and again in the query or body (step 2 refuses them)."""
-    protocol = [name for name in names if name.startswith("oauth_")]
-    others = [name for name in names if not name.startswith("oauth_")]
-    found = []
-    if others:
-        found.append(
-            Pitfall(
-                f"query parameters ({', '.join(others)}) were put into the Authorization header "
-                "as well as the URL",
-                "send parameters that are not oauth_* in the query string (or body) only",
-            )
-        )
-    if protocol:
-        found.append(
-            Pitfall(
-                f"protocol parameters ({', '.join(protocol)}) were sent in the query or body as "
-                "well as in the header",
-                "send oauth_* parameters in the Authorization header only",
-            )
-        )
-    return found
-
-
-def _timestamp_pitfalls(
-    raw: str, settings: GuardSettings, request: OAuthRequest, context: _Context, now: float
-) -> list[Pitfall]:
-    tolerance = settings.timestamp_tolerance
-    value = _timestamp_value(raw)
-    if value is None:
-        return []
-    if len(raw) >= 13 and abs(value // 1000 - now) <= tolerance:
-        return [
-            Pitfall(
-                "the timestamp is in milliseconds",
-                "send whole seconds since the epoch (int(time.time()), Date.now() / 1000 | 0)",
-            )
-        ]
-    if value < now - tolerance and _signature_is_right(request, context):
-        return [
-            Pitfall(
-                f"the header was reused from an earlier request: its signature is right, but it "
-                f"was made {int(now - value)} s ago",
-                "sign every request afresh, with a new nonce and the current timestamp",
-            )
-        ]
-    if value > 0:
-        direction = "behind" if value < now else "ahead of"
-        return [
-            Pitfall(
-                f"the client's clock is {abs(int(now - value))} s {direction} the server's",
-                f"synchronise the clock (NTP); the window is ±{tolerance} s",
-            )
-        ]
-    return []
-
-
-def _timestamp_value(raw: str) -> int | None:
-    """The timestamp as a number when it is one a clock could give (seconds or milliseconds);
-    None for anything else, including digit strings too long for `int` to take."""
-    if raw.isascii() and raw.isdigit() and len(raw) <= 16:
-        return int(raw)
-    return None
-
-
-def _signature_is_right(request: OAuthRequest, context: _Context) -> bool:
-    if context.integration is None:
-        return False
-    token_secret = context.token.token_secret if context.token else ""
-    return _matches(
-        request,
-        request.method,
-        request.uri,
-        signed_parameters(request),
-        secrets=(context.integration.consumer_secret, token_secret),
-    )
-
-
-def _matches(
-    request: OAuthRequest,
-    method: str,
-    uri: str,
-    pairs: Iterable[tuple[str, str]],
-    *,
-    secrets: tuple[str, str],
-) -> bool:
-    """Whether signing this request gives the signature that was sent."""
-    sent = request.oauth.get("oauth_signature", "")
-    signature_method = request.oauth.get("oauth_signature_method", "")
-    if signature_method not in SIGNATURE_METHODS:
-        return False
-    consumer_secret, token_secret = secrets
-    if not consumer_secret:
-        return False
-    expected = sign(
-        signature_method, base_string(method, uri, pairs), consumer_secret, token_secret
-    )
-    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "surrogateescape"))

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tests.support import (
     Clock,
@@ -18,7 +19,7 @@ from tests.support import (
 
 @pytest.fixture
 def flow(clock: Clock) -> TBAFlow:
-    return TBAFlow(echo_app(), flow_settings(), clock=clock)
+    return TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tba_guard import TBAGuardMiddleware
+from tba_guard import Guard, TBAGuardMiddleware
 from tests.support import BASE_URL, NOW, Clock, echo_app, make_settings, oauth_header
 
 URL = f"{BASE_URL}/app/site/hosting/restlet.nl?script=12&deploy=1"
@@ -40,7 +40,9 @@ def test_a_correct_request_is_accepted(client: TestClient) -> None:
 
 
 def test_feature_disabled(clock: Clock) -> None:
-    app = TBAGuardMiddleware(echo_app(), make_settings(feature_enabled=False), clock=clock)
+    app = TBAGuardMiddleware(
+        echo_app(), guard=Guard(make_settings(feature_enabled=False), clock=clock)
+    )
     with TestClient(app, base_url=BASE_URL) as client:
         response = send(client, oauth_header("GET", URL))
     assert_rejected(response, "FeatureDisabled", 401, "permission_denied")
@@ -142,14 +144,14 @@ def test_signature_method_not_switched_on(client: TestClient, method: str) -> No
 @pytest.mark.parametrize("method", ["HMAC-SHA1", "HMAC-SHA512"])
 def test_switched_on_methods_verify(clock: Clock, method: str) -> None:
     settings = make_settings(signature_methods=["HMAC-SHA256", method])
-    app = TBAGuardMiddleware(echo_app(), settings, clock=clock)
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(settings, clock=clock))
     with TestClient(app, base_url=BASE_URL) as client:
         assert send(client, oauth_header("GET", URL, signature_method=method)).status_code == 200
 
 
 def test_plaintext_only_over_https(clock: Clock) -> None:
     settings = make_settings(signature_methods=["PLAINTEXT"])
-    app = TBAGuardMiddleware(echo_app(), settings, clock=clock)
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(settings, clock=clock))
     with TestClient(app, base_url=BASE_URL) as client:
         assert (
             send(client, oauth_header("GET", URL, signature_method="PLAINTEXT")).status_code == 200
@@ -272,7 +274,9 @@ def test_a_signature_for_another_url_does_not_verify(client: TestClient) -> None
 
 
 def test_full_replay_store_answers_503_and_keeps_its_keys(clock: Clock) -> None:
-    app = TBAGuardMiddleware(echo_app(), make_settings(replay_store_max_entries=2), clock=clock)
+    app = TBAGuardMiddleware(
+        echo_app(), guard=Guard(make_settings(replay_store_max_entries=2), clock=clock)
+    )
     with TestClient(app, base_url=BASE_URL) as client:
         first = oauth_header("GET", URL)
         assert send(client, first).status_code == 200

@@ -16,7 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from tba_guard import GuardSettings
+from tba_guard import Guard, GuardSettings
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken, User
@@ -87,7 +87,7 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
 ) -> None:
     settings = flow_settings()
     assert settings.request_token_max_per_integration == 1000
-    flow = TBAFlow(echo_app(), settings, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(settings, clock=clock))
     async for fc in client_for(flow):
         assert await flood(fc, 1010, clock) == Counter({200: 1000, 503: 10})
         other = await fc.request_token(consumer_key=OTHER_KEY, consumer_secret=OTHER_SECRET)
@@ -96,7 +96,9 @@ async def test_default_quota_ends_one_integrations_flood_and_the_other_gets_toke
 
 async def test_quota_counts_live_tokens_only(clock: Clock) -> None:
     """Exchanged and expired request tokens give their place back."""
-    flow = TBAFlow(echo_app(), flow_settings(request_token_max_per_integration=2), clock=clock)
+    flow = TBAFlow(
+        echo_app(), guard=Guard(flow_settings(request_token_max_per_integration=2), clock=clock)
+    )
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         await fc.new_request_token()
@@ -137,8 +139,10 @@ async def test_redis_quota_ends_one_integrations_flood_and_the_other_gets_tokens
         token_store_key_prefix=redis_prefix,
         request_token_max_per_integration=20,
     )
-    one = TBAFlow(echo_app(), settings, clock=clock)
-    two = TBAFlow(echo_app(), settings, clock=clock)  # a second worker sharing the store
+    one = TBAFlow(echo_app(), guard=Guard(settings, clock=clock))
+    two = TBAFlow(
+        echo_app(), guard=Guard(settings, clock=clock)
+    )  # a second worker sharing the store
     try:
         async with (
             httpx.AsyncClient(transport=httpx.ASGITransport(app=one), base_url=BASE_URL) as h1,
@@ -210,11 +214,9 @@ def opaque_flow(clock: Clock) -> tuple[TBAFlow, CountingCredentials, CountingTok
     users, counted = counting_users()
     flow = TBAFlow(
         echo_app(),
-        settings,
-        credentials=credentials,
+        guard=Guard(settings, credentials=credentials, clock=clock),
         tokens=tokens,
         user_lookup=users,
-        clock=clock,
     )
     return flow, credentials, tokens, counted
 
@@ -365,7 +367,7 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
 
 
 async def test_over_https_cookies_are_host_prefixed_and_secure(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock))
     async for fc in client_for(flow):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
@@ -381,7 +383,7 @@ async def test_over_https_cookies_are_host_prefixed_and_secure(clock: Clock) -> 
 
 async def test_over_plain_http_cookies_are_plain_and_not_secure(clock: Clock) -> None:
     """Development only: a browser would drop a `__Host-` or Secure cookie over HTTP."""
-    flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock))
     async for fc in client_for(flow, "http://127.0.0.1:8000"):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
@@ -399,7 +401,7 @@ async def test_a_csrf_cookie_the_server_did_not_issue_is_refused(
     caplog.set_level("INFO", logger="tba_guard.audit")
     name = "tba_csrf" if base.startswith("http:") else "__Host-tba_csrf"
     planted = {"Cookie": f"{name}=chosen-by-the-attacker"}
-    flow = TBAFlow(echo_app(), flow_settings(), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock))
     async for fc in client_for(flow, base):
         token_id, _ = await fc.new_request_token()
         page = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id}, headers=planted)
@@ -431,7 +433,7 @@ async def test_sign_in_is_throttled_per_name_even_for_the_right_password(
     clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="tba_guard.audit")
-    flow = TBAFlow(echo_app(), throttled_settings(), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(throttled_settings(), clock=clock))
     async for fc in client_for(flow):
         token_id = await fresh_token(fc, clock)
         for _ in range(5):
@@ -455,7 +457,7 @@ async def test_sign_in_is_throttled_per_name_even_for_the_right_password(
 
 
 async def test_sign_in_is_throttled_per_client_address(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), throttled_settings(), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(throttled_settings(), clock=clock))
     async for fc in client_for(flow):
         token_id = await fresh_token(fc, clock)
         for attempt in range(20):  # a different name each time: only the address adds up

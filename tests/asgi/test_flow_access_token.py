@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.records import User
 from tests.support import (
@@ -74,7 +75,7 @@ async def test_access_token_common_codes(
 
 
 async def test_access_token_feature_disabled(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), flow_settings(feature_enabled=False), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(feature_enabled=False), clock=clock))
     async for fc in client_for(flow):
         response = await fc.access_token("f" * 64, "s", "v")
         assert_error(response, "FeatureDisabled", 401, "permission_denied")
@@ -111,7 +112,7 @@ async def test_access_token_expired_request_token_is_token_expired(
 
 
 async def test_request_token_lifetime_follows_the_setting(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), flow_settings(request_token_ttl=60), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(request_token_ttl=60), clock=clock))
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         clock.now += 60
@@ -218,7 +219,10 @@ async def test_user_disabled_after_consent_is_entity_or_role_disabled(clock: Clo
         return directory.get(entity)
 
     flow = TBAFlow(
-        echo_app(), flow_settings(), current_user=current_user, user_lookup=lookup, clock=clock
+        echo_app(),
+        guard=Guard(flow_settings(), clock=clock),
+        current_user=current_user,
+        user_lookup=lookup,
     )
     async for fc in client_for(flow):
         first_id, first_secret = await fc.new_request_token()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.records import User
 from tests.support import (
@@ -59,7 +60,10 @@ async def test_deny_redirects_to_callback_with_an_empty_verifier(fc: FlowClient)
 
 async def test_callback_with_a_query_of_its_own_keeps_it(clock: Clock) -> None:
     callback = "https://my.example.com/TBA/?callbackRequest"
-    flow = TBAFlow(echo_app(), flow_settings(integrations=flow_integrations(callback)), clock=clock)
+    flow = TBAFlow(
+        echo_app(),
+        guard=Guard(flow_settings(integrations=flow_integrations(callback)), clock=clock),
+    )
     async for fc in client_for(flow):
         token_id, _ = await fc.new_request_token(callback=callback)
         response = await fc.decide(token_id)
@@ -168,7 +172,7 @@ async def test_host_supplied_user_skips_the_sign_in_form(clock: Clock) -> None:
     async def current_user(request: Request) -> User | None:
         return ALICE if request.headers.get("x-user") == "alice" else None
 
-    flow = TBAFlow(echo_app(), flow_settings(), current_user=current_user, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock), current_user=current_user)
     async for fc in client_for(flow):
         token_id, _ = await fc.new_request_token()
         anonymous = await fc.http.get(AUTHORIZE_PATH, params={"oauth_token": token_id})
@@ -185,7 +189,10 @@ async def test_visitor_of_a_host_without_session_is_sent_to_its_sign_in_url(cloc
         return None
 
     flow = TBAFlow(
-        echo_app(), flow_settings(), current_user=nobody, sign_in_url="/login", clock=clock
+        echo_app(),
+        guard=Guard(flow_settings(), clock=clock),
+        current_user=nobody,
+        sign_in_url="/login",
     )
     async for fc in client_for(flow):
         token_id, _ = await fc.new_request_token()
@@ -197,7 +204,7 @@ async def test_visitor_of_a_host_without_session_is_sent_to_its_sign_in_url(cloc
 
 
 async def test_opaque_mode_hides_flow_codes_on_the_wire(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), flow_settings(error_detail="opaque"), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(error_detail="opaque"), clock=clock))
     async for fc in client_for(flow):
         response = await fc.request_token(callback="https://evil.example.net/")
         assert response.status_code == 400

@@ -14,7 +14,7 @@ import requests
 from requests_oauthlib import OAuth1Session
 from requests_oauthlib.oauth1_session import TokenRequestDenied
 
-from tba_guard import GuardSettings, Integration
+from tba_guard import Guard, GuardSettings, Integration
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.records import RequestToken, User
 from tba_guard.stores.memory import MemoryTokenStore
@@ -76,8 +76,8 @@ async def test_two_workers_sharing_redis_see_each_others_tokens(
         token_store_key_prefix=redis_prefix,
         session_secret="shared-session-secret-0123456789",
     )
-    one = TBAFlow(echo_app(), settings, clock=clock)
-    two = TBAFlow(echo_app(), settings, clock=clock)
+    one = TBAFlow(echo_app(), guard=Guard(settings, clock=clock))
+    two = TBAFlow(echo_app(), guard=Guard(settings, clock=clock))
     transport_one = httpx.ASGITransport(app=one)
     transport_two = httpx.ASGITransport(app=two)
     async with (
@@ -122,7 +122,7 @@ async def test_netsuite_flow_vectors_verify_through_the_flow_endpoints() -> None
     )
     clock = Clock(step_one["now"])
     tokens = MemoryTokenStore(clock=clock)
-    flow = TBAFlow(echo_app(), settings, tokens=tokens, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(settings, clock=clock), tokens=tokens)
     base = "https://1234567.restlets.api.netsuite.com"
     async for fc in client_for(flow, base):
         one = await fc.http.post(REQUEST_TOKEN_PATH, headers=step_one["headers"])

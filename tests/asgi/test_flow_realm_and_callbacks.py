@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.stores.memory import MemoryTokenStore
 from tests.support import (
@@ -31,7 +32,7 @@ FIRST, SECOND = "111111_SB1", "222222_SB1"
 @pytest.fixture
 async def unbound(clock: Clock) -> AsyncIterator[FlowClient]:
     """A flow whose settings name no realm."""
-    flow = TBAFlow(echo_app(), flow_settings(realm=None), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(realm=None), clock=clock))
     async for client in client_for(flow):
         yield client
 
@@ -97,8 +98,10 @@ async def test_a_shared_store_s_request_token_of_another_account_is_refused_with
     """Two deployments, two accounts, one token store: a token consented to on one is not
     exchanged on the other, even when step three sends no realm to compare."""
     tokens = MemoryTokenStore(clock=clock)
-    first = TBAFlow(echo_app(), flow_settings(realm=FIRST), tokens=tokens, clock=clock)
-    second = TBAFlow(echo_app(), flow_settings(realm=SECOND), tokens=tokens, clock=clock)
+    first = TBAFlow(echo_app(), guard=Guard(flow_settings(realm=FIRST), clock=clock), tokens=tokens)
+    second = TBAFlow(
+        echo_app(), guard=Guard(flow_settings(realm=SECOND), clock=clock), tokens=tokens
+    )
     async for on_first in client_for(first):
         token_id, secret, verifier = await consented_under(on_first, FIRST)
     async for on_second in client_for(second):

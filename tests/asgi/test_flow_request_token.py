@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tests.support import (
     AUTHORIZE_PATH,
@@ -175,7 +176,7 @@ async def test_request_token_replayed_nonce_is_nonce_used(fc: FlowClient) -> Non
 
 
 async def test_request_token_feature_disabled(clock: Clock) -> None:
-    flow = TBAFlow(echo_app(), flow_settings(feature_enabled=False), clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(feature_enabled=False), clock=clock))
     async for fc in client_for(flow):
         assert_error(await fc.request_token(), "FeatureDisabled", 401, "permission_denied")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx2 as httpx
 
-from tba_guard import AuditEvent, User
+from tba_guard import AuditEvent, Guard, User
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken
@@ -42,7 +42,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 async def test_a_token_store_failing_on_the_request_token_lookup_is_503(clock: Clock) -> None:
     tokens = BreakableTokens(clock)
-    flow = TBAFlow(echo_app(), flow_settings(), tokens=tokens, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock), tokens=tokens)
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         tokens.broken.add("request_token")
@@ -53,7 +53,9 @@ async def test_the_audit_log_names_the_token_store_as_what_failed(clock: Clock) 
     tokens = BreakableTokens(clock)
     events: list[AuditEvent] = []
     flow = TBAFlow(
-        echo_app(), flow_settings(), tokens=tokens, clock=clock, audit_hooks=[events.append]
+        echo_app(),
+        guard=Guard(flow_settings(), clock=clock, audit_hooks=[events.append]),
+        tokens=tokens,
     )
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
@@ -69,7 +71,7 @@ async def test_a_token_store_failing_to_burn_a_wrongly_verified_token_is_503(
     clock: Clock,
 ) -> None:
     tokens = BreakableTokens(clock)
-    flow = TBAFlow(echo_app(), flow_settings(), tokens=tokens, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock), tokens=tokens)
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
         tokens.broken.add("consume")
@@ -88,7 +90,7 @@ async def test_a_user_directory_failing_at_the_access_token_step_is_503(clock: C
             raise ConnectionError("directory down")
         return ALICE if entity == ALICE.entity else None
 
-    flow = TBAFlow(echo_app(), flow_settings(), user_lookup=lookup, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(flow_settings(), clock=clock), user_lookup=lookup)
     fc: FlowClient
     async for fc in client_for(flow):
         token_id, secret, verifier = await fc.through_consent()
@@ -107,7 +109,9 @@ async def test_the_audit_log_names_the_user_directory_as_what_failed(clock: Cloc
         return ALICE if entity == ALICE.entity else None
 
     flow = TBAFlow(
-        echo_app(), flow_settings(), user_lookup=lookup, clock=clock, audit_hooks=[events.append]
+        echo_app(),
+        guard=Guard(flow_settings(), clock=clock, audit_hooks=[events.append]),
+        user_lookup=lookup,
     )
     fc: FlowClient
     async for fc in client_for(flow):

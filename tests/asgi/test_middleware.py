@@ -16,7 +16,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from tba_guard import Identity, TBAGuardMiddleware
+from tba_guard import Guard, Identity, TBAGuardMiddleware
 from tba_guard.testing import TBAAuth, guarded_app, sign_headers
 from tests.support import BASE_URL, Clock, echo_app, make_settings, oauth_header
 
@@ -48,7 +48,8 @@ class RecordingApp:
 
 def guarded(app: Any, clock: Clock, **overrides: Any) -> TestClient:
     return TestClient(
-        TBAGuardMiddleware(app, make_settings(**overrides), clock=clock), base_url=BASE_URL
+        TBAGuardMiddleware(app, guard=Guard(make_settings(**overrides), clock=clock)),
+        base_url=BASE_URL,
     )
 
 
@@ -83,7 +84,7 @@ async def test_other_bodies_stream_through_untouched(clock: Clock) -> None:
     url = f"{BASE_URL}/upload"
     header = oauth_header("PUT", url)
     app = RecordingApp()
-    middleware = TBAGuardMiddleware(app, make_settings(), clock=clock)
+    middleware = TBAGuardMiddleware(app, guard=Guard(make_settings(), clock=clock))
     incoming = [
         {"type": "http.request", "body": b'{"part": 1}', "more_body": True},
         {"type": "http.request", "body": b'{"part": 2}', "more_body": False},
@@ -353,7 +354,7 @@ def test_non_http_scopes_pass_through(clock: Clock) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["type"])
 
-    middleware = TBAGuardMiddleware(app, make_settings(), clock=clock)
+    middleware = TBAGuardMiddleware(app, guard=Guard(make_settings(), clock=clock))
 
     async def receive() -> Message:
         return {"type": "x"}

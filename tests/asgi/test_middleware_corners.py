@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tba_guard import ErrorCode, GuardSettings, TBAGuardMiddleware
+from tba_guard import ErrorCode, Guard, GuardSettings, TBAGuardMiddleware
 from tests.support import BASE_URL, HOST, Clock, make_settings, oauth_header
 
 Message = dict[str, Any]
@@ -109,7 +109,7 @@ def signed_post(body: str) -> tuple[bytes, bytes]:
 
 
 def guarded(settings: GuardSettings, app: App) -> TBAGuardMiddleware:
-    return TBAGuardMiddleware(app, settings, clock=Clock())
+    return TBAGuardMiddleware(app, guard=Guard(settings, clock=Clock()))
 
 
 # --- bodies ----------------------------------------------------------------------------------

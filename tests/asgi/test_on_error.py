@@ -20,6 +20,7 @@ from tba_guard import (
     MemoryReplayStore,
     RequireTBA,
     TBAError,
+    TBAFlow,
     TBAGuardMiddleware,
 )
 from tests.support import BASE_URL, Clock, FailingStore, echo_app, make_settings, oauth_header
@@ -177,7 +178,7 @@ def test_a_websocket_rejection_ignores_on_error() -> None:
 @pytest.mark.parametrize("kind", ["starlette", "fastapi"])
 def test_per_route_protection_renders_with_on_error_too(kind: str) -> None:
     seen = Seen()
-    require_tba = RequireTBA(make_settings(), clock=Clock(), on_error=seen)
+    require_tba = RequireTBA(guard=Guard(make_settings(), clock=Clock()), on_error=seen)
     if kind == "starlette":
 
         @require_tba.endpoint
@@ -201,34 +202,35 @@ def test_per_route_protection_renders_with_on_error_too(kind: str) -> None:
 
 
 SETTINGS = make_settings()
-OVERRIDES: dict[str, dict[str, Any]] = {
-    "settings": {"settings": make_settings()},
-    "credentials": {"credentials": Guard(SETTINGS).credentials},
-    "replay_store": {"replay_store": MemoryReplayStore()},
-    "clock": {"clock": Clock()},
-    "audit_hooks": {"audit_hooks": [print]},
-}
 
 
-@pytest.mark.parametrize("name", list(OVERRIDES))
-@pytest.mark.parametrize("cls", [TBAGuardMiddleware, RequireTBA])
-def test_guard_with_an_option_it_carries_is_a_type_error_naming_it(cls: Any, name: str) -> None:
+@pytest.mark.parametrize("cls", [TBAGuardMiddleware, RequireTBA, TBAFlow])
+def test_guard_with_other_settings_is_a_type_error(cls: Any) -> None:
+    args = () if cls is RequireTBA else (echo_app(),)
+    with pytest.raises(TypeError, match=r"^guard= already carries its settings"):
+        cls(*args, settings=make_settings(), guard=Guard(SETTINGS))
+
+
+@pytest.mark.parametrize("cls", [TBAGuardMiddleware, RequireTBA, TBAFlow])
+@pytest.mark.parametrize("option", ["credentials", "replay_store", "clock", "audit_hooks"])
+def test_the_stores_clock_and_hooks_go_to_the_guard_alone(cls: Any, option: str) -> None:
+    args = () if cls is RequireTBA else (echo_app(),)
+    with pytest.raises(TypeError, match=option):
+        cls(*args, settings=SETTINGS, **{option: None})
+
+
+def test_guard_with_its_own_settings_is_no_conflict() -> None:
     guard = Guard(SETTINGS)
-    args = (echo_app(),) if cls is TBAGuardMiddleware else ()
-    with pytest.raises(TypeError, match=rf"^guard= already carries: {name}; pass them to Guard"):
-        cls(*args, guard=guard, **OVERRIDES[name])
-
-
-def test_guard_with_several_options_names_them_all() -> None:
-    guard = Guard(SETTINGS)
-    with pytest.raises(TypeError) as raised:
-        TBAGuardMiddleware(
-            echo_app(), guard=guard, credentials=guard.credentials, replay_store=MemoryReplayStore()
-        )
-    assert str(raised.value).startswith("guard= already carries: credentials, replay_store;")
-
-
-def test_guard_with_its_own_settings_or_empty_hooks_is_no_conflict() -> None:
-    guard = Guard(SETTINGS)
-    middleware = TBAGuardMiddleware(echo_app(), SETTINGS, guard=guard, audit_hooks=[])
+    middleware = TBAGuardMiddleware(echo_app(), SETTINGS, guard=guard)
     assert middleware.guard is guard
+
+
+def test_the_flows_token_endpoints_render_their_rejections_with_on_error() -> None:
+    seen = Seen()
+    flow = TBAFlow(echo_app(), guard=Guard(SETTINGS, clock=Clock()), on_error=seen)
+    with TestClient(flow, base_url=BASE_URL) as client:
+        step_one = client.post("/rest/requesttoken")  # no credentials at all
+        resource = client.get(URL)
+    assert step_one.json() == {"problem": "MissingRequiredParameter"}
+    assert resource.json() == {"problem": "MissingRequiredParameter"}
+    assert [error.code for _, error in seen.calls] == ["MissingRequiredParameter"] * 2

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tba_guard import GuardSettings, TBAError, TBAGuardMiddleware
+from tba_guard import Guard, GuardSettings, TBAError, TBAGuardMiddleware
 from tba_guard.core.request import request_from_url
 from tests.support import BASE_URL, Clock, make_settings, oauth_header
 
@@ -89,7 +89,7 @@ async def drive(
 ) -> Answer:
     """One request through the middleware, as uvicorn hands it over."""
     seen = Seen()
-    middleware = TBAGuardMiddleware(reading_app(seen), settings_, clock=Clock())
+    middleware = TBAGuardMiddleware(reading_app(seen), guard=Guard(settings_, clock=Clock()))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},

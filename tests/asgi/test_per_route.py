@@ -258,7 +258,7 @@ def test_behind_the_middleware_a_route_takes_its_identity_without_checking_twice
 
 def test_without_the_handler_fastapi_still_answers_the_status_and_challenge() -> None:
     app = FastAPI()  # no tba_rejection_handler: FastAPI renders the HTTPException its own way
-    verified = Depends(RequireTBA(make_settings(), clock=Clock()))
+    verified = Depends(RequireTBA(guard=Guard(make_settings(), clock=Clock())))
 
     @app.get(PATH)
     async def orders(identity: Identity = verified) -> Any:
@@ -275,7 +275,7 @@ def test_a_fastapi_form_parameter_consumes_the_body_first_and_is_refused_loudly(
     # FastAPI parses Form parameters before any dependency: there are no bytes left to verify,
     # so the request must fail as a server error, never be accepted.
     app = FastAPI()
-    verified, form_field = Depends(RequireTBA(make_settings(), clock=Clock())), Form()
+    verified, form_field = Depends(RequireTBA(guard=Guard(make_settings(), clock=Clock()))), Form()
 
     @app.post(PATH)
     async def orders(amount: str = form_field, identity: Identity = verified) -> Any:
@@ -286,12 +286,6 @@ def test_a_fastapi_form_parameter_consumes_the_body_first_and_is_refused_loudly(
         pytest.raises(RuntimeError, match="consumed before tba_guard could verify it"),
     ):
         client.request(**form_post("amount=1"))
-
-
-def test_guard_with_options_it_carries_is_a_type_error_naming_them() -> None:
-    guard = Guard(make_settings())
-    with pytest.raises(TypeError, match=r"guard= already carries: credentials, replay_store;"):
-        RequireTBA(guard=guard, credentials=guard.credentials, replay_store=guard.replay_store)
 
 
 APP_MODULE = """
@@ -372,7 +366,7 @@ def test_a_fastapi_dependency_answers_through_a_real_uvicorn(tmp_path: Path) -> 
 
 
 def test_a_plain_function_endpoint_runs_once_verified() -> None:
-    require_tba = RequireTBA(make_settings(), clock=Clock())
+    require_tba = RequireTBA(guard=Guard(make_settings(), clock=Clock()))
 
     @require_tba.endpoint
     def orders(request: Request) -> JSONResponse:  # Starlette runs it in the thread pool

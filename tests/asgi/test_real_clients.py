@@ -18,7 +18,7 @@ from authlib.oauth1.rfc5849.signature import generate_signature_base_string
 from requests_oauthlib import OAuth1
 from starlette.testclient import TestClient
 
-from tba_guard import TBAGuardMiddleware
+from tba_guard import Guard, TBAGuardMiddleware
 from tests.support import (
     BASE_URL,
     CONSUMER_KEY,
@@ -35,7 +35,7 @@ RESTLET = f"{BASE_URL}/app/site/hosting/restlet.nl"
 
 @pytest.fixture
 def live_client() -> Iterator[TestClient]:
-    app = TBAGuardMiddleware(echo_app(), make_settings(), clock=time.time)
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(make_settings(), clock=time.time))
     with TestClient(app, base_url=BASE_URL) as client:
         yield client
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tba_guard import ErrorCode, GuardSettings, TBAGuardMiddleware
+from tba_guard import ErrorCode, Guard, GuardSettings, TBAGuardMiddleware
 from tests.support import HOST, Clock, make_settings, oauth_header
 
 Message = dict[str, Any]
@@ -44,7 +44,7 @@ async def call(
     settings: GuardSettings, scope: dict[str, Any], messages: list[Message]
 ) -> tuple[list[Message], App]:
     app = App()
-    middleware = TBAGuardMiddleware(app, settings, clock=Clock())
+    middleware = TBAGuardMiddleware(app, guard=Guard(settings, clock=Clock()))
     pending = list(messages)
     sent: list[Message] = []
 

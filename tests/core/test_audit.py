@@ -55,7 +55,7 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def guarded(clock: Clock, **overrides: Any) -> TestClient:
-    app = TBAGuardMiddleware(echo_app(), make_settings(**overrides), clock=clock)
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(make_settings(**overrides), clock=clock))
     return TestClient(app, base_url=BASE_URL, client=("198.51.100.7", 40000))
 
 
@@ -224,7 +224,7 @@ def test_the_readme_hook_counts_decisions_by_code(clock: Clock) -> None:
         decisions[event.code or "accepted"] += 1
 
     app = TBAGuardMiddleware(
-        echo_app(), settings=make_settings(), clock=clock, audit_hooks=[count_codes]
+        echo_app(), guard=Guard(make_settings(), clock=clock, audit_hooks=[count_codes])
     )
     with TestClient(app, base_url=BASE_URL) as client:
         client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
@@ -248,7 +248,9 @@ def test_a_failing_hook_changes_no_decision_and_is_logged(
     def broken(event: AuditEvent) -> None:
         raise RuntimeError("metrics backend down")
 
-    app = TBAGuardMiddleware(echo_app(), make_settings(), clock=clock, audit_hooks=[broken])
+    app = TBAGuardMiddleware(
+        echo_app(), guard=Guard(make_settings(), clock=clock, audit_hooks=[broken])
+    )
     with TestClient(app, base_url=BASE_URL) as client:
         good = client.get(URL, headers={"Authorization": oauth_header("GET", URL)})
         bad = client.get(URL, headers={"Authorization": oauth_header("GET", URL, version="2")})

@@ -7,7 +7,8 @@ import pytest
 
 from tba_guard.core.checks import Step
 from tba_guard.core.request import parse_parameters, request_from_url
-from tba_guard.core.sequence import SEQUENCE, Verification
+from tba_guard.core.scheme import Verification
+from tba_guard.core.sequence import OAUTH, SEQUENCE, TIMESTAMP
 from tba_guard.stores.memory import MemoryReplayStore, StaticCredentials
 from tests.support import BASE_URL, NOW, make_settings, oauth_header
 
@@ -35,6 +36,12 @@ def test_a_fresh_verification_has_none_of_what_checks_need(step: Step) -> None:
         credentials=StaticCredentials(),
         replay_store=MemoryReplayStore(),
     )
-    needs = {need for check in SEQUENCE for need in check.needs}
+    needs = {need.field for check in SEQUENCE for need in check.needs}
     assert needs >= {"request_token", "token", "integration", "key", "token_secret"}
     assert {need: getattr(v, need) for need in needs} == dict.fromkeys(needs)
+
+
+def test_a_scheme_and_a_need_name_themselves() -> None:
+    assert repr(OAUTH) == "Scheme('OAuth')"
+    assert repr(TIMESTAMP) == "Need('timestamp')"
+    assert OAUTH.sequence == SEQUENCE

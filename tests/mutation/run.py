@@ -1,7 +1,9 @@
 """`make mutate`: mutmut over the core, in a copy of the work tree, then the score per module.
 
 The copy keeps mutmut's `mutants/` folder (and any mutant it writes) away from the tree being
-worked in. Which files are mutated and which tests run is `[tool.mutmut]` in pyproject.toml.
+worked in. The files mutated are the core, whose one list setup.py reads from pyproject.toml: this
+script writes them into the copy's `[tool.mutmut]` as `only_mutate`; the rest of that table (which
+tests run) is the work tree's.
 A surviving mutant is a test missing, or a change nothing can observe: those are listed, with the
 reason, in EQUIVALENT.md beside this file. Exit status 1 when a survivor is not listed there.
 
@@ -25,8 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
+from runpy import run_path
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the repository
 EQUIVALENT = Path(__file__).resolve().parent / "EQUIVALENT.md"
@@ -53,6 +57,21 @@ def copy_tree(target: Path) -> None:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, destination)
+
+
+def core() -> list[str]:
+    """The core's files: setup.py reads them from `[tool.coverage.run] include`."""
+    files: list[str] = run_path(str(ROOT / "setup.py"), run_name="tba_guard_setup")["core"]()
+    return files
+
+
+def with_core(pyproject: str, files: list[str]) -> str:
+    """pyproject.toml's text with `files` as `[tool.mutmut] only_mutate` (a JSON list of strings
+    is a TOML array)."""
+    table = "\n[tool.mutmut]\n"
+    if table not in pyproject or "only_mutate" in tomllib.loads(pyproject)["tool"]["mutmut"]:
+        raise SystemExit("pyproject.toml: expected a [tool.mutmut] table without only_mutate")
+    return pyproject.replace(table, f"{table}only_mutate = {json.dumps(files)}\n", 1)
 
 
 def run_mutmut(copy: Path, names: list[str], minutes: float) -> int:
@@ -188,6 +207,8 @@ def main() -> int:
         return report(results(args.report_only), sampled(args.report_only))
     copy = args.keep or Path(tempfile.mkdtemp(prefix="tba-guard-mutate-"))
     copy_tree(copy)
+    pyproject = copy / "pyproject.toml"
+    pyproject.write_text(with_core(pyproject.read_text(), core()))
     names = args.names
     if args.sample:
         started = time.monotonic()

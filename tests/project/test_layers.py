@@ -1,4 +1,4 @@
-"""The package's layers, and imports that run one way: core, stores, guard, ASGI, tools.
+"""The package's layers (core, stores, guard, diagnosis, ASGI, tools): imports run one way.
 
 Read from the source with `ast`, so lazy imports inside functions count as much as the ones at
 the top: a layer that imports a higher one, even lazily, fails here.
@@ -15,7 +15,7 @@ from tests.support import ROOT
 
 PACKAGE = ROOT / "tba_guard"
 #: Bottom first. A module may import its own layer and the layers before it, never one after.
-LAYERS = ("core", "stores", "guard", "asgi", "tools", "")
+LAYERS = ("core", "stores", "guard", "diagnosis", "asgi", "tools", "")
 
 
 def module_name(path: Path) -> str:
@@ -59,7 +59,7 @@ GRAPH = {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 def test_the_folders_are_the_layers() -> None:
     folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert folders == ["asgi", "core", "stores", "tools"]
+    assert folders == ["asgi", "core", "diagnosis", "stores", "tools"]
     assert (PACKAGE / "guard.py").exists()
 
 
@@ -73,6 +73,13 @@ def test_the_core_imports_nothing_outside_the_core() -> None:
     for module, imported in GRAPH.items():
         if module.startswith("tba_guard.core"):
             assert all(m.startswith("tba_guard.core") for m in imported), (module, imported)
+
+
+def test_the_core_never_imports_the_diagnosis() -> None:
+    """The core verifies, and nothing else: why a request failed is the diagnosis's to say."""
+    for module, imported in GRAPH.items():
+        if module.startswith("tba_guard.core"):
+            assert not any(m.startswith("tba_guard.diagnosis") for m in imported), module
 
 
 def test_there_is_no_import_circle() -> None:
@@ -94,8 +101,67 @@ def test_there_is_no_import_circle() -> None:
 
 
 def test_the_hot_path_does_not_load_the_diagnostics() -> None:
-    """`explain` and the mistake search are loaded for development hints only, lazily."""
-    for module in ("tba_guard.asgi.middleware", "tba_guard.guard", "tba_guard.core.checks"):
+    """`explain` and the diagnosis are loaded for development hints only, lazily."""
+    hot = ("tba_guard.asgi.middleware", "tba_guard.asgi.answers", "tba_guard.guard")
+    for module in (*hot, "tba_guard.core.checks"):
         tree = ast.parse((PACKAGE.parent / (module.replace(".", "/") + ".py")).read_text())
         top_level = {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
-        assert not any("hints" in m or "mistakes" in m or "explain" in m for m in top_level)
+        diagnostics = ("diagnosis", "hints", "mistakes", "explain")
+        assert not any(name in m for m in top_level for name in diagnostics)
+
+
+#: Where the order of checks is declared (and its parts derived once) and where it is run.
+SEQUENCE_OWNERS = {"tba_guard.core.sequence", "tba_guard.core.scheme", "tba_guard.guard"}
+_SEQUENCE_NAMES = {"SEQUENCE", "sequence", "before_body", "after_body"}
+
+
+def iterated_names(tree: ast.AST) -> set[str]:
+    """The names and attributes that `for` loops and comprehensions iterate over."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            for part in ast.walk(node.iter):
+                if isinstance(part, ast.Name):
+                    found.add(part.id)
+                elif isinstance(part, ast.Attribute):
+                    found.add(part.attr)
+    return found
+
+
+def test_no_module_outside_the_guard_iterates_the_sequence() -> None:
+    """The guard runs a scheme's checks (fail-fast, or to the end for explain); nothing else
+    walks them, so that a second scheme needs no second driver."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if module_name(path) in SEQUENCE_OWNERS:
+            continue
+        walked = iterated_names(ast.parse(path.read_text())) & _SEQUENCE_NAMES
+        assert not walked, f"{module_name(path)} iterates {walked}"
+
+
+def test_the_sequence_check_sees_a_loop_over_the_sequence() -> None:
+    tree = ast.parse("for check in scheme.sequence: pass\n[c for c in SEQUENCE]")
+    assert iterated_names(tree) >= {"sequence", "SEQUENCE"}
+
+
+def test_a_scheme_module_registers_its_scheme_through_one_call() -> None:
+    """Every module that declares a `Scheme` registers it with one `register_scheme` call, and
+    no module but `core.scheme` writes the registry itself."""
+    declaring = 0
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+        names = [getattr(call.func, "id", getattr(call.func, "attr", "")) for call in calls]
+        if module_name(path) == "tba_guard.core.scheme":
+            continue
+        writes = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Store | ast.Del)
+            and getattr(node.value, "id", "") == "SCHEMES"
+        ]
+        assert not writes, f"{module_name(path)} writes SCHEMES"
+        if "Scheme" in names:
+            declaring += 1
+            assert names.count("register_scheme") == names.count("Scheme") == 1, path
+    assert declaring >= 1  # TBA's own, core/sequence.py

@@ -255,7 +255,7 @@ def test_a_middleware_subclass_is_the_one_that_serves() -> None:
             exempted.append(scope["path"])
             return scope["path"] == "/health" or super().is_exempt(scope)
 
-    app = Exempting(echo_app(), settings=make_settings(), clock=Clock())
+    app = Exempting(echo_app(), guard=Guard(make_settings(), clock=Clock()))
     with TestClient(app, base_url=BASE_URL) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/private").status_code == 401

@@ -87,7 +87,7 @@ def key(nonce: str = "nonce-0001", **changes: Any) -> ReplayKey:
 @asynccontextmanager
 async def guarded(settings: GuardSettings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the echo app behind the middleware; closes the store afterwards."""
-    app = TBAGuardMiddleware(echo_app(), settings, clock=Clock())
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(settings, clock=Clock()))
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:

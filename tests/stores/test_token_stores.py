@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from tba_guard import Guard
 from tba_guard.asgi.flow import TBAFlow
 from tba_guard.core.protocols import RequestTokenQuotaExceeded, TokenStore, TokenStoreError
 from tba_guard.core.records import RequestToken
@@ -116,7 +117,7 @@ async def test_redis_token_store_keeps_its_promises(
 
 async def test_unreachable_redis_token_store_fails_closed_with_503(clock: Clock) -> None:
     settings = flow_settings(token_store=f"redis://127.0.0.1:{free_port()}/0")
-    flow = TBAFlow(echo_app(), settings, clock=clock)
+    flow = TBAFlow(echo_app(), guard=Guard(settings, clock=clock))
     async for fc in client_for(flow):
         response = await fc.request_token()
         assert response.status_code == 503

@@ -18,7 +18,8 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from starlette.testclient import TestClient
 
 from tba_guard import Guard, GuardSettings, Integration, TBAError, TBAGuardMiddleware, Token
-from tba_guard.core.errors import CATALOG, ErrorCode
+from tba_guard.core.errors import ErrorCode
+from tba_guard.diagnosis.causes import CAUSES
 from tba_guard.tools.explain import explain as explain_request
 from tba_guard.tools.explain import run_explain
 from tests.support import BASE_URL, NOW, REALM, Clock, echo_app, oauth_header
@@ -154,7 +155,7 @@ def test_a_rejection_names_the_code_the_reason_and_the_fix() -> None:
     assert not accepted
     assert "Rejected: VersionRejected (HTTP 400)" in text
     assert "Reason: oauth_version is not 1.0" in text
-    assert f"Fix: {CATALOG[ErrorCode.VERSION_REJECTED].fix}" in text
+    assert f"Fix: {CAUSES[ErrorCode.VERSION_REJECTED].fix}" in text
 
 
 def test_later_checks_still_run_after_the_deciding_failure() -> None:
@@ -438,7 +439,7 @@ def test_plaintext_signatures_which_are_the_secrets_are_never_printed() -> None:
 
 
 def hinted(value: str, **overrides: Any) -> dict[str, str]:
-    app = TBAGuardMiddleware(echo_app(), settings(**overrides), clock=Clock())
+    app = TBAGuardMiddleware(echo_app(), guard=Guard(settings(**overrides), clock=Clock()))
     with TestClient(app, base_url=BASE_URL) as client:
         response = client.get(RESTLET, headers={"Authorization": value})
     for secret in SECRETS:

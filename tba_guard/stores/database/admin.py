@@ -24,8 +24,8 @@ from .store import token_from_row, token_row
 
 logger = logging.getLogger("tba_guard.audit")
 
-#: Random bytes in a generated consumer key, consumer secret, token id or token secret: what
-#: NetSuite shows is 64 hexadecimal characters for each.
+#: Random bytes in a generated consumer key, consumer secret, token id or token secret, written
+#: as 64 hexadecimal characters: NetSuite rule N19 (docs/netsuite-behaviour.md).
 SECRET_BYTES = 32
 
 

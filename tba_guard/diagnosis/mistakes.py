@@ -1,14 +1,6 @@
-"""The client mistakes `tba-guard explain` recognises, in one table, and the search over them.
-
-A wrong signature only says that the client signed something else. Each record here rewrites
-the signing input (the parameters, the URL, the method, the key) the way one known client bug
-does; `search` re-signs the request with every mistake and every pair of mistakes and keeps
-those that reproduce the signature that was sent. Only `explain` and `development_hint` run
-it, after a rejection: verifying a request never does.
-
-Nothing here prints: a finding holds the names, explanations and fixes, never a secret (the
-signing input keeps the secrets out of its repr).
-"""
+"""A wrong signature only says that the client signed something else: re-signing the request,
+with the core's signer, as each known client mistake and each pair of them would, finds what.
+Run after a rejection only (`explain`, development hints), never while verifying."""
 
 from __future__ import annotations
 
@@ -20,12 +12,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
-from operator import itemgetter
 from typing import Final
 from urllib.parse import quote, unquote
 
-from .request import OAuthRequest, base_string_uri, form_pairs
-from .signature import HMAC_DIGESTS, PLAINTEXT, percent_encode, signing_key
+from ..core.request import OAuthRequest, base_string_uri, form_body_pairs, form_pairs
+from ..core.signature import (
+    HMAC_DIGESTS,
+    PLAINTEXT,
+    SIGNATURE_METHODS,
+    base_string,
+    hmac_digest,
+    normalize_parameters,
+    percent_encode,
+    sign,
+    signing_key,
+)
+from .causes import CAUSES, Cause, Finding, found
 
 Pair = tuple[str, str]
 
@@ -40,7 +42,11 @@ _ARRAY_NAME: Final = re.compile(r"(.+?)\[[^\[\]]*\]")
 
 @dataclass(frozen=True, slots=True)
 class Signing:
-    """What a client signs: each mistake returns a changed copy. The secrets stay out of repr."""
+    """What a client signs: each mistake returns a changed copy. The secrets stay out of repr.
+
+    Three flags bend what the core would sign, for the mistakes no other request shows: a key
+    of secrets not percent-encoded, a space written '+', a name's values left unsorted.
+    """
 
     method: str
     uri: str
@@ -75,29 +81,21 @@ Variants = Callable[[Signing, Clues], Iterable[Signing]]
 
 @dataclass(frozen=True, slots=True)
 class Mistake:
-    """One client mistake: its name, what went wrong (one line) and the fix.
+    """One client mistake, by its name in `CAUSES`, and how it changes the signing input.
 
-    `explanation` may name `{uri}` and `{method}` (what the client signed), `{server_uri}` and
-    `{header_method}`. `stage` orders two mistakes as a client's code would make them (reading
-    the URL, then the parameters, the encoding, the URL signed, the method, the key).
-    `variants` is None for a mistake that changes no signature: `explain` finds it in the header.
+    `stage` orders two mistakes as a client's code would make them (reading the URL, then the
+    parameters, the encoding, the URL signed, the method, the key). `variants` is None for a
+    mistake that changes no signature: `explain` finds it in the header.
     """
 
     name: str
-    explanation: str
-    fix: str
     stage: int
     variants: Variants | None = None
     in_pairs: bool = True
 
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One mistake, or a pair, that reproduces the sent signature."""
-
-    names: tuple[str, ...]
-    explanation: str
-    fix: str
+    @property
+    def cause(self) -> Cause:
+        return CAUSES[self.name]
 
 
 # --- the transformations ------------------------------------------------------------------------
@@ -350,222 +348,41 @@ def _secrets_not_encoded(s: Signing, c: Clues) -> Iterator[Signing]:
 # --- the catalogue ------------------------------------------------------------------------------
 
 _READ, _PARAMS, _SIGNED, _ENCODE, _URI, _METHOD, _KEY = range(7)
-_ALSO_SIGNED = "the client signed the URL {uri} but the server verifies {server_uri}"
-_SIGN_THE_URL = "sign exactly the scheme, host, port and path of the URL the request goes to"
 
 #: Every mistake, most specific first: those that need something rare in the request (a
 #: repeated name, non-ASCII text, a `+`) before those any request could show.
 MISTAKES: Final = (
-    Mistake(
-        "body-hash-mismatch",
-        "the signature is right but oauth_body_hash does not match the body: the body sent is "
-        "not the body that was hashed",
-        "hash exactly the bytes sent (SHA-1, or the signature method's hash; base64)",
-        _SIGNED,
-        _as_sent,
-        in_pairs=False,
-    ),
-    Mistake(
-        "names-encoded-twice",
-        "query parameter names were left percent-encoded and then encoded again",
-        "decode the query's names before signing (or sign the parameters you meant to send)",
-        _READ,
-        _changed(_names_encoded_twice),
-    ),
-    Mistake(
-        "utf8-encoded-twice",
-        "non-ASCII text was UTF-8-encoded twice",
-        "encode text to UTF-8 once, then percent-encode those bytes",
-        _PARAMS,
-        _changed(_utf8_twice),
-    ),
-    Mistake(
-        "repeated-names-as-indexed-arrays",
-        "a repeated parameter name was signed as an array: name[0], name[1], ...",
-        "sign each value under the name sent (tag=a&tag=b), or send the names the client signs",
-        _PARAMS,
-        _changed(_as_arrays(indexed=True)),
-    ),
-    Mistake(
-        "repeated-names-as-arrays",
-        "a repeated parameter name was signed as an array: name[]",
-        "sign each value under the name sent (tag=a&tag=b), or send the names the client signs",
-        _PARAMS,
-        _changed(_as_arrays(indexed=False)),
-    ),
-    Mistake(
-        "array-brackets-dropped",
-        "parameters sent as arrays (name[0], name[]) were signed without their brackets",
-        "sign each parameter under the name sent, brackets included",
-        _PARAMS,
-        _changed(_brackets_dropped),
-    ),
-    Mistake(
-        "repeated-names-first-value",
-        "a repeated parameter name was collapsed to its first value",
-        "sign every value of a repeated name (RFC 5849 section 3.4.1.3)",
-        _PARAMS,
-        _changed(_collapsed(keep_last=False)),
-    ),
-    Mistake(
-        "repeated-names-last-value",
-        "a repeated parameter name was collapsed to its last value",
-        "sign every value of a repeated name (RFC 5849 section 3.4.1.3)",
-        _PARAMS,
-        _changed(_collapsed(keep_last=True)),
-    ),
-    Mistake(
-        "repeated-values-unsorted",
-        "the values of a repeated name were signed in the order sent, not sorted",
-        "sort the parameters by name and then by value (RFC 5849 section 3.4.1.3.2)",
-        _ENCODE,
-        _changed(_values_unsorted),
-    ),
-    Mistake(
-        "empty-items-signed",
-        "an empty item in the query (a trailing '&', or '&&') was signed as an empty '=' pair",
-        "skip empty items when collecting the query's parameters",
-        _READ,
-        _changed(_empty_items),
-    ),
-    Mistake(
-        "query-plus-literal",
-        "a '+' in the query string was signed as a plus sign, but in a query it means a space",
-        "write a space as %20 in the URL and a plus sign as %2B",
-        _READ,
-        _changed(_literal_plus),
-    ),
-    Mistake(
-        "space-as-plus",
-        "a space was encoded as '+' in the base string",
-        "percent-encode a space as %20 when signing (RFC 5849 section 3.6)",
-        _ENCODE,
-        _changed(_space_as_plus),
-    ),
-    Mistake(
-        "json-body-signed",
-        "the JSON body was signed",
-        "sign only the header and query parameters: a body that is not "
-        "application/x-www-form-urlencoded is never signed",
-        _SIGNED,
-        _changed(_json_signed),
-    ),
-    Mistake(
-        "body-signed-not-form",
-        "the body was signed as form parameters, but the request does not say it is a form",
-        "send Content-Type: application/x-www-form-urlencoded, or do not sign the body",
-        _SIGNED,
-        _changed(_body_signed_not_form),
-    ),
-    Mistake(
-        "form-body-unsigned",
-        "the form body was not signed",
-        "sign the form body's parameters too (RFC 5849 section 3.4.1.3)",
-        _SIGNED,
-        _changed(_form_unsigned),
-    ),
-    Mistake(
-        "query-unsigned",
-        "the query parameters were left out of the signature",
-        "sign the query string's parameters too (RFC 5849 section 3.4.1.3)",
-        _SIGNED,
-        _changed(_query_unsigned),
-    ),
-    Mistake(
-        "realm-signed",
-        "the realm was signed",
-        "leave realm out of the base string (RFC 5849 section 3.4.1.3.1)",
-        _SIGNED,
-        _changed(_realm_signed),
-    ),
-    Mistake(
-        "hmac-sha1-signed",
-        "the client signed with HMAC-SHA1 (a library default) while the header names "
-        "{header_method}",
-        "configure the client to sign with HMAC-SHA256 (oauthlib: SIGNATURE_HMAC_SHA256)",
-        _SIGNED,
-        _changed(_sha1),
-    ),
-    Mistake(
-        "proxy-url-signed",
-        _ALSO_SIGNED + " (a proxy in between, or another scheme, host or port)",
-        "sign the URL the clients call, and set public_url to it when a proxy stands in "
-        "front (or trusted_proxies behind a proxy that sets X-Forwarded-*)",
-        _URI,
-        _changed(_proxy_url),
-    ),
-    Mistake(
-        "account-host",
-        _ALSO_SIGNED + ": another host name for the account",
-        "sign the host the request goes to; an account ID's '_' is '-' in a host name",
-        _URI,
-        _changed(_account_host),
-    ),
-    Mistake(
-        "path-encoded-differently",
-        _ALSO_SIGNED + ": the path encoded differently",
-        "sign the path exactly as it is sent, escapes as they are",
-        _URI,
-        _changed(_path_encoded),
-    ),
-    Mistake(
-        "other-scheme",
-        _ALSO_SIGNED + ": another scheme",
-        _SIGN_THE_URL,
-        _URI,
-        _changed(_other_scheme),
-    ),
-    Mistake(
-        "default-port-written",
-        _ALSO_SIGNED + ": the scheme's default port written out",
-        "leave the default port (80 for http, 443 for https) out of the signed URL "
-        "(RFC 5849 section 3.4.1.2)",
-        _URI,
-        _changed(_default_port),
-    ),
-    Mistake(
-        "port-left-out",
-        _ALSO_SIGNED + ": the port left out",
-        _SIGN_THE_URL,
-        _URI,
-        _changed(_port_left_out),
-    ),
-    Mistake(
-        "other-method",
-        "the header was signed for a {method} request: reused from an earlier request",
-        "sign every request afresh, for its own method, URL and parameters",
-        _METHOD,
-        _changed(_other_method),
-    ),
-    Mistake(
-        "token-secret-left-out",
-        "the token secret was left out of the key",
-        "sign with consumer_secret&token_secret",
-        _KEY,
-        _changed(_token_secret_left_out),
-    ),
-    Mistake(
-        "secrets-swapped",
-        "the consumer secret and the token secret were swapped",
-        "the key is consumer_secret&token_secret, in that order",
-        _KEY,
-        _changed(_secrets_swapped),
-    ),
-    Mistake(
-        "secrets-not-encoded",
-        "the secrets were not percent-encoded in the key",
-        "percent-encode each secret before joining them with '&' (RFC 5849 section 3.4.2)",
-        _KEY,
-        _changed(_secrets_not_encoded),
-    ),
+    Mistake("body-hash-mismatch", _SIGNED, _as_sent, in_pairs=False),
+    Mistake("names-encoded-twice", _READ, _changed(_names_encoded_twice)),
+    Mistake("utf8-encoded-twice", _PARAMS, _changed(_utf8_twice)),
+    Mistake("repeated-names-as-indexed-arrays", _PARAMS, _changed(_as_arrays(indexed=True))),
+    Mistake("repeated-names-as-arrays", _PARAMS, _changed(_as_arrays(indexed=False))),
+    Mistake("array-brackets-dropped", _PARAMS, _changed(_brackets_dropped)),
+    Mistake("repeated-names-first-value", _PARAMS, _changed(_collapsed(keep_last=False))),
+    Mistake("repeated-names-last-value", _PARAMS, _changed(_collapsed(keep_last=True))),
+    Mistake("repeated-values-unsorted", _ENCODE, _changed(_values_unsorted)),
+    Mistake("empty-items-signed", _READ, _changed(_empty_items)),
+    Mistake("query-plus-literal", _READ, _changed(_literal_plus)),
+    Mistake("space-as-plus", _ENCODE, _changed(_space_as_plus)),
+    Mistake("json-body-signed", _SIGNED, _changed(_json_signed)),
+    Mistake("body-signed-not-form", _SIGNED, _changed(_body_signed_not_form)),
+    Mistake("form-body-unsigned", _SIGNED, _changed(_form_unsigned)),
+    Mistake("query-unsigned", _SIGNED, _changed(_query_unsigned)),
+    Mistake("realm-signed", _SIGNED, _changed(_realm_signed)),
+    Mistake("hmac-sha1-signed", _SIGNED, _changed(_sha1)),
+    Mistake("proxy-url-signed", _URI, _changed(_proxy_url)),
+    Mistake("account-host", _URI, _changed(_account_host)),
+    Mistake("path-encoded-differently", _URI, _changed(_path_encoded)),
+    Mistake("other-scheme", _URI, _changed(_other_scheme)),
+    Mistake("default-port-written", _URI, _changed(_default_port)),
+    Mistake("port-left-out", _URI, _changed(_port_left_out)),
+    Mistake("other-method", _METHOD, _changed(_other_method)),
+    Mistake("token-secret-left-out", _KEY, _changed(_token_secret_left_out)),
+    Mistake("secrets-swapped", _KEY, _changed(_secrets_swapped)),
+    Mistake("secrets-not-encoded", _KEY, _changed(_secrets_not_encoded)),
     # The realm is not in the base string, so no re-signing can show it: explain compares the
     # realm sent with the configured one instead.
-    Mistake(
-        "realm-spelling",
-        "the realm {realm} is the account ID in the wrong case or with '-' for '_'",
-        'send realm="{configured}" exactly (or leave it out)',
-        _READ,
-    ),
+    Mistake("realm-spelling", _READ),
 )
 REALM_SPELLING: Final = MISTAKES[-1]
 SEARCHED: Final = tuple(m for m in MISTAKES if m.variants is not None)
@@ -577,37 +394,47 @@ PAIR_COUNT: Final = len(PAIRED) * (len(PAIRED) - 1) // 2
 
 
 def base_string_of(s: Signing) -> str:
-    """The base string of a signing input (RFC 5849 section 3.4.1, bent by its flags)."""
-    encoded = [(percent_encode(n), percent_encode(v)) for n, v in chain(s.header, s.query, s.body)]
+    """The base string of a signing input: the core's, or, for a space written '+' or values
+    left unsorted, the core's encoding of each pair bent that way."""
+    pairs = [*s.header, *s.query, *s.body]
+    if s.sort_values and not s.space_as_plus:
+        return base_string(s.method, s.uri, pairs)
+    items = [normalize_parameters([pair]) for pair in pairs]  # "name=value", each encoded
     if s.space_as_plus:
-        encoded = [(n.replace("%20", "+"), v.replace("%20", "+")) for n, v in encoded]
-    if s.sort_values:
-        encoded.sort()
+        items = [item.replace("%20", "+") for item in items]
+    if s.sort_values:  # by name, then value, as the core sorts
+        items.sort(key=lambda item: item.partition("="))
     else:  # by name only: a name's values stay in the order sent
-        encoded.sort(key=itemgetter(0))
-    normalized = "&".join(f"{n}={v}" for n, v in encoded)
-    method, uri = percent_encode(s.method.upper()), percent_encode(s.uri)
-    return f"{method}&{uri}&{percent_encode(normalized)}"
+        items.sort(key=lambda item: item.partition("=")[0])
+    # Without parameters the core's base string ends in the '&' that the parameters follow.
+    return base_string(s.method, s.uri, ()) + percent_encode("&".join(items))
 
 
-def _signed(s: Signing) -> tuple[str, str, bytes] | None:
-    """What identifies a signature (method, key, message), or None for a method not known."""
+def _signed(s: Signing) -> tuple[str, str, str] | None:
+    """What identifies a signature (method, key, base string), or None for a method the core
+    does not sign."""
+    if s.signature_method not in SIGNATURE_METHODS:
+        return None
     if s.encode_key:
         key = signing_key(s.consumer_secret, s.token_secret)
     else:
         key = f"{s.consumer_secret}&{s.token_secret}"
+    base = "" if s.signature_method == PLAINTEXT else base_string_of(s)
+    return s.signature_method, key, base
+
+
+def _signature(s: Signing, key: str, base: str) -> bytes | None:
+    """The core's signature of `base`. A key whose secrets were not percent-encoded is the one
+    thing the core never signs with: that mistake alone is signed with the core's HMAC over
+    the raw key here (None when the key is no text a client could send)."""
+    if s.encode_key:
+        return sign(s.signature_method, base, s.consumer_secret, s.token_secret).encode()
     if s.signature_method == PLAINTEXT:
-        return PLAINTEXT, key, b""
-    if s.signature_method not in HMAC_DIGESTS:
+        return key.encode("utf-8", "surrogateescape")
+    try:
+        digest = hmac_digest(key, base.encode(), HMAC_DIGESTS[s.signature_method])
+    except UnicodeEncodeError:
         return None
-    return s.signature_method, key, base_string_of(s).encode("utf-8", "surrogateescape")
-
-
-def _signature(signature_method: str, key: str, message: bytes) -> bytes:
-    secret = key.encode("utf-8", "surrogateescape")
-    if signature_method == PLAINTEXT:
-        return secret
-    digest = hmac.digest(secret, message, HMAC_DIGESTS[signature_method])
     return binascii.b2a_base64(digest, newline=False)
 
 
@@ -617,7 +444,7 @@ class _Trials:
 
     def __init__(self, sent: bytes) -> None:
         self.sent = sent
-        self.results: dict[tuple[str, str, bytes], bool] = {}
+        self.results: dict[tuple[str, str, str], bool] = {}
 
     def reproduces(self, s: Signing, *, new_only: bool) -> bool:
         signed = _signed(s)
@@ -626,22 +453,20 @@ class _Trials:
         known = self.results.get(signed)
         if known is not None:
             return known and not new_only
-        result = hmac.compare_digest(_signature(*signed), self.sent)
+        signature = _signature(s, signed[1], signed[2])
+        result = signature is not None and hmac.compare_digest(signature, self.sent)
         self.results[signed] = result
         return result
 
 
 def _finding(mistakes: Sequence[Mistake], s: Signing, clues: Clues) -> Finding:
-    fields = {
-        "uri": s.uri,
-        "method": s.method,
-        "server_uri": clues.server_uri,
-        "header_method": clues.header_method,
-    }
-    return Finding(
-        names=tuple(m.name for m in mistakes),
-        explanation="; and ".join(m.explanation.format(**fields) for m in mistakes),
-        fix="; ".join(dict.fromkeys(m.fix for m in mistakes)),
+    return found(
+        [m.name for m in mistakes],
+        named=True,
+        uri=s.uri,
+        method=s.method,
+        server_uri=clues.server_uri,
+        header_method=clues.header_method,
     )
 
 
@@ -664,13 +489,12 @@ def start(
     items = request.query.split("&") if request.query else []
     raw = tuple((name, value) for name, _, value in (i.partition("=") for i in items if i))
     body_text = request.body.decode("utf-8", "surrogateescape")
-    body = form_pairs(body_text) if request.is_form and request.body else []
     signing = Signing(
         method=request.method,
         uri=request.uri,
         header=header,
         query=tuple(form_pairs(request.query)) if request.query else (),
-        body=tuple(body),
+        body=tuple(form_body_pairs(request)),
         signature_method=oauth.get("oauth_signature_method", ""),
         consumer_secret=consumer_secret,
         token_secret=token_secret,
@@ -713,25 +537,25 @@ def search(
     )
     trials = _Trials(sent.encode("utf-8", "surrogateescape"))
     deadline = time.perf_counter() + budget
-    found: list[Finding] = []
+    findings: list[Finding] = []
     singles: dict[Mistake, list[Signing]] = {}
     for mistake in SEARCHED:
         singles[mistake] = variants = _variants(mistake, signing, clues)
         # The unchanged request is tried first (by the body hash record) or not at all here.
         hit = next((v for v in variants if trials.reproduces(v, new_only=False)), None)
         if hit is not None:
-            found.append(_finding((mistake,), hit, clues))
+            findings.append(_finding((mistake,), hit, clues))
     order = {mistake: (mistake.stage, index) for index, mistake in enumerate(PAIRED)}
     trials.reproduces(signing, new_only=True)  # the request as sent: never a pair's finding
     for index, one in enumerate(PAIRED):
         for other in PAIRED[index + 1 :]:
             if time.perf_counter() > deadline:
-                return found, False
+                return findings, False
             first, second = sorted((one, other), key=order.__getitem__)
             hit = _first_pair_hit(trials, singles[first], second, clues)
             if hit is not None:
-                found.append(_finding((first, second), hit, clues))
-    return found, True
+                findings.append(_finding((first, second), hit, clues))
+    return findings, True
 
 
 def _first_pair_hit(

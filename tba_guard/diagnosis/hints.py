@@ -1,16 +1,15 @@
-"""Development hints: one line in an error response naming the reason, the likely fix and, for
-a bad signature, the server's base string and the catalogued client mistakes that reproduce it.
-
-Loaded only when `development_hints` is on; never switched on in production.
-"""
+"""Development hints: one line in an error response with the reason, the fix and, for a bad
+signature, the server's base string and the mistakes that reproduce it. Loaded only when
+`development_hints` is on, never in production."""
 
 from __future__ import annotations
 
-from .errors import CATALOG, ErrorCode, TBAError
+from ..core.errors import ErrorCode, TBAError
+from ..core.request import OAuthRequest
+from ..core.settings import GuardSettings
+from ..core.signature import request_base_string
+from .causes import CAUSES
 from .mistakes import search
-from .request import OAuthRequest
-from .settings import GuardSettings
-from .signature import request_base_string
 
 _HINT_MAX = 2048  # a hint is one header-sized line, not a document
 
@@ -22,7 +21,7 @@ def development_hint(
     signature, the server's base string (which holds no secret) and, given the settings, the
     catalogued mistakes that reproduce the signature. Never switched on in production.
     """
-    parts = [error.reason or error.code.value, CATALOG[error.code].fix]
+    parts = [error.reason or error.code.value, CAUSES[error.code].fix]
     if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
         parts.append(f"the server's base string: {request_base_string(request)}")
         if settings is not None:
