@@ -105,6 +105,8 @@ class Guard:
         self.audit_hooks = tuple(audit_hooks)
         given = SCHEMES.values() if schemes is None else schemes
         self.schemes: Mapping[str, Scheme] = {scheme.name.lower(): scheme for scheme in given}
+        # TBA's alone (the usual case): no header word to read per request.
+        self._several_schemes = list(self.schemes.values()) != [OAUTH]
         # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
         self._dummy_secret = secrets.token_urlsafe(32)
         self._limits = Limits(settings)
@@ -136,7 +138,7 @@ class Guard:
     def scheme_for(self, request: OAuthRequest) -> Scheme:
         """The scheme the request's one `Authorization` header names; TBA's for none, for
         several (its check 2 refuses them) and for a scheme no registered one answers."""
-        if request.authorization_count == 1:
+        if request.authorization_count == 1 and self._several_schemes:
             scheme = self.schemes.get(scheme_word(request.authorization))
             if scheme is not None:
                 return scheme
@@ -186,11 +188,9 @@ class Guard:
     async def run(self, verification: Verification, *, body: bool, scheme: Scheme = OAUTH) -> None:
         """The scheme's checks for the step before the body, or from the body on, fail-fast.
         In opaque mode a credential rejection first does the work it skipped (`equal_work`)."""
-        step = verification.step
+        checks = (scheme.after_body if body else scheme.before_body)[verification.step]
         try:
-            for check in scheme.after_body if body else scheme.before_body:
-                if step not in check.steps:
-                    continue
+            for check in checks:
                 if check.is_async:
                     await cast(Awaitable[None], check.run(verification))
                 else:

@@ -192,10 +192,18 @@ class Check:
 
 class Scheme:
     """One scheme: the word of the `Authorization` header it answers, its checks (`sequence`,
-    split where the body is first needed), who a verified request speaks for, and whether
-    a request's signature covers its body."""
+    and per step those before the body is first needed and those from there on), who a
+    verified request speaks for, and whether a request's signature covers its body."""
 
-    __slots__ = ("after_body", "before_body", "catalog", "identity", "name", "wants_body")
+    __slots__ = (
+        "after_body",
+        "before_body",
+        "catalog",
+        "identity",
+        "name",
+        "sequence",
+        "wants_body",
+    )
 
     def __init__(
         self,
@@ -208,18 +216,20 @@ class Scheme:
         codes: Iterable[ErrorCode],
     ) -> None:
         self.name = name
-        self.before_body = sequence[:body_from]
-        self.after_body = sequence[body_from:]
+        self.sequence = sequence
+        # Split and filtered once: a request runs its step's checks without testing each one.
+        self.before_body = _by_step(sequence[:body_from])
+        self.after_body = _by_step(sequence[body_from:])
         self.identity = identity
         self.wants_body = wants_body
         self.catalog: Mapping[ErrorCode, CatalogEntry] = {code: CATALOG[code] for code in codes}
 
-    @property
-    def sequence(self) -> tuple[Check, ...]:
-        return self.before_body + self.after_body
-
     def __repr__(self) -> str:
         return f"Scheme({self.name!r})"
+
+
+def _by_step(checks: tuple[Check, ...]) -> dict[Step, tuple[Check, ...]]:
+    return {step: tuple(check for check in checks if step in check.steps) for step in Step}
 
 
 #: The schemes a `Guard` dispatches to unless it is given its own, by lower-cased header word.
@@ -234,6 +244,5 @@ def register_scheme(scheme: Scheme) -> Scheme:
 
 def scheme_word(authorization: str | None) -> str:
     """The scheme an `Authorization` value names, lower-cased ("" for none)."""
-    if not authorization:
-        return ""
-    return authorization.lstrip(" \t").partition(" ")[0].lower()
+    words = authorization.split(None, 1) if authorization else ()
+    return words[0].lower() if words else ""

@@ -7,7 +7,7 @@ import pytest
 
 from tba_guard.core.checks import Step
 from tba_guard.core.request import parse_parameters, request_from_url
-from tba_guard.core.scheme import Verification
+from tba_guard.core.scheme import Verification, scheme_word
 from tba_guard.core.sequence import OAUTH, SEQUENCE, TIMESTAMP
 from tba_guard.stores.memory import MemoryReplayStore, StaticCredentials
 from tests.support import BASE_URL, NOW, make_settings, oauth_header
@@ -45,3 +45,13 @@ def test_a_scheme_and_a_need_name_themselves() -> None:
     assert repr(OAUTH) == "Scheme('OAuth')"
     assert repr(TIMESTAMP) == "Need('timestamp')"
     assert OAUTH.sequence == SEQUENCE
+
+
+@pytest.mark.parametrize(
+    ("authorization", "word"),
+    [(None, ""), ("", ""), ("  ", ""), ('OAuth realm="1"', "oauth"), ("\tBearer x", "bearer")],
+)
+def test_the_scheme_word_is_the_headers_first_word_lower_cased(
+    authorization: str | None, word: str
+) -> None:
+    assert scheme_word(authorization) == word
