@@ -64,292 +64,7 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
-@dataclass(frozen=True, slots=True)
-class GuardSettings:
-    """Everything the guard can be told. Defaults follow NetSuite's behaviour: rules N7, N9,
-    N10 and N20 of docs/netsuite-behaviour.md."""
-
-    realm: str | None = None
-    timestamp_tolerance: int = 300
-    signature_methods: tuple[str, ...] = ("HMAC-SHA256",)
-    nonce_min_length: int = 6
-    nonce_max_length: int = 64
-    feature_enabled: bool = True
-    error_detail: ErrorDetail = "code"
-    replay_store: str = field(default="memory", repr=False)  # a Redis URL may hold a password
-    replay_store_max_entries: int = 1_000_000
-    replay_store_key_prefix: str = "tba_guard:nonce:"
-    replay_store_pool_size: int = 32  # connections per worker process
-    replay_store_timeout: float = 0.25  # seconds per replay-store call, in all; then 503
-    public_url: str | None = None
-    # Peers (addresses or networks) whose X-Forwarded-Proto/Host/For the guard believes.
-    trusted_proxies: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = ()  # empty: any host; else names or `*.example.com`
-    exempt_paths: tuple[str, ...] = ()
-    header_max_length: int = 4096
-    header_max_parameters: int = 32
-    body_max_bytes: int = 1_048_576
-    body_timeout: float = 10.0
-    body_buffer_max_bytes: int = 64 * 1_048_576  # bodies held at once by all requests in a process
-    # Where integrations and tokens live: "settings" (the lists below), or a database URL,
-    # "sqlite:///path/tba.db" or "postgresql://…" (may hold a password).
-    credential_store: str = field(default="settings", repr=False)
-    # Seconds a credential lookup is cached, found or not: how long a revocation or a block may
-    # take to bite. None: 5 for a database, 0 (no cache) for the settings' own lists.
-    credential_cache_ttl: float | None = None
-    # Fernet keys that seal the database's secrets, newest first (kept outside the database).
-    credential_key: tuple[str, ...] = field(default=(), repr=False)
-    credential_store_timeout: float = 1.0  # seconds per database lookup; then 503
-    credential_store_pool_size: int = 4  # database connections (and threads) per process
-    credential_cache_size: int = 10_000  # ids cached per kind, found and not found alike
-    development_hints: bool = False  # a one-line hint in error responses; never in production
-    integrations: tuple[Integration, ...] = ()
-    tokens: tuple[Token, ...] = field(default=(), repr=False)
-    # The authorization flow (tba_guard.asgi.flow): where it lives (NetSuite rule N20), what it
-    # stores, who may consent.
-    request_token_path: str = "/rest/requesttoken"
-    authorize_path: str = "/app/login/secure/authorizetoken.nl"
-    access_token_path: str = "/rest/accesstoken"
-    request_token_ttl: int = 600  # seconds a request token may wait for steps two and three
-    token_store: str = field(default="memory", repr=False)  # or a Redis URL (may hold a password)
-    token_store_key_prefix: str = "tba_guard:flow:"
-    token_store_pool_size: int = 32  # connections per worker process
-    token_store_timeout: float = 1.0  # seconds per token-store call (its scripts do more); then 503
-    session_secret: str | None = field(default=None, repr=False)  # consent-page cookies' key
-    users: tuple[User, ...] = field(default=(), repr=False)
-    # Live (unexpired, unused) request tokens one integration may hold: a flood from one
-    # leaked consumer secret ends at its own quota, never at the store's capacity.
-    request_token_max_per_integration: int = 1000
-    # Failed built-in sign-ins allowed within `sign_in_failure_window` seconds, per name and
-    # per client address, before that name or address is refused (429) until the window passes.
-    sign_in_max_failures: int = 5
-    sign_in_max_failures_per_address: int = 20
-    sign_in_failure_window: int = 900
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        for spec in _FIELDS.values():
-            try:
-                value = spec.check(spec.name, spec.parse(spec.name, getattr(self, spec.name)))
-            except SettingsError as exc:
-                problems.extend(exc.problems)
-                continue
-            object.__setattr__(self, spec.name, value)
-        bad = {problem.partition(":")[0].partition("[")[0] for problem in problems}
-        if not bad & {"nonce_min_length", "nonce_max_length"} and (
-            self.nonce_min_length > self.nonce_max_length
-        ):
-            problems.append("nonce_min_length: larger than nonce_max_length")
-        if not bad & {"credential_store", "credential_key"} and (
-            self.credential_store != "settings" and not self.credential_key
-        ):
-            problems.append(
-                "credential_key: required with a database credential_store, to seal its "
-                "secrets (generate one: tba-guard db keygen)"
-            )
-        if problems:
-            raise SettingsError(*problems)
-
-    @property
-    def effective_credential_cache_ttl(self) -> float:
-        """`credential_cache_ttl`, or its default for the credential store in use."""
-        if self.credential_cache_ttl is not None:
-            return self.credential_cache_ttl
-        return 0.0 if self.credential_store == "settings" else DATABASE_CACHE_TTL
-
-    def replace(self, **changes: Any) -> GuardSettings:
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> GuardSettings:
-        """Build from a plain mapping with the TOML file's names (`[guard]` keys flattened,
-        plus `integrations` and `tokens` lists of tables); `<secret>_file` keys are read."""
-        layer = Layer(source)
-        layer.take(data)
-        return layer.settings(cls)
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike[str]) -> GuardSettings:
-        """The file alone: no environment, no defaults but the settings' own."""
-        return toml_layer(path).settings(cls)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
-        """`TBA_GUARD_<NAME>` for each setting; lists are comma-separated or JSON,
-        `TBA_GUARD_INTEGRATIONS`/`TBA_GUARD_TOKENS` are JSON arrays of tables."""
-        return env_layer(os.environ if environ is None else environ).settings(cls)
-
-    @classmethod
-    def load(
-        cls,
-        config: str | os.PathLike[str] | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-        **arguments: Any,
-    ) -> GuardSettings:
-        """Settings layered as deployments need them: the file (`config`, else
-        `$TBA_GUARD_CONFIG`), every `TBA_GUARD_*` variable over it, then `arguments`."""
-        return load_layers(config, environ=environ, arguments=arguments).settings
-
-
-# --- layers: file, environment, arguments ------------------------------------------------------
-
-#: Settings that may hold a secret: each may also be read from a file, `<name>_file`, as Docker
-#: and Kubernetes mount secrets. A URL's password is the secret of a store setting.
-SECRET_SETTINGS = frozenset(
-    {"credential_key", "session_secret", "replay_store", "token_store", "credential_store"}
-)
-_FILE_SUFFIX = "_file"
-
-
-class Layer:
-    """One source's values (a file, the environment, the code's arguments), and where each
-    came from; unknown keys and unreadable secret files are collected, not raised at once."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values: dict[str, Any] = {}
-        self.origins: dict[str, str] = {}
-        self.problems: list[str] = []
-
-    def take(self, data: Mapping[str, Any], *, names: Mapping[str, str] | None = None) -> None:
-        """Add `data`; `names` gives how each key was spelled in the source (an env variable)."""
-        for key, value in data.items():
-            spelled = names[key] if names else key
-            if key.endswith(_FILE_SUFFIX) and key[: -len(_FILE_SUFFIX)] in SECRET_SETTINGS:
-                self._take_secret_file(key[: -len(_FILE_SUFFIX)], value, spelled, data)
-            elif key in _FIELDS:
-                self.values[key] = value
-                self.origins[key] = f"{self.source} ({spelled})" if names else self.source
-            else:
-                self.problems.append(
-                    f"{spelled}: unknown setting"
-                    if names
-                    else f"{self.source}: unknown key {key!r}"
-                )
-
-    def _take_secret_file(
-        self, name: str, path: Any, spelled: str, data: Mapping[str, Any]
-    ) -> None:
-        if name in data:
-            self.problems.append(f"{spelled}: give {name} or {name}{_FILE_SUFFIX}, not both")
-            return
-        if not isinstance(path, str | os.PathLike) or not str(path):
-            self.problems.append(f"{spelled}: expected the path of a file")
-            return
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-            self.problems.append(f"{spelled}: cannot read {str(path)!r}: {reason}")
-            return
-        # One value, as a secret file holds it: a trailing newline is not part of it.
-        self.values[name] = _FIELDS[name].from_text(spelled, text.rstrip("\r\n"))
-        self.origins[name] = f"{self.source} ({spelled} = {str(path)!r})"
-
-    def settings(self, cls: type[GuardSettings] | None = None) -> GuardSettings:
-        """The settings these values make over the defaults; every problem at once."""
-        return _built(cls or GuardSettings, self.values, self.problems)
-
-
-def _built(
-    cls: type[GuardSettings], values: Mapping[str, Any], problems: list[str]
-) -> GuardSettings:
-    try:
-        settings = cls(**values)
-    except SettingsError as exc:
-        raise SettingsError(*problems, *exc.problems) from None
-    if problems:
-        raise SettingsError(*problems)
-    return settings
-
-
-def toml_layer(path: str | os.PathLike[str]) -> Layer:
-    """The values of a settings file (`[guard]`, `[[integrations]]`, `[[tokens]]`, `[[users]]`)."""
-    layer = Layer(f"file {os.fspath(path)}")
-    try:
-        with Path(path).open("rb") as file:
-            document = tomllib.load(file)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{os.fspath(path)}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise SettingsError(
-            f"{os.fspath(path)}: cannot read the file: {exc.strerror or exc}"
-        ) from None
-    data: dict[str, Any] = {}
-    for section, content in document.items():
-        if section == "guard" and isinstance(content, dict):
-            for key, value in content.items():
-                if key in _RECORD_TABLES:
-                    layer.problems.append(f"guard.{key}: use a [[{key}]] table")
-                else:
-                    data[key] = value
-        elif section in _RECORD_TABLES:
-            data[section] = content
-        else:
-            layer.problems.append(f"{os.fspath(path)}: unknown section {section!r}")
-    layer.take(data)
-    return layer
-
-
-_RECORD_TABLES = ("integrations", "tokens", "users")
-
-
-def env_layer(environ: Mapping[str, str]) -> Layer:
-    """The `TBA_GUARD_*` variables that are settings, each parsed from its text."""
-    layer = Layer("environment")
-    data: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    for variable, raw in environ.items():
-        if not variable.startswith(ENV_PREFIX) or variable in _ENV_NOT_SETTINGS:
-            continue
-        key = variable[len(ENV_PREFIX) :].lower()
-        names[key] = variable
-        spec = _FIELDS.get(key)
-        try:
-            data[key] = spec.from_text(variable, raw) if spec is not None else raw
-        except SettingsError as exc:
-            layer.problems.extend(exc.problems)
-    layer.take(data, names=names)
-    return layer
-
-
-@dataclass(frozen=True, slots=True)
-class LayeredSettings:
-    """The effective settings, and for each setting the source that gave it (`default`,
-    `file …`, `environment (TBA_GUARD_…)`, `argument`)."""
-
-    settings: GuardSettings
-    sources: dict[str, str]
-    config: str | None  # the settings file read, if any
-
-
-def load_layers(
-    config: str | os.PathLike[str] | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    arguments: Mapping[str, Any] | None = None,
-) -> LayeredSettings:
-    """The file (`config`, else `$TBA_GUARD_CONFIG`), then the environment, then `arguments`:
-    a later layer's value wins, key by key. Every problem of every layer is raised at once."""
-    environ = os.environ if environ is None else environ
-    path = os.fspath(config) if config is not None else environ.get(CONFIG_ENV) or None
-    layers = [toml_layer(path)] if path is not None else []
-    layers.append(env_layer(environ))
-    given = Layer("argument")
-    given.take(arguments or {})
-    layers.append(given)
-    values: dict[str, Any] = {}
-    sources = {name: "default" for name in _FIELDS}
-    problems: list[str] = []
-    for layer in layers:
-        values.update(layer.values)
-        sources.update(layer.origins)
-        problems.extend(layer.problems)
-    return LayeredSettings(_built(GuardSettings, values, problems), sources, path)
-
-
-# --- validation -------------------------------------------------------------------------------
+# --- validation, each declared beside its setting in GuardSettings ---------------------------
 
 
 @dataclass(frozen=True)
@@ -668,66 +383,361 @@ def _same(key: str, value: Any) -> Any:
     return value
 
 
-def _spec(
-    name: str,
+def setting(
+    default: Any,
     check: Callable[[str, Any], Any],
     from_text: Callable[[str, str], Any] = _text_str,
     parse: Callable[[str, Any], Any] = _same,
-) -> _Field:
-    return _Field(name, parse, from_text, check)
+    *,
+    concern: str,
+    secret: bool = False,
+) -> Any:
+    """A field of `GuardSettings` with its validation beside it: `check` on the final value,
+    `from_text` from an environment variable, `parse` from TOML-like data; a `secret` one is
+    left out of `repr`."""
+    spec = {"check": check, "from_text": from_text, "parse": parse}
+    return field(default=default, repr=not secret, metadata={"spec": spec, "concern": concern})
 
 
-_FIELDS: dict[str, _Field] = {
-    spec.name: spec
-    for spec in (
-        _spec("realm", _optional_str),
-        _spec("timestamp_tolerance", _int(1), _text_int),
-        _spec("signature_methods", _str_tuple(_signature_method), _text_list),
-        _spec("nonce_min_length", _int(1), _text_int),
-        _spec("nonce_max_length", _int(1), _text_int),
-        _spec("feature_enabled", _bool, _text_bool),
-        _spec("error_detail", _choice("code", "opaque")),
-        _spec("replay_store", _replay_store),
-        _spec("replay_store_max_entries", _int(1), _text_int),
-        _spec("replay_store_key_prefix", _str),
-        _spec("replay_store_pool_size", _int(1), _text_int),
-        _spec("replay_store_timeout", _number(0.001), _text_float),
-        _spec("public_url", _public_url),
-        _spec("trusted_proxies", _str_tuple(_network), _text_list),
-        _spec("allowed_hosts", _str_tuple(_host_pattern), _text_list),
-        _spec("exempt_paths", _str_tuple(_path), _text_list),
-        _spec("header_max_length", _int(64), _text_int),
-        _spec("header_max_parameters", _int(8), _text_int),
-        _spec("body_max_bytes", _int(0), _text_int),
-        _spec("body_timeout", _number(0.001), _text_float),
-        _spec("body_buffer_max_bytes", _int(0), _text_int),
-        _spec("credential_store", _credential_store),
-        _spec("credential_cache_ttl", _optional_number(0), _text_float),
-        _spec("credential_key", _fernet_keys),
-        _spec("credential_store_timeout", _number(0.001), _text_float),
-        _spec("credential_store_pool_size", _int(1), _text_int),
-        _spec("credential_cache_size", _int(1), _text_int),
-        _spec("development_hints", _bool, _text_bool),
-        _spec(
-            "integrations",
-            _checked_records(_check_integration),
-            _text_json,
-            _records(Integration, _check_integration),
-        ),
-        _spec("tokens", _checked_records(_check_token), _text_json, _records(Token, _check_token)),
-        _spec("request_token_path", _path),
-        _spec("authorize_path", _path),
-        _spec("access_token_path", _path),
-        _spec("request_token_ttl", _int(1), _text_int),
-        _spec("token_store", _replay_store),
-        _spec("token_store_key_prefix", _str),
-        _spec("token_store_pool_size", _int(1), _text_int),
-        _spec("token_store_timeout", _number(0.001), _text_float),
-        _spec("session_secret", _session_secret),
-        _spec("users", _checked_records(_check_user), _text_json, _records(User, _check_user)),
-        _spec("request_token_max_per_integration", _int(1), _text_int),
-        _spec("sign_in_max_failures", _int(1), _text_int),
-        _spec("sign_in_max_failures_per_address", _int(1), _text_int),
-        _spec("sign_in_failure_window", _int(1), _text_int),
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Everything the guard can be told. Defaults follow NetSuite's behaviour: rules N7, N9,
+    N10 and N20 of docs/netsuite-behaviour.md."""
+
+    realm: str | None = setting(None, _optional_str, concern="protocol")
+    timestamp_tolerance: int = setting(300, _int(1), _text_int, concern="protocol")
+    signature_methods: tuple[str, ...] = setting(
+        ("HMAC-SHA256",), _str_tuple(_signature_method), _text_list, concern="protocol"
     )
+    nonce_min_length: int = setting(6, _int(1), _text_int, concern="protocol")
+    nonce_max_length: int = setting(64, _int(1), _text_int, concern="protocol")
+    feature_enabled: bool = setting(True, _bool, _text_bool, concern="protocol")
+    error_detail: ErrorDetail = setting("code", _choice("code", "opaque"), concern="protocol")
+    # A Redis URL may hold a password
+    replay_store: str = setting("memory", _replay_store, concern="replay_store", secret=True)
+    replay_store_max_entries: int = setting(1_000_000, _int(1), _text_int, concern="replay_store")
+    replay_store_key_prefix: str = setting("tba_guard:nonce:", _str, concern="replay_store")
+    # Connections per worker process
+    replay_store_pool_size: int = setting(32, _int(1), _text_int, concern="replay_store")
+    # Seconds per replay-store call, in all; then 503
+    replay_store_timeout: float = setting(0.25, _number(0.001), _text_float, concern="replay_store")
+    public_url: str | None = setting(None, _public_url, concern="request")
+    # Peers (addresses or networks) whose X-Forwarded-Proto/Host/For the guard believes.
+    trusted_proxies: tuple[str, ...] = setting(
+        (), _str_tuple(_network), _text_list, concern="request"
+    )
+    # Empty: any host; else names or `*.example.com`
+    allowed_hosts: tuple[str, ...] = setting(
+        (), _str_tuple(_host_pattern), _text_list, concern="request"
+    )
+    exempt_paths: tuple[str, ...] = setting((), _str_tuple(_path), _text_list, concern="request")
+    header_max_length: int = setting(4096, _int(64), _text_int, concern="request")
+    header_max_parameters: int = setting(32, _int(8), _text_int, concern="request")
+    body_max_bytes: int = setting(1_048_576, _int(0), _text_int, concern="request")
+    body_timeout: float = setting(10.0, _number(0.001), _text_float, concern="request")
+    # Bodies held at once by all requests in a process
+    body_buffer_max_bytes: int = setting(64 * 1_048_576, _int(0), _text_int, concern="request")
+    # Where integrations and tokens live: "settings" (the lists below), or a database URL,
+    # "sqlite:///path/tba.db" or "postgresql://…" (may hold a password).
+    credential_store: str = setting(
+        "settings", _credential_store, concern="credential_store", secret=True
+    )
+    # Seconds a credential lookup is cached, found or not: how long a revocation or a block may
+    # take to bite. None: 5 for a database, 0 (no cache) for the settings' own lists.
+    credential_cache_ttl: float | None = setting(
+        None, _optional_number(0), _text_float, concern="credential_store"
+    )
+    # Fernet keys that seal the database's secrets, newest first (kept outside the database).
+    credential_key: tuple[str, ...] = setting(
+        (), _fernet_keys, concern="credential_store", secret=True
+    )
+    # Seconds per database lookup; then 503
+    credential_store_timeout: float = setting(
+        1.0, _number(0.001), _text_float, concern="credential_store"
+    )
+    # Database connections (and threads) per process
+    credential_store_pool_size: int = setting(4, _int(1), _text_int, concern="credential_store")
+    # Ids cached per kind, found and not found alike
+    credential_cache_size: int = setting(10_000, _int(1), _text_int, concern="credential_store")
+    # A one-line hint in error responses; never in production
+    development_hints: bool = setting(False, _bool, _text_bool, concern="protocol")
+    integrations: tuple[Integration, ...] = setting(
+        (),
+        _checked_records(_check_integration),
+        _text_json,
+        _records(Integration, _check_integration),
+        concern="credential_store",
+    )
+    tokens: tuple[Token, ...] = setting(
+        (),
+        _checked_records(_check_token),
+        _text_json,
+        _records(Token, _check_token),
+        concern="credential_store",
+        secret=True,
+    )
+    # The authorization flow (tba_guard.asgi.flow): where it lives (NetSuite rule N20), what it
+    # stores, who may consent.
+    request_token_path: str = setting("/rest/requesttoken", _path, concern="flow")
+    authorize_path: str = setting("/app/login/secure/authorizetoken.nl", _path, concern="flow")
+    access_token_path: str = setting("/rest/accesstoken", _path, concern="flow")
+    # Seconds a request token may wait for steps two and three
+    request_token_ttl: int = setting(600, _int(1), _text_int, concern="flow")
+    # Or a Redis URL (may hold a password)
+    token_store: str = setting("memory", _replay_store, concern="flow", secret=True)
+    token_store_key_prefix: str = setting("tba_guard:flow:", _str, concern="flow")
+    # Connections per worker process
+    token_store_pool_size: int = setting(32, _int(1), _text_int, concern="flow")
+    # Seconds per token-store call (its scripts do more); then 503
+    token_store_timeout: float = setting(1.0, _number(0.001), _text_float, concern="flow")
+    # Consent-page cookies' key
+    session_secret: str | None = setting(None, _session_secret, concern="flow", secret=True)
+    users: tuple[User, ...] = setting(
+        (),
+        _checked_records(_check_user),
+        _text_json,
+        _records(User, _check_user),
+        concern="flow",
+        secret=True,
+    )
+    # Live (unexpired, unused) request tokens one integration may hold: a flood from one
+    # leaked consumer secret ends at its own quota, never at the store's capacity.
+    request_token_max_per_integration: int = setting(1000, _int(1), _text_int, concern="flow")
+    # Failed built-in sign-ins allowed within `sign_in_failure_window` seconds, per name and
+    # per client address, before that name or address is refused (429) until the window passes.
+    sign_in_max_failures: int = setting(5, _int(1), _text_int, concern="flow")
+    sign_in_max_failures_per_address: int = setting(20, _int(1), _text_int, concern="flow")
+    sign_in_failure_window: int = setting(900, _int(1), _text_int, concern="flow")
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for spec in _FIELDS.values():
+            try:
+                value = spec.check(spec.name, spec.parse(spec.name, getattr(self, spec.name)))
+            except SettingsError as exc:
+                problems.extend(exc.problems)
+                continue
+            object.__setattr__(self, spec.name, value)
+        bad = {problem.partition(":")[0].partition("[")[0] for problem in problems}
+        if not bad & {"nonce_min_length", "nonce_max_length"} and (
+            self.nonce_min_length > self.nonce_max_length
+        ):
+            problems.append("nonce_min_length: larger than nonce_max_length")
+        if not bad & {"credential_store", "credential_key"} and (
+            self.credential_store != "settings" and not self.credential_key
+        ):
+            problems.append(
+                "credential_key: required with a database credential_store, to seal its "
+                "secrets (generate one: tba-guard db keygen)"
+            )
+        if problems:
+            raise SettingsError(*problems)
+
+    @property
+    def effective_credential_cache_ttl(self) -> float:
+        """`credential_cache_ttl`, or its default for the credential store in use."""
+        if self.credential_cache_ttl is not None:
+            return self.credential_cache_ttl
+        return 0.0 if self.credential_store == "settings" else DATABASE_CACHE_TTL
+
+    def replace(self, **changes: Any) -> GuardSettings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "settings") -> GuardSettings:
+        """Build from a plain mapping with the TOML file's names (`[guard]` keys flattened,
+        plus `integrations` and `tokens` lists of tables); `<secret>_file` keys are read."""
+        layer = Layer(source)
+        layer.take(data)
+        return layer.settings(cls)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> GuardSettings:
+        """The file alone: no environment, no defaults but the settings' own."""
+        return toml_layer(path).settings(cls)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardSettings:
+        """`TBA_GUARD_<NAME>` for each setting; lists are comma-separated or JSON,
+        `TBA_GUARD_INTEGRATIONS`/`TBA_GUARD_TOKENS` are JSON arrays of tables."""
+        return env_layer(os.environ if environ is None else environ).settings(cls)
+
+    @classmethod
+    def load(
+        cls,
+        config: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **arguments: Any,
+    ) -> GuardSettings:
+        """Settings layered as deployments need them: the file (`config`, else
+        `$TBA_GUARD_CONFIG`), every `TBA_GUARD_*` variable over it, then `arguments`."""
+        return load_layers(config, environ=environ, arguments=arguments).settings
+
+
+# --- layers: file, environment, arguments ------------------------------------------------------
+
+#: Settings that may hold a secret: each may also be read from a file, `<name>_file`, as Docker
+#: and Kubernetes mount secrets. A URL's password is the secret of a store setting.
+SECRET_SETTINGS = frozenset(
+    {"credential_key", "session_secret", "replay_store", "token_store", "credential_store"}
+)
+_FILE_SUFFIX = "_file"
+
+
+class Layer:
+    """One source's values (a file, the environment, the code's arguments), and where each
+    came from; unknown keys and unreadable secret files are collected, not raised at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
+        self.problems: list[str] = []
+
+    def take(self, data: Mapping[str, Any], *, names: Mapping[str, str] | None = None) -> None:
+        """Add `data`; `names` gives how each key was spelled in the source (an env variable)."""
+        for key, value in data.items():
+            spelled = names[key] if names else key
+            if key.endswith(_FILE_SUFFIX) and key[: -len(_FILE_SUFFIX)] in SECRET_SETTINGS:
+                self._take_secret_file(key[: -len(_FILE_SUFFIX)], value, spelled, data)
+            elif key in _FIELDS:
+                self.values[key] = value
+                self.origins[key] = f"{self.source} ({spelled})" if names else self.source
+            else:
+                self.problems.append(
+                    f"{spelled}: unknown setting"
+                    if names
+                    else f"{self.source}: unknown key {key!r}"
+                )
+
+    def _take_secret_file(
+        self, name: str, path: Any, spelled: str, data: Mapping[str, Any]
+    ) -> None:
+        if name in data:
+            self.problems.append(f"{spelled}: give {name} or {name}{_FILE_SUFFIX}, not both")
+            return
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            self.problems.append(f"{spelled}: expected the path of a file")
+            return
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            self.problems.append(f"{spelled}: cannot read {str(path)!r}: {reason}")
+            return
+        # One value, as a secret file holds it: a trailing newline is not part of it.
+        self.values[name] = _FIELDS[name].from_text(spelled, text.rstrip("\r\n"))
+        self.origins[name] = f"{self.source} ({spelled} = {str(path)!r})"
+
+    def settings(self, cls: type[GuardSettings] | None = None) -> GuardSettings:
+        """The settings these values make over the defaults; every problem at once."""
+        return _built(cls or GuardSettings, self.values, self.problems)
+
+
+def _built(
+    cls: type[GuardSettings], values: Mapping[str, Any], problems: list[str]
+) -> GuardSettings:
+    try:
+        settings = cls(**values)
+    except SettingsError as exc:
+        raise SettingsError(*problems, *exc.problems) from None
+    if problems:
+        raise SettingsError(*problems)
+    return settings
+
+
+def toml_layer(path: str | os.PathLike[str]) -> Layer:
+    """The values of a settings file (`[guard]`, `[[integrations]]`, `[[tokens]]`, `[[users]]`)."""
+    layer = Layer(f"file {os.fspath(path)}")
+    try:
+        with Path(path).open("rb") as file:
+            document = tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{os.fspath(path)}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{os.fspath(path)}: cannot read the file: {exc.strerror or exc}"
+        ) from None
+    data: dict[str, Any] = {}
+    for section, content in document.items():
+        if section == "guard" and isinstance(content, dict):
+            for key, value in content.items():
+                if key in _RECORD_TABLES:
+                    layer.problems.append(f"guard.{key}: use a [[{key}]] table")
+                else:
+                    data[key] = value
+        elif section in _RECORD_TABLES:
+            data[section] = content
+        else:
+            layer.problems.append(f"{os.fspath(path)}: unknown section {section!r}")
+    layer.take(data)
+    return layer
+
+
+_RECORD_TABLES = ("integrations", "tokens", "users")
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    """The `TBA_GUARD_*` variables that are settings, each parsed from its text."""
+    layer = Layer("environment")
+    data: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable in _ENV_NOT_SETTINGS:
+            continue
+        key = variable[len(ENV_PREFIX) :].lower()
+        names[key] = variable
+        spec = _FIELDS.get(key)
+        try:
+            data[key] = spec.from_text(variable, raw) if spec is not None else raw
+        except SettingsError as exc:
+            layer.problems.extend(exc.problems)
+    layer.take(data, names=names)
+    return layer
+
+
+@dataclass(frozen=True, slots=True)
+class LayeredSettings:
+    """The effective settings, and for each setting the source that gave it (`default`,
+    `file …`, `environment (TBA_GUARD_…)`, `argument`)."""
+
+    settings: GuardSettings
+    sources: dict[str, str]
+    config: str | None  # the settings file read, if any
+
+
+def load_layers(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    arguments: Mapping[str, Any] | None = None,
+) -> LayeredSettings:
+    """The file (`config`, else `$TBA_GUARD_CONFIG`), then the environment, then `arguments`:
+    a later layer's value wins, key by key. Every problem of every layer is raised at once."""
+    environ = os.environ if environ is None else environ
+    path = os.fspath(config) if config is not None else environ.get(CONFIG_ENV) or None
+    layers = [toml_layer(path)] if path is not None else []
+    layers.append(env_layer(environ))
+    given = Layer("argument")
+    given.take(arguments or {})
+    layers.append(given)
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in _FIELDS}
+    problems: list[str] = []
+    for layer in layers:
+        values.update(layer.values)
+        sources.update(layer.origins)
+        problems.extend(layer.problems)
+    return LayeredSettings(_built(GuardSettings, values, problems), sources, path)
+
+
+#: Each setting's validation, read from its declaration.
+_FIELDS: dict[str, _Field] = {
+    spec.name: _Field(spec.name, **spec.metadata["spec"])
+    for spec in dataclasses.fields(GuardSettings)
+}
+#: Each setting's concern (protocol, request, replay_store, credential_store, flow), in order.
+CONCERNS: dict[str, str] = {
+    spec.name: spec.metadata["concern"] for spec in dataclasses.fields(GuardSettings)
 }

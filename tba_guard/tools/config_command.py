@@ -8,7 +8,6 @@ file and environment before it starts a server.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..core.records import Integration, Token, User
-from ..core.settings import SECRET_SETTINGS, GuardSettings, SettingsError
+from ..core.settings import CONCERNS, SECRET_SETTINGS, SettingsError
 from .demo import resolve_layers
 
 EXIT_OK, EXIT_BAD_SETTINGS = 0, 2
@@ -67,12 +66,15 @@ def _record_name(record: Integration | Token | User) -> str:
 def run_show(args: argparse.Namespace) -> int:
     layered = resolve_layers(args.config)
     settings = layered.settings
-    lines = [
-        (field.name, shown(field.name, getattr(settings, field.name)))
-        for field in dataclasses.fields(GuardSettings)
-    ]
+    order = list(dict.fromkeys(CONCERNS.values()))
+    names = sorted(CONCERNS, key=lambda name: order.index(CONCERNS[name]))  # stable: by concern
+    lines = [(name, shown(name, getattr(settings, name))) for name in names]
     width = max(len(f"{name} = {value}") for name, value in lines)
+    concern = ""
     for name, value in lines:
+        if CONCERNS[name] != concern:  # the settings grouped by what they are about
+            concern = CONCERNS[name]
+            print(f"# {concern.replace('_', ' ')}")
         print(f"{name} = {value}".ljust(width), f"  # {layered.sources[name]}")
     return EXIT_OK
 

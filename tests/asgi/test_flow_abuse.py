@@ -569,3 +569,13 @@ def test_sign_prints_plaintext_secrets_when_asked_by_name(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert 'oauth_signature_method="PLAINTEXT"' in done.stdout
     assert 'oauth_signature="cs-order-sync-secret%26ts-alice-token-secret"' in done.stdout
+
+
+def test_a_stated_worker_count_refuses_per_process_stores_and_one_worker_serves() -> None:
+    several = TBAFlow(settings=flow_settings(session_secret="s" * 32), workers=2)
+    one = TBAFlow(settings=flow_settings(session_secret="s" * 32), workers=1)
+    problem = several.process_problem()
+    assert problem is not None
+    assert "2 worker processes" in problem
+    assert 'replay_store = "memory"' in problem
+    assert one.process_problem() is None

@@ -4,13 +4,14 @@ the code's arguments over both; secrets from files; every bad key of every layer
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from tba_guard import GuardSettings, SettingsError
-from tba_guard.core.settings import load_layers
+from tba_guard.core.settings import CONCERNS, load_layers
 
 
 def fernet_key() -> str:
@@ -146,3 +147,12 @@ def test_a_bad_store_url_is_named_without_its_password() -> None:
         GuardSettings(replay_store="redis:/:hunter2@localhost/0")
     assert "hunter2" not in str(caught.value)
     assert "replay_store" in str(caught.value)
+
+
+def test_every_setting_declares_its_validation_and_its_concern_beside_it() -> None:
+    """One declaration per setting: no table elsewhere restates a name."""
+    concerns = {"protocol", "request", "replay_store", "credential_store", "flow"}
+    for spec in dataclasses.fields(GuardSettings):
+        assert set(spec.metadata["spec"]) == {"check", "from_text", "parse"}, spec.name
+        assert spec.metadata["concern"] in concerns, spec.name
+    assert set(CONCERNS) == {spec.name for spec in dataclasses.fields(GuardSettings)}

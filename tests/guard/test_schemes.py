@@ -165,3 +165,13 @@ async def test_a_flow_step_is_audited_when_its_block_ends_and_a_crash_is_no_verd
 
 def heard_by(heard: list[tuple[str, str]]) -> Callable[[AuditEvent], None]:
     return lambda event: heard.append((event.outcome, event.code))
+
+
+def test_a_scheme_no_guard_knows_is_tbas_to_refuse_beside_a_registered_one(
+    registered: Scheme,
+) -> None:
+    app = app_with(Guard(make_settings(), clock=Clock()))
+    with TestClient(app, base_url=BASE_URL) as client:
+        response = client.get(RESOURCE, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "MissingRequiredParameter"
