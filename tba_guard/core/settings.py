@@ -127,7 +127,7 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return check
 
 
-def _replay_store(key: str, value: Any) -> str:
+def _memory_or_redis(key: str, value: Any) -> str:
     """`memory`, or a Redis URL; the password in one is never echoed."""
     if value == "memory" or (
         isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
@@ -383,6 +383,21 @@ def _same(key: str, value: Any) -> Any:
     return value
 
 
+def record_setting(
+    cls: type[Any], check_one: Callable[[str, Any], None], *, concern: str, secret: bool = False
+) -> Any:
+    """A setting that lists records (`[[integrations]]`, `[[tokens]]`, `[[users]]`), each
+    checked by `check_one`: tables in TOML, a JSON array in the environment."""
+    return setting(
+        (),
+        _checked_records(check_one),
+        _text_json,
+        _records(cls, check_one),
+        concern=concern,
+        secret=secret,
+    )
+
+
 def setting(
     default: Any,
     check: Callable[[str, Any], Any],
@@ -414,7 +429,7 @@ class GuardSettings:
     feature_enabled: bool = setting(True, _bool, _text_bool, concern="protocol")
     error_detail: ErrorDetail = setting("code", _choice("code", "opaque"), concern="protocol")
     # A Redis URL may hold a password
-    replay_store: str = setting("memory", _replay_store, concern="replay_store", secret=True)
+    replay_store: str = setting("memory", _memory_or_redis, concern="replay_store", secret=True)
     replay_store_max_entries: int = setting(1_000_000, _int(1), _text_int, concern="replay_store")
     replay_store_key_prefix: str = setting("tba_guard:nonce:", _str, concern="replay_store")
     # Connections per worker process
@@ -461,20 +476,11 @@ class GuardSettings:
     credential_cache_size: int = setting(10_000, _int(1), _text_int, concern="credential_store")
     # A one-line hint in error responses; never in production
     development_hints: bool = setting(False, _bool, _text_bool, concern="protocol")
-    integrations: tuple[Integration, ...] = setting(
-        (),
-        _checked_records(_check_integration),
-        _text_json,
-        _records(Integration, _check_integration),
-        concern="credential_store",
+    integrations: tuple[Integration, ...] = record_setting(
+        Integration, _check_integration, concern="credential_store"
     )
-    tokens: tuple[Token, ...] = setting(
-        (),
-        _checked_records(_check_token),
-        _text_json,
-        _records(Token, _check_token),
-        concern="credential_store",
-        secret=True,
+    tokens: tuple[Token, ...] = record_setting(
+        Token, _check_token, concern="credential_store", secret=True
     )
     # The authorization flow (tba_guard.asgi.flow): where it lives (NetSuite rule N20), what it
     # stores, who may consent.
@@ -484,7 +490,7 @@ class GuardSettings:
     # Seconds a request token may wait for steps two and three
     request_token_ttl: int = setting(600, _int(1), _text_int, concern="flow")
     # Or a Redis URL (may hold a password)
-    token_store: str = setting("memory", _replay_store, concern="flow", secret=True)
+    token_store: str = setting("memory", _memory_or_redis, concern="flow", secret=True)
     token_store_key_prefix: str = setting("tba_guard:flow:", _str, concern="flow")
     # Connections per worker process
     token_store_pool_size: int = setting(32, _int(1), _text_int, concern="flow")
@@ -492,14 +498,7 @@ class GuardSettings:
     token_store_timeout: float = setting(1.0, _number(0.001), _text_float, concern="flow")
     # Consent-page cookies' key
     session_secret: str | None = setting(None, _session_secret, concern="flow", secret=True)
-    users: tuple[User, ...] = setting(
-        (),
-        _checked_records(_check_user),
-        _text_json,
-        _records(User, _check_user),
-        concern="flow",
-        secret=True,
-    )
+    users: tuple[User, ...] = record_setting(User, _check_user, concern="flow", secret=True)
     # Live (unexpired, unused) request tokens one integration may hold: a flood from one
     # leaked consumer secret ends at its own quota, never at the store's capacity.
     request_token_max_per_integration: int = setting(1000, _int(1), _text_int, concern="flow")

@@ -20,7 +20,7 @@ import asyncio
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote
 
 try:
     from redis.asyncio import Redis, RedisCluster
@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the installation
     raise ImportError(
         "the Redis stores need the redis package: pip install 'tba-guard[redis]'"
     ) from None
+
+from .urls import redact_url, url_password
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
@@ -172,32 +174,6 @@ class RedisConnection:
             for secret in {self._password, unquote(self._password)}:
                 why = why.replace(secret, "***")
         return RedisUnavailable(f"Redis at {self.location}: {why}")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (`user:pw@`, or `?password=` of `unix://`) replaced by `***`,
-    for messages, logs and `repr`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if "password=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    # Rebuilt by hand: urlunsplit drops the `//` of `unix:///path` (an empty host).
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
-def url_password(url: str) -> str | None:
-    """The password a URL carries, so that it can be scrubbed from error messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        return parts.password
-    passwords = [v for k, v in parse_qsl(parts.query) if k == "password" and v]
-    return passwords[0] if passwords else None
 
 
 def _retries(client: Redis | RedisCluster) -> int:

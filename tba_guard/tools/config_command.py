@@ -12,35 +12,20 @@ import json
 import sys
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..core.records import Integration, Token, User
 from ..core.settings import CONCERNS, SECRET_SETTINGS, SettingsError
+from ..stores.urls import redact_url
 from .demo import resolve_layers
 
 EXIT_OK, EXIT_BAD_SETTINGS = 0, 2
 _URL_SETTINGS = frozenset({"replay_store", "token_store", "credential_store"})
 
 
-def redacted_url(url: str) -> str:
-    """A store URL with its password (`user:pw@`, or `?password=`) shown as `***`."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    query = parts.query
-    if "password=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
 def shown(name: str, value: Any) -> str:
     """A setting's value as the TOML file would spell it; secrets and records' secrets never."""
     if name in _URL_SETTINGS:
-        return json.dumps(redacted_url(value))
+        return json.dumps(redact_url(value))
     if name in SECRET_SETTINGS:
         if not value:
             return "(not set)"

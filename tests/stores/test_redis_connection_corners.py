@@ -19,9 +19,10 @@ import pytest
 
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken, Token
-from tba_guard.stores.redis import RedisConnection, RedisUnavailable, url_password
+from tba_guard.stores.redis import RedisConnection, RedisUnavailable
 from tba_guard.stores.redis_replay import RedisReplayStore
 from tba_guard.stores.redis_tokens import RedisTokenStore
+from tba_guard.stores.urls import url_password
 from tests.support import NOW, SHARED_REDIS_URL, Clock, shared_redis
 from tests.support.flow import CALLBACK, FLOW_KEY
 from tests.support.redis_servers import PROTOCOLS, spoken_protocol, with_protocol

@@ -22,8 +22,8 @@ from redis.backoff import NoBackoff
 
 from tba_guard import GuardSettings, ReplayKey, ReplayStoreError, SettingsError, TBAGuardMiddleware
 from tba_guard.guard import Guard
-from tba_guard.stores.redis import redact_url
 from tba_guard.stores.redis_replay import RedisReplayStore
+from tba_guard.stores.urls import redact_url
 from tests.support import (
     BASE_URL,
     NOW,
