@@ -4,12 +4,17 @@
   HTTP status, `oauth_problem` and message, in the catalog's order.
 - `<!-- check-sequence -->` becomes the table of `tba_guard.core.sequence.SEQUENCE`: the order
   of checks as the guard, the flow and `explain` run it.
+- `<!-- settings: protocol -->` (or `request`, `replay`, `credentials`, `flow`) becomes the
+  table of that concern's settings, from their declarations in `tba_guard.core.settings`:
+  name, environment variable, default and meaning.
 - The benchmark figures stay in `benchmarks/` (RESULTS.md, README.md and the charts); they are
   added to the site under `benchmark-results/` as they are, so the docs link them, not copy them.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_MARKER = "<!-- error-catalog -->"
 SEQUENCE_MARKER = "<!-- check-sequence -->"
+SETTINGS_MARKER = re.compile(r"<!-- settings: (\w+) -->")
 BENCHMARK_FILES = ("RESULTS.md", "README.md", "scaling.png", "http.png")
 
 
@@ -55,7 +61,32 @@ def check_sequence_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def settings_table(table: str) -> str:
+    """The Markdown table of one concern's settings, in their declared order."""
+    import dataclasses
+
+    from tba_guard.core.settings import ENV_PREFIX, GROUPS
+
+    (group,) = [group for group in GROUPS if group.table == table]
+    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for spec in dataclasses.fields(group):
+        variable = ENV_PREFIX + spec.name.upper()
+        doc = spec.metadata["doc"].replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | `{variable}` | {_default(spec.default)} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _default(value: Any) -> str:
+    """A default as the settings file spells it."""
+    if value is None:
+        return "not set"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{json.dumps(value)}`"
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
+    markdown = SETTINGS_MARKER.sub(lambda found: settings_table(found.group(1)), markdown)
     if SEQUENCE_MARKER in markdown:
         markdown = markdown.replace(SEQUENCE_MARKER, check_sequence_table())
     if CATALOG_MARKER in markdown:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.responses import PlainTextResponse, Response
@@ -52,6 +50,9 @@ from .middleware import TBAGuardMiddleware, guard_for
 
 #: Set to 1 to serve per-process stores from several workers anyway (benchmarks comparing it).
 ALLOW_PER_PROCESS_ENV = "TBA_GUARD_ALLOW_PER_PROCESS_STORES"
+#: The worker count when `TBAFlow(workers=)` states none: uvicorn's `--workers` and gunicorn's
+#: `workers` default to it, and `tba-guard serve --workers N` sets it for its workers.
+WORKERS_ENV = "WEB_CONCURRENCY"
 _SECRET_BYTES = 32  # token ids and secrets: 64 hex characters (NetSuite rule N19)
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -76,6 +77,10 @@ class TBAFlow:
     a `User` or None) and, so that step three and the middleware notice a user or role that was
     disabled since, `user_lookup` (entity to `User`). Without `current_user` the flow signs in
     the `users` of the settings with a form of its own.
+
+    Per-process stores (the in-process replay or token store, no `session_secret`) are refused
+    when several worker processes serve the app: `workers` states how many, else the
+    `WEB_CONCURRENCY` environment variable; see `process_problem`.
     """
 
     def __init__(
@@ -115,10 +120,12 @@ class TBAFlow:
             sign_in_url=sign_in_url,
             clock=clock,
         )
-        # Who builds the app, and how many workers will serve it (`workers`, else what the
-        # server building it was told): checked again where it serves (`process_problem`).
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be 1 or more worker processes, not {workers}")
+        # Who builds the app, and how many workers serve it if stated: checked where it serves
+        # (`process_problem`), where WEB_CONCURRENCY is read when `workers` is None.
         self._built_pid = os.getpid()
-        self._server_workers = workers if workers is not None else server_workers()
+        self._workers = workers
         self._checked_pid = 0
         self._process_problem: str | None = None
 
@@ -144,28 +151,63 @@ class TBAFlow:
         await self.middleware(scope, receive, send)
 
     def process_problem(self) -> str | None:
-        """Why this process must not serve, or None: per-process stores while the server runs
-        several workers (as it was told, read where the app was built), or an app built in one
-        process and serving in another (a server that forks after loading it). Once per process."""
+        """Why this process must not serve, or None: per-process stores while several worker
+        processes serve the app (`worker_count`), or, the count unknown, an app built in one
+        process and serving in another (a server that forks after loading it). Checked once
+        per process, the first time it is called there."""
         pid = os.getpid()
         if pid == self._checked_pid:
             return self._process_problem
         self._checked_pid = pid
-        workers = self._server_workers
-        several = workers > 1 if workers is not None else pid != self._built_pid
-        stores = self.per_process_stores()
-        if not (several and stores) or os.environ.get(ALLOW_PER_PROCESS_ENV) == "1":
-            self._process_problem = None
+        self._process_problem = problem = self._find_process_problem(pid != self._built_pid)
+        if problem is not None:
+            logger.error(problem)
+        return problem
+
+    def worker_count(self) -> int | None:
+        """How many worker processes serve this app: `TBAFlow(workers=N)`, else the
+        `WEB_CONCURRENCY` environment variable as this process sees it, else None (unknown).
+        Raises `ValueError` when WEB_CONCURRENCY is not a whole number of 1 or more."""
+        if self._workers is not None:
+            return self._workers
+        value = os.environ.get(WORKERS_ENV)
+        if value is None:
             return None
-        how = f"{workers} worker processes" if workers else "a process forked after it was built"
-        self._process_problem = (
-            f"tba_guard refuses to serve: this app runs in {how}, but keeps "
-            f"{', '.join(stores)} in each process, so a nonce, token or cookie one worker "
-            'knows is unknown to the others. Set replay_store and token_store to "redis://…" '
-            "URLs and a shared session_secret, or run one worker process."
+        try:
+            workers = int(value)
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise ValueError(f"{WORKERS_ENV}={value!r} is not a number of worker processes")
+        return workers
+
+    def _find_process_problem(self, forked: bool) -> str | None:
+        stores = self.per_process_stores()
+        if not stores or os.environ.get(ALLOW_PER_PROCESS_ENV) == "1":
+            return None
+        kept = ", ".join(stores)
+        try:
+            workers = self.worker_count()
+        except ValueError as exc:
+            return (
+                f"tba_guard refuses to serve: {exc}, so it cannot tell whether other workers "
+                f"serve this app, which keeps {kept} in each process. Set {WORKERS_ENV} to the "
+                "number of worker processes, or pass TBAFlow(workers=N)."
+            )
+        if workers is not None:
+            if workers == 1:
+                return None
+            how = f"{workers} worker processes"
+        elif forked:
+            how = "a process forked after it was built"
+        else:
+            return None
+        return (
+            f"tba_guard refuses to serve: this app runs in {how}, but keeps {kept} in each "
+            "process, so a nonce, token or cookie one worker knows is unknown to the others. "
+            'Set replay_store and token_store to "redis://…" URLs and a shared session_secret, '
+            "or run one worker process."
         )
-        logger.error(self._process_problem)
-        return self._process_problem
 
     def per_process_stores(self) -> list[str]:
         """What this app keeps in its own process only, by the name of its setting."""
@@ -294,22 +336,6 @@ class TBAFlow:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def server_workers() -> int | None:
-    """How many worker processes the server that is building the app (uvicorn's `Config`,
-    gunicorn's `cfg`, found up the call stack) was told to run; None when built elsewhere.
-    uvicorn ignores `--workers` when it reloads."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner: Any = frame.f_locals.get("self")
-        if owner is not None and type(owner).__module__.startswith(("uvicorn.", "gunicorn.")):
-            for config in (owner, getattr(owner, "config", None), getattr(owner, "cfg", None)):
-                workers = getattr(config, "workers", None)
-                if isinstance(workers, int) and not isinstance(workers, bool):
-                    return 1 if getattr(config, "reload", False) is True else workers
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
 
 
 async def _refuse_to_serve(scope: Scope, receive: Receive, send: Send, problem: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import ErrorDetail
 from .records import Integration, Token, User
@@ -384,7 +384,7 @@ def _same(key: str, value: Any) -> Any:
 
 
 def record_setting(
-    cls: type[Any], check_one: Callable[[str, Any], None], *, concern: str, secret: bool = False
+    cls: type[Any], check_one: Callable[[str, Any], None], *, doc: str, secret: bool = False
 ) -> Any:
     """A setting that lists records (`[[integrations]]`, `[[tokens]]`, `[[users]]`), each
     checked by `check_one`: tables in TOML, a JSON array in the environment."""
@@ -393,7 +393,7 @@ def record_setting(
         _checked_records(check_one),
         _text_json,
         _records(cls, check_one),
-        concern=concern,
+        doc=doc,
         secret=secret,
     )
 
@@ -404,133 +404,246 @@ def setting(
     from_text: Callable[[str, str], Any] = _text_str,
     parse: Callable[[str, Any], Any] = _same,
     *,
-    concern: str,
+    doc: str,
     secret: bool = False,
 ) -> Any:
-    """A field of `GuardSettings` with its validation beside it: `check` on the final value,
-    `from_text` from an environment variable, `parse` from TOML-like data; a `secret` one is
-    left out of `repr`."""
+    """A field of a settings group with its validation beside it: `check` on the final value,
+    `from_text` from an environment variable, `parse` from TOML-like data; `doc` is its line in
+    docs/configuration.md; a `secret` one is left out of `repr`."""
     spec = {"check": check, "from_text": from_text, "parse": parse}
-    return field(default=default, repr=not secret, metadata={"spec": spec, "concern": concern})
+    return field(default=default, repr=not secret, metadata={"spec": spec, "doc": doc})
 
 
-@dataclass(frozen=True, slots=True)
-class GuardSettings:
-    """Everything the guard can be told. Defaults follow NetSuite's behaviour: rules N7, N9,
-    N10 and N20 of docs/netsuite-behaviour.md."""
+class _Validated:
+    """Every settings group checks its fields on construction, alone or inside `GuardSettings`,
+    and reports every bad one at once; `_consistent` adds checks across a group's fields."""
 
-    realm: str | None = setting(None, _optional_str, concern="protocol")
-    timestamp_tolerance: int = setting(300, _int(1), _text_int, concern="protocol")
-    signature_methods: tuple[str, ...] = setting(
-        ("HMAC-SHA256",), _str_tuple(_signature_method), _text_list, concern="protocol"
-    )
-    nonce_min_length: int = setting(6, _int(1), _text_int, concern="protocol")
-    nonce_max_length: int = setting(64, _int(1), _text_int, concern="protocol")
-    feature_enabled: bool = setting(True, _bool, _text_bool, concern="protocol")
-    error_detail: ErrorDetail = setting("code", _choice("code", "opaque"), concern="protocol")
-    # A Redis URL may hold a password
-    replay_store: str = setting("memory", _memory_or_redis, concern="replay_store", secret=True)
-    replay_store_max_entries: int = setting(1_000_000, _int(1), _text_int, concern="replay_store")
-    replay_store_key_prefix: str = setting("tba_guard:nonce:", _str, concern="replay_store")
-    # Connections per worker process
-    replay_store_pool_size: int = setting(32, _int(1), _text_int, concern="replay_store")
-    # Seconds per replay-store call, in all; then 503
-    replay_store_timeout: float = setting(0.25, _number(0.001), _text_float, concern="replay_store")
-    public_url: str | None = setting(None, _public_url, concern="request")
-    # Peers (addresses or networks) whose X-Forwarded-Proto/Host/For the guard believes.
-    trusted_proxies: tuple[str, ...] = setting(
-        (), _str_tuple(_network), _text_list, concern="request"
-    )
-    # Empty: any host; else names or `*.example.com`
-    allowed_hosts: tuple[str, ...] = setting(
-        (), _str_tuple(_host_pattern), _text_list, concern="request"
-    )
-    exempt_paths: tuple[str, ...] = setting((), _str_tuple(_path), _text_list, concern="request")
-    header_max_length: int = setting(4096, _int(64), _text_int, concern="request")
-    header_max_parameters: int = setting(32, _int(8), _text_int, concern="request")
-    body_max_bytes: int = setting(1_048_576, _int(0), _text_int, concern="request")
-    body_timeout: float = setting(10.0, _number(0.001), _text_float, concern="request")
-    # Bodies held at once by all requests in a process
-    body_buffer_max_bytes: int = setting(64 * 1_048_576, _int(0), _text_int, concern="request")
-    # Where integrations and tokens live: "settings" (the lists below), or a database URL,
-    # "sqlite:///path/tba.db" or "postgresql://…" (may hold a password).
-    credential_store: str = setting(
-        "settings", _credential_store, concern="credential_store", secret=True
-    )
-    # Seconds a credential lookup is cached, found or not: how long a revocation or a block may
-    # take to bite. None: 5 for a database, 0 (no cache) for the settings' own lists.
-    credential_cache_ttl: float | None = setting(
-        None, _optional_number(0), _text_float, concern="credential_store"
-    )
-    # Fernet keys that seal the database's secrets, newest first (kept outside the database).
-    credential_key: tuple[str, ...] = setting(
-        (), _fernet_keys, concern="credential_store", secret=True
-    )
-    # Seconds per database lookup; then 503
-    credential_store_timeout: float = setting(
-        1.0, _number(0.001), _text_float, concern="credential_store"
-    )
-    # Database connections (and threads) per process
-    credential_store_pool_size: int = setting(4, _int(1), _text_int, concern="credential_store")
-    # Ids cached per kind, found and not found alike
-    credential_cache_size: int = setting(10_000, _int(1), _text_int, concern="credential_store")
-    # A one-line hint in error responses; never in production
-    development_hints: bool = setting(False, _bool, _text_bool, concern="protocol")
-    integrations: tuple[Integration, ...] = record_setting(
-        Integration, _check_integration, concern="credential_store"
-    )
-    tokens: tuple[Token, ...] = record_setting(
-        Token, _check_token, concern="credential_store", secret=True
-    )
-    # The authorization flow (tba_guard.asgi.flow): where it lives (NetSuite rule N20), what it
-    # stores, who may consent.
-    request_token_path: str = setting("/rest/requesttoken", _path, concern="flow")
-    authorize_path: str = setting("/app/login/secure/authorizetoken.nl", _path, concern="flow")
-    access_token_path: str = setting("/rest/accesstoken", _path, concern="flow")
-    # Seconds a request token may wait for steps two and three
-    request_token_ttl: int = setting(600, _int(1), _text_int, concern="flow")
-    # Or a Redis URL (may hold a password)
-    token_store: str = setting("memory", _memory_or_redis, concern="flow", secret=True)
-    token_store_key_prefix: str = setting("tba_guard:flow:", _str, concern="flow")
-    # Connections per worker process
-    token_store_pool_size: int = setting(32, _int(1), _text_int, concern="flow")
-    # Seconds per token-store call (its scripts do more); then 503
-    token_store_timeout: float = setting(1.0, _number(0.001), _text_float, concern="flow")
-    # Consent-page cookies' key
-    session_secret: str | None = setting(None, _session_secret, concern="flow", secret=True)
-    users: tuple[User, ...] = record_setting(User, _check_user, concern="flow", secret=True)
-    # Live (unexpired, unused) request tokens one integration may hold: a flood from one
-    # leaked consumer secret ends at its own quota, never at the store's capacity.
-    request_token_max_per_integration: int = setting(1000, _int(1), _text_int, concern="flow")
-    # Failed built-in sign-ins allowed within `sign_in_failure_window` seconds, per name and
-    # per client address, before that name or address is refused (429) until the window passes.
-    sign_in_max_failures: int = setting(5, _int(1), _text_int, concern="flow")
-    sign_in_max_failures_per_address: int = setting(20, _int(1), _text_int, concern="flow")
-    sign_in_failure_window: int = setting(900, _int(1), _text_int, concern="flow")
+    #: The group's table in the settings file, and its heading in `config show` and the docs.
+    table: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each group is a dataclass
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        for spec in _FIELDS.values():
+        for spec in dataclasses.fields(self):
+            check = _FIELDS[spec.name]
             try:
-                value = spec.check(spec.name, spec.parse(spec.name, getattr(self, spec.name)))
+                value = check.check(spec.name, check.parse(spec.name, getattr(self, spec.name)))
             except SettingsError as exc:
                 problems.extend(exc.problems)
                 continue
             object.__setattr__(self, spec.name, value)
         bad = {problem.partition(":")[0].partition("[")[0] for problem in problems}
+        for group in type(self).__mro__:
+            consistent = group.__dict__.get("_consistent")
+            if consistent is not None:
+                problems.extend(consistent(self, bad))
+        if problems:
+            raise SettingsError(*problems)
+
+
+@dataclass(frozen=True)
+class ProtocolSettings(_Validated):
+    """What a signed request must be: NetSuite's rules N7, N9, N10 of docs/netsuite-behaviour.md."""
+
+    table: ClassVar[str] = "protocol"
+
+    realm: str | None = setting(
+        None,
+        _optional_str,
+        doc="The account ID. A request whose `realm` differs (compared exactly) is refused; "
+        "one without a realm is accepted.",
+    )
+    timestamp_tolerance: int = setting(
+        300, _int(1), _text_int, doc="Seconds a timestamp may be off, either way."
+    )
+    signature_methods: tuple[str, ...] = setting(
+        ("HMAC-SHA256",),
+        _str_tuple(_signature_method),
+        _text_list,
+        doc="Any of " + ", ".join(f"`{name}`" for name in sorted(SIGNATURE_METHODS)) + ".",
+    )
+    nonce_min_length: int = setting(6, _int(1), _text_int, doc="Shortest nonce accepted.")
+    nonce_max_length: int = setting(64, _int(1), _text_int, doc="Longest nonce accepted.")
+    feature_enabled: bool = setting(
+        True, _bool, _text_bool, doc="The account-wide TBA switch: off, every request is refused."
+    )
+    error_detail: ErrorDetail = setting(
+        "code",
+        _choice("code", "opaque"),
+        doc='`"opaque"` hides the code from the wire (see '
+        "[opaque mode](checks-and-errors.md#error-catalog)).",
+    )
+    development_hints: bool = setting(
+        False,
+        _bool,
+        _text_bool,
+        doc="Add a one-line `hint` (reason, fix, and for `InvalidSignature` the server's base "
+        "string) to error responses in code mode. Development only: never in production.",
+    )
+
+    def _consistent(self, bad: set[str]) -> list[str]:
         if not bad & {"nonce_min_length", "nonce_max_length"} and (
             self.nonce_min_length > self.nonce_max_length
         ):
-            problems.append("nonce_min_length: larger than nonce_max_length")
+            return ["nonce_min_length: larger than nonce_max_length"]
+        return []
+
+
+@dataclass(frozen=True)
+class RequestSettings(_Validated):
+    """How much of a request the guard reads, and which requests it guards at all."""
+
+    table: ClassVar[str] = "request"
+
+    public_url: str | None = setting(
+        None,
+        _public_url,
+        doc="Scheme, host and path prefix the clients sign, when a proxy stands in front.",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        _str_tuple(_network),
+        _text_list,
+        doc="Addresses or networks (`10.0.0.0/8`; `*` for every peer) whose "
+        "`X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-For` are believed, and "
+        "handed to the application. From any other peer these headers are ignored.",
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        _str_tuple(_host_pattern),
+        _text_list,
+        doc="Host names (any case, no port; `*.example.com` for subdomains) a guarded request "
+        "may name in `Host`; any other is `HostNotAllowed` before any check. Empty: any host "
+        "(`tba-guard serve` warns when neither this nor `public_url` is set).",
+    )
+    exempt_paths: tuple[str, ...] = setting(
+        (),
+        _str_tuple(_path),
+        _text_list,
+        doc="Paths not guarded; one ending in `/` covers everything below it. Matched on the "
+        "path the router sees; a path with `.`/`..` or empty segments, a backslash, or an "
+        "encoded slash, backslash or dot is never exempt.",
+    )
+    header_max_length: int = setting(
+        4096, _int(64), _text_int, doc="Longest `Authorization` header read."
+    )
+    header_max_parameters: int = setting(
+        32, _int(8), _text_int, doc="Most parameters in the `Authorization` header."
+    )
+    body_max_bytes: int = setting(
+        1_048_576,
+        _int(0),
+        _text_int,
+        doc="Largest form body (or body-hashed body) read; larger is 413.",
+    )
+    body_timeout: float = setting(
+        10.0, _number(0.001), _text_float, doc="Seconds to wait for such a body; slower is 408."
+    )
+    body_buffer_max_bytes: int = setting(
+        64 * 1_048_576,
+        _int(0),
+        _text_int,
+        doc="Bytes of such bodies held at once by all requests of one process; past it a "
+        "request gets 503 `RequestBuffersFull` with `Retry-After`.",
+    )
+
+
+@dataclass(frozen=True)
+class ReplaySettings(_Validated):
+    """Where used nonces are remembered (docs/replay-protection.md)."""
+
+    table: ClassVar[str] = "replay"
+
+    replay_store: str = setting(
+        "memory",
+        _memory_or_redis,
+        doc="`memory` (one process), or a `redis://`, `rediss://` (TLS) or `unix://` URL "
+        "shared by every worker.",
+        secret=True,  # a URL may hold a password
+    )
+    replay_store_max_entries: int = setting(
+        1_000_000, _int(1), _text_int, doc="Bound of the in-process replay store."
+    )
+    replay_store_key_prefix: str = setting(
+        "tba_guard:nonce:", _str, doc="Prefix of the Redis replay store's keys."
+    )
+    replay_store_pool_size: int = setting(
+        32,
+        _int(1),
+        _text_int,
+        doc="Redis connections per worker process; a call waits for a free one within "
+        "`replay_store_timeout`.",
+    )
+    replay_store_timeout: float = setting(
+        0.25,
+        _number(0.001),
+        _text_float,
+        doc="Seconds one Redis call may take in all (free connection, connect, answer); past "
+        "it the request gets the 503.",
+    )
+
+
+@dataclass(frozen=True)
+class CredentialSettings(_Validated):
+    """Where integrations and tokens live (docs/credential-database.md), and how long a lookup
+    is trusted."""
+
+    table: ClassVar[str] = "credentials"
+
+    credential_store: str = setting(
+        "settings",
+        _credential_store,
+        doc="Where integrations and tokens live: `settings` (the `[[integrations]]` and "
+        "`[[tokens]]` below), or a database, `sqlite:///path` or `postgresql://…`.",
+        secret=True,  # a URL may hold a password
+    )
+    credential_key: tuple[str, ...] = setting(
+        (),
+        _fernet_keys,
+        doc="Fernet keys sealing the database's secrets, newest first, kept outside the "
+        "database; required with one (`tba-guard db keygen`).",
+        secret=True,
+    )
+    credential_store_timeout: float = setting(
+        1.0, _number(0.001), _text_float, doc="Seconds a database lookup may take; then 503."
+    )
+    credential_store_pool_size: int = setting(
+        4, _int(1), _text_int, doc="Database connections (and threads) per process."
+    )
+    credential_cache_ttl: float | None = setting(
+        None,
+        _optional_number(0),
+        _text_float,
+        doc="Seconds a lookup is cached, found or not (0: off): the longest a revocation or a "
+        "block takes to bite. Not set: 5 with a database, 0 with the settings' own lists.",
+    )
+    credential_cache_size: int = setting(
+        10_000, _int(1), _text_int, doc="Ids cached per kind, found and not found alike."
+    )
+    integrations: tuple[Integration, ...] = record_setting(
+        Integration,
+        _check_integration,
+        doc="`[[integrations]]`: `name`, `consumer_key`, `consumer_secret`, `state` "
+        "(`enabled`/`blocked`), `authorization_flow`, `callback_url`.",
+    )
+    tokens: tuple[Token, ...] = record_setting(
+        Token,
+        _check_token,
+        doc="`[[tokens]]`: `token_id`, `token_secret`, `consumer_key`, `entity`, `role`, "
+        "`active`, and optionally `revoked`, `expires_at` (epoch seconds), `account` (the "
+        "realm a token belongs to, when one store serves several accounts).",
+        secret=True,
+    )
+
+    def _consistent(self, bad: set[str]) -> list[str]:
         if not bad & {"credential_store", "credential_key"} and (
             self.credential_store != "settings" and not self.credential_key
         ):
-            problems.append(
+            return [
                 "credential_key: required with a database credential_store, to seal its "
                 "secrets (generate one: tba-guard db keygen)"
-            )
-        if problems:
-            raise SettingsError(*problems)
+            ]
+        return []
 
     @property
     def effective_credential_cache_ttl(self) -> float:
@@ -538,6 +651,106 @@ class GuardSettings:
         if self.credential_cache_ttl is not None:
             return self.credential_cache_ttl
         return 0.0 if self.credential_store == "settings" else DATABASE_CACHE_TTL
+
+
+@dataclass(frozen=True)
+class FlowSettings(_Validated):
+    """The three-step authorization flow (docs/authorization-flow.md): where its steps live
+    (rule N20), what it stores, who may consent."""
+
+    table: ClassVar[str] = "flow"
+
+    request_token_path: str = setting(
+        "/rest/requesttoken", _path, doc="Where step one (the request token) lives."
+    )
+    authorize_path: str = setting(
+        "/app/login/secure/authorizetoken.nl", _path, doc="Where step two (consent) lives."
+    )
+    access_token_path: str = setting(
+        "/rest/accesstoken", _path, doc="Where step three (the access token) lives."
+    )
+    request_token_ttl: int = setting(
+        600, _int(1), _text_int, doc="Seconds a request token waits for steps two and three."
+    )
+    request_token_max_per_integration: int = setting(
+        1000,
+        _int(1),
+        _text_int,
+        doc="Live (unexpired, not yet exchanged) request tokens one integration may hold; "
+        "beyond it step one answers `RequestTokenLimit` to that integration only, so a flood "
+        "from one leaked consumer secret never fills the store.",
+    )
+    token_store: str = setting(
+        "memory",
+        _memory_or_redis,
+        doc="Where request and access tokens live: `memory` (one process), or a `redis://` "
+        "URL shared by every worker.",
+        secret=True,  # a URL may hold a password
+    )
+    token_store_key_prefix: str = setting(
+        "tba_guard:flow:", _str, doc="Prefix of the token store's Redis keys."
+    )
+    token_store_pool_size: int = setting(
+        32, _int(1), _text_int, doc="The Redis token store's connections per worker process."
+    )
+    token_store_timeout: float = setting(
+        1.0,
+        _number(0.001),
+        _text_float,
+        doc="Seconds one token-store call may take in all (its scripts do more than the "
+        "replay store's one-key commands); past it the step answers 503.",
+    )
+    session_secret: str | None = setting(
+        None,
+        _session_secret,
+        doc="Key of the consent page's session and CSRF cookies (16+ characters); not set, a "
+        "random one per process, so set it when several processes serve the page.",
+        secret=True,
+    )
+    users: tuple[User, ...] = record_setting(
+        User,
+        _check_user,
+        doc="`[[users]]`: `entity`, `name`, `password`, `roles`, `active`, for the built-in "
+        "sign-in.",
+        secret=True,
+    )
+    sign_in_max_failures: int = setting(
+        5,
+        _int(1),
+        _text_int,
+        doc="Failed built-in sign-ins per name within `sign_in_failure_window` before that "
+        "name gets 429 until the window passes.",
+    )
+    sign_in_max_failures_per_address: int = setting(
+        20,
+        _int(1),
+        _text_int,
+        doc="The same, per client address.",
+    )
+    sign_in_failure_window: int = setting(
+        900, _int(1), _text_int, doc="Seconds over which failed sign-ins are counted."
+    )
+
+
+#: The concerns, in the order the settings file, `config show` and the docs list them.
+GROUPS: tuple[type[_Validated], ...] = (
+    ProtocolSettings,
+    RequestSettings,
+    ReplaySettings,
+    CredentialSettings,
+    FlowSettings,
+)
+
+
+@dataclass(frozen=True)
+class GuardSettings(
+    FlowSettings, CredentialSettings, ReplaySettings, RequestSettings, ProtocolSettings
+):
+    """Everything the guard can be told: each concern's group at once, under the same flat
+    names. A component that needs one concern takes its group (a `ReplaySettings`), and is
+    given this. Defaults follow NetSuite's behaviour (docs/netsuite-behaviour.md)."""
+
+    table: ClassVar[str] = "guard"
 
     def replace(self, **changes: Any) -> GuardSettings:
         return dataclasses.replace(self, **changes)
@@ -647,34 +860,51 @@ def _built(
 
 
 def toml_layer(path: str | os.PathLike[str]) -> Layer:
-    """The values of a settings file (`[guard]`, `[[integrations]]`, `[[tokens]]`, `[[users]]`)."""
-    layer = Layer(f"file {os.fspath(path)}")
+    """The values of a settings file: a table per concern (`[protocol]`, `[request]`,
+    `[replay]`, `[credentials]`, `[flow]`) or all of them in `[guard]`, and the records'
+    `[[integrations]]`, `[[tokens]]` and `[[users]]`. The names are the settings' own."""
+    where = os.fspath(path)
+    layer = Layer(f"file {where}")
     try:
         with Path(path).open("rb") as file:
             document = tomllib.load(file)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{os.fspath(path)}: not valid TOML: {exc}") from None
+        raise SettingsError(f"{where}: not valid TOML: {exc}") from None
     except OSError as exc:
-        raise SettingsError(
-            f"{os.fspath(path)}: cannot read the file: {exc.strerror or exc}"
-        ) from None
+        raise SettingsError(f"{where}: cannot read the file: {exc.strerror or exc}") from None
     data: dict[str, Any] = {}
     for section, content in document.items():
-        if section == "guard" and isinstance(content, dict):
+        if section in _RECORD_TABLES:
+            data[section] = content
+        elif section in _TABLES and isinstance(content, dict):
             for key, value in content.items():
-                if key in _RECORD_TABLES:
-                    layer.problems.append(f"guard.{key}: use a [[{key}]] table")
+                problem = _misplaced(section, key)
+                if problem is None and key in data:
+                    problem = f"{section}.{key}: given in two tables"
+                if problem is not None:
+                    layer.problems.append(problem)
                 else:
                     data[key] = value
-        elif section in _RECORD_TABLES:
-            data[section] = content
         else:
-            layer.problems.append(f"{os.fspath(path)}: unknown section {section!r}")
+            layer.problems.append(f"{where}: unknown section {section!r}")
     layer.take(data)
     return layer
 
 
+def _misplaced(section: str, key: str) -> str | None:
+    """Why `key` may not stand in `[section]`, or None: a record needs its own array of
+    tables, and a concern's table holds only that concern's settings."""
+    name = key.removesuffix(_FILE_SUFFIX) if key.endswith(_FILE_SUFFIX) else key
+    if name in _RECORD_TABLES:
+        return f"{section}.{key}: use a [[{name}]] table"
+    owner = CONCERNS.get(name)
+    if section == GuardSettings.table or owner is None or owner == section:
+        return None  # an unknown name is the layer's to report, with the others
+    return f"{section}.{key}: belongs in [{owner}]"
+
+
 _RECORD_TABLES = ("integrations", "tokens", "users")
+_TABLES = frozenset({GuardSettings.table, *(group.table for group in GROUPS)})
 
 
 def env_layer(environ: Mapping[str, str]) -> Layer:
@@ -738,5 +968,5 @@ _FIELDS: dict[str, _Field] = {
 }
 #: Each setting's concern (protocol, request, replay_store, credential_store, flow), in order.
 CONCERNS: dict[str, str] = {
-    spec.name: spec.metadata["concern"] for spec in dataclasses.fields(GuardSettings)
+    spec.name: group.table for group in GROUPS for spec in dataclasses.fields(group)
 }

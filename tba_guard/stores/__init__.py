@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from ..core.protocols import CredentialStore, ReplayStore, TokenStore
-from ..core.settings import GuardSettings
+from ..core.settings import CredentialSettings, GuardSettings, ReplaySettings
 from .memory import CachedCredentials, MemoryReplayStore, MemoryTokenStore, StaticCredentials
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ _databases: weakref.WeakValueDictionary[tuple[object, ...], DatabaseCredentials]
 
 
 def replay_store_for(
-    settings: GuardSettings, *, clock: Callable[[], float] = time.time
+    settings: ReplaySettings, *, clock: Callable[[], float] = time.time
 ) -> ReplayStore:
     """The store the settings name: `memory`, or a Redis URL (needs `tba-guard[redis]`)."""
     if settings.replay_store == "memory":
@@ -85,7 +85,7 @@ def replay_store_for(
     return RedisReplayStore.from_settings(settings)
 
 
-def credential_store_for(settings: GuardSettings) -> CredentialStore:
+def credential_store_for(settings: CredentialSettings) -> CredentialStore:
     """The settings' own lists, or the database `credential_store` names (needs
     `tba-guard[database]`)."""
     if settings.credential_store != "settings":
@@ -96,7 +96,7 @@ def credential_store_for(settings: GuardSettings) -> CredentialStore:
     return store
 
 
-def database_store_for(settings: GuardSettings) -> DatabaseCredentials:
+def database_store_for(settings: CredentialSettings) -> DatabaseCredentials:
     """The process's store for the database the settings name, built on first use."""
     with needs_extra(DATABASE_STORE):
         from .database.store import DatabaseCredentials

@@ -22,7 +22,7 @@ from .redis import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, RedisConnection, RedisUna
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
-    from ..core.settings import GuardSettings
+    from ..core.settings import ReplaySettings
 
 DEFAULT_PREFIX = "tba_guard:nonce:"
 _DIGEST_BYTES = 20  # 160 bits: 27 characters of base64url, no accidental collision in practice
@@ -50,7 +50,7 @@ class RedisReplayStore:
         self.prefix = prefix
 
     @classmethod
-    def from_settings(cls, settings: GuardSettings) -> RedisReplayStore:
+    def from_settings(cls, settings: ReplaySettings) -> RedisReplayStore:
         return cls(
             settings.replay_store,
             prefix=settings.replay_store_key_prefix,

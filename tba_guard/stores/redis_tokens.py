@@ -26,7 +26,7 @@ from ..core.records import Decision, RequestToken, Token
 from .redis import DEFAULT_POOL_SIZE, Argument, RedisConnection, RedisUnavailable
 
 if TYPE_CHECKING:
-    from ..core.settings import GuardSettings
+    from ..core.settings import FlowSettings
 
 DEFAULT_PREFIX = "tba_guard:flow:"
 
@@ -92,7 +92,7 @@ class RedisTokenStore:
 
     @classmethod
     def from_settings(
-        cls, settings: GuardSettings, *, clock: Callable[[], float] = time.time
+        cls, settings: FlowSettings, *, clock: Callable[[], float] = time.time
     ) -> RedisTokenStore:
         return cls(
             settings.token_store,

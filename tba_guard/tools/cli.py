@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from ..asgi.flow import WORKERS_ENV
 from ..core.records import Integration, Token
 from ..core.request import FORM_CONTENT_TYPE
 from ..core.settings import GuardSettings, SettingsError
@@ -151,6 +152,9 @@ def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | No
 def run_serve(args: argparse.Namespace) -> int:
     settings, path, where = resolve_settings(args.config)
     check_workers(settings, args.workers)
+    # How the flow in each worker learns the count (spawned workers inherit the environment);
+    # --workers, not a WEB_CONCURRENCY of the caller's, is what runs.
+    os.environ[WORKERS_ENV] = str(args.workers)
     with needs_extra("serve"):
         import uvicorn
     require_extras(settings)  # here, not in each worker

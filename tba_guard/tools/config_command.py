@@ -1,8 +1,8 @@
 """`tba-guard config show|check`: the effective settings and where each came from.
 
-`show` prints every setting with its source (default, file, environment), secrets redacted;
-`check` reports every bad key of every layer at once and exits 2, so a deployment can test its
-file and environment before it starts a server.
+`show` prints every setting under its concern's table, with its source (default, file,
+environment), secrets redacted; `check` reports every bad key of every layer at once and exits
+2, so a deployment can test its file and environment before it starts a server.
 """
 
 from __future__ import annotations
@@ -51,15 +51,13 @@ def _record_name(record: Integration | Token | User) -> str:
 def run_show(args: argparse.Namespace) -> int:
     layered = resolve_layers(args.config)
     settings = layered.settings
-    order = list(dict.fromkeys(CONCERNS.values()))
-    names = sorted(CONCERNS, key=lambda name: order.index(CONCERNS[name]))  # stable: by concern
-    lines = [(name, shown(name, getattr(settings, name))) for name in names]
+    lines = [(name, shown(name, getattr(settings, name))) for name in CONCERNS]
     width = max(len(f"{name} = {value}") for name, value in lines)
-    concern = ""
+    table = ""
     for name, value in lines:
-        if CONCERNS[name] != concern:  # the settings grouped by what they are about
-            concern = CONCERNS[name]
-            print(f"# {concern.replace('_', ' ')}")
+        if CONCERNS[name] != table:  # under the file's table for its concern
+            table = CONCERNS[name]
+            print(f"[{table}]")
         print(f"{name} = {value}".ljust(width), f"  # {layered.sources[name]}")
     return EXIT_OK
 

@@ -85,8 +85,9 @@ def supervise(options: dict[str, Any], listeners: list[socket.socket], workers: 
     one listener when there is one), until a signal; see the module's docstring."""
     import uvicorn
 
-    # Config.workers is what a server tells the app it runs (`TBAFlow` refuses per-process
-    # stores by it); building one here also sets up the parent's logging and checks `options`.
+    # The workers inherit WEB_CONCURRENCY, by which `TBAFlow` refuses per-process stores;
+    # building a Config here also sets up the parent's logging and checks `options`.
+    os.environ["WEB_CONCURRENCY"] = str(workers)
     options = {**options, "workers": workers}
     uvicorn.Config(**options)
     return _Supervisor(options, listeners, workers).run()

@@ -7,6 +7,8 @@ Work is counted (lookups, HMACs), never timed; the clock is injected, nothing sl
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -17,7 +19,7 @@ import httpx2 as httpx
 import pytest
 
 from tba_guard import Guard, GuardSettings
-from tba_guard.asgi.flow import TBAFlow
+from tba_guard.asgi.flow import WORKERS_ENV, TBAFlow
 from tba_guard.core.protocols import TokenStoreError
 from tba_guard.core.records import RequestToken, User
 from tba_guard.stores.memory import MemoryTokenStore, settings_user_lookup
@@ -469,30 +471,234 @@ async def test_sign_in_is_throttled_per_client_address(clock: Clock) -> None:
 
 
 # --- 4. several worker processes on per-process stores ----------------------------------------
+#
+# The count is `TBAFlow(workers=N)`, else WEB_CONCURRENCY (the default of uvicorn's `--workers`
+# and of gunicorn's `workers`), read in the serving process; unknown, an app built in one
+# process and serving in another is refused.
+
+ALLOW = "TBA_GUARD_ALLOW_PER_PROCESS_STORES"
+MEMORY_STORES = 'replay_store = "memory"'
+
+
+@pytest.fixture
+def no_stated_count(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Neither WEB_CONCURRENCY nor the acknowledgement from the environment the suite runs in."""
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    monkeypatch.delenv(ALLOW, raising=False)
+    return monkeypatch
+
+
+def memory_flow(workers: int | None = None) -> TBAFlow:
+    """The in-process replay and token stores (a shared session_secret, so two of three)."""
+    return TBAFlow(settings=flow_settings(session_secret="s" * 32), workers=workers)
+
+
+@pytest.mark.parametrize(
+    ("workers", "environment", "refused"),
+    [
+        (2, None, True),
+        (1, None, False),
+        (2, "1", True),
+        (1, "4", False),
+        (1, "many", False),  # a stated count: the variable is not read at all
+    ],
+)
+def test_a_stated_worker_count_wins_over_web_concurrency(
+    no_stated_count: pytest.MonkeyPatch, workers: int, environment: str | None, refused: bool
+) -> None:
+    if environment is not None:
+        no_stated_count.setenv(WORKERS_ENV, environment)
+    flow = memory_flow(workers)
+    assert flow.worker_count() == workers
+    problem = flow.process_problem()
+    if refused:
+        assert problem is not None
+        assert f"this app runs in {workers} worker processes" in problem
+        assert MEMORY_STORES in problem
+        assert 'token_store = "memory"' in problem
+        assert "session_secret)" not in problem  # it has one
+    else:
+        assert problem is None
+
+
+@pytest.mark.parametrize(("environment", "count"), [(None, None), ("1", 1), ("3", 3), (" 2\n", 2)])
+def test_web_concurrency_is_the_count_when_none_is_stated(
+    no_stated_count: pytest.MonkeyPatch, environment: str | None, count: int | None
+) -> None:
+    if environment is not None:
+        no_stated_count.setenv(WORKERS_ENV, environment)
+    flow = memory_flow()
+    assert flow.worker_count() == count
+    problem = flow.process_problem()
+    if count is not None and count > 1:
+        assert problem is not None
+        assert f"this app runs in {count} worker processes" in problem
+    else:
+        assert problem is None  # one worker, or unknown in the process that built it
+
+
+def test_web_concurrency_is_read_where_the_app_serves_once_per_process(
+    no_stated_count: pytest.MonkeyPatch,
+) -> None:
+    """Set after the app was built (as `tba-guard serve --workers 1` does), it still counts;
+    changed after the first check, it no longer does."""
+    flow = memory_flow()
+    no_stated_count.setenv(WORKERS_ENV, "2")
+    first = flow.process_problem()
+    assert first is not None
+    assert "2 worker processes" in first
+    no_stated_count.setenv(WORKERS_ENV, "1")
+    assert flow.process_problem() == first
+
+
+@pytest.mark.parametrize("environment", ["", "two", "0", "-2", "2.5"])
+def test_a_malformed_web_concurrency_refuses_per_process_stores(
+    no_stated_count: pytest.MonkeyPatch, environment: str
+) -> None:
+    no_stated_count.setenv(WORKERS_ENV, environment)
+    flow = memory_flow()
+    with pytest.raises(ValueError, match="is not a number of worker processes"):
+        flow.worker_count()
+    problem = flow.process_problem()
+    assert problem is not None
+    assert problem.startswith(
+        f"tba_guard refuses to serve: WEB_CONCURRENCY={environment!r} is not a number of "
+        "worker processes, so it cannot tell whether other workers serve this app"
+    )
+    assert MEMORY_STORES in problem
+    assert "TBAFlow(workers=N)" in problem
+
+
+def test_a_malformed_web_concurrency_is_ignored_where_the_count_does_not_matter(
+    no_stated_count: pytest.MonkeyPatch,
+) -> None:
+    """Shared stores (nothing is connected to: the check only looks at which they are), or
+    per-process stores acknowledged."""
+    no_stated_count.setenv(WORKERS_ENV, "two")
+    shared = flow_settings(
+        replay_store=SHARED_REDIS_URL, token_store=SHARED_REDIS_URL, session_secret="s" * 32
+    )
+    flow = TBAFlow(settings=shared)
+    assert flow.per_process_stores() == []
+    assert flow.process_problem() is None
+    no_stated_count.setenv(ALLOW, "1")
+    assert memory_flow().process_problem() is None
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_a_stated_worker_count_below_one_is_refused_where_the_flow_is_built(workers: int) -> None:
+    expected = f"workers must be 1 or more worker processes, not {workers}"
+    with pytest.raises(ValueError, match=expected):
+        memory_flow(workers)
+
+
+def problem_in_a_fork(flow: TBAFlow) -> str | None:
+    """`flow.process_problem()` in a child forked from this process (which built `flow`)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery, only the answer down the pipe
+        status = 1
+        try:
+            os.close(read)
+            os.write(write, json.dumps(flow.process_problem()).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        data = answer.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    found: str | None = json.loads(data)
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_count_unknown_an_app_forked_after_it_was_built_refuses(
+    no_stated_count: pytest.MonkeyPatch,
+) -> None:
+    """A server that forks after loading the app (`gunicorn --preload`), told no count."""
+    problem = problem_in_a_fork(memory_flow())
+    assert problem is not None
+    assert "this app runs in a process forked after it was built" in problem
+    assert MEMORY_STORES in problem
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_told_it_is_the_one_worker_serves(no_stated_count: pytest.MonkeyPatch) -> None:
+    assert problem_in_a_fork(memory_flow(workers=1)) is None
+    no_stated_count.setenv(WORKERS_ENV, "1")
+    assert problem_in_a_fork(memory_flow()) is None
+
+
+async def test_a_refusing_process_fails_its_lifespan_startup_and_answers_503(
+    no_stated_count: pytest.MonkeyPatch,
+) -> None:
+    flow = memory_flow(workers=2)
+    problem = flow.process_problem()
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "lifespan.startup"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await flow({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert sent == [{"type": "lifespan.startup.failed", "message": problem}]
+    transport = httpx.ASGITransport(app=flow)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        answer = await client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "60"
+    assert "misconfigured" in answer.text
+    assert problem is not None
+    assert problem not in answer.text  # the reason is for the log, not for the client
 
 
 def uvicorn_factory(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """`uvicorn --factory tba_guard.tools.demo:create_app ARGS` on a free loopback port (the source
-    tree or the installed package, whichever this interpreter imports), in its own group."""
+    tree or the installed package, whichever this interpreter imports), in its own group; no
+    WEB_CONCURRENCY or acknowledgement of the caller's unless in `env`."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--factory", "tba_guard.tools.demo:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
     log = tmp_path / f"uvicorn.{port}.log"
-    return start_server(command, log, port=port, env={"TBA_GUARD_CONFIG": None, **(env or {})})
+    unset: dict[str, str | None] = {"TBA_GUARD_CONFIG": None, WORKERS_ENV: None, ALLOW: None}
+    return start_server(command, log, port=port, env={**unset, **(env or {})})
 
 
-def test_uvicorn_factory_with_two_workers_on_the_memory_store_refuses_to_start(
+def test_uvicorn_with_web_concurrency_2_on_the_memory_store_refuses_to_start(
     tmp_path: Path,
 ) -> None:
-    server = uvicorn_factory(tmp_path, "--workers", "2")
+    """WEB_CONCURRENCY=2 and no --workers: uvicorn runs two workers, and the flow in each reads
+    the same variable and fails its startup."""
+    server = uvicorn_factory(tmp_path, env={WORKERS_ENV: "2"})
     try:
         result = wait_until_up(server)
     finally:
         stop_server(server)
     output = server.output()
     assert result == "exited", output  # uvicorn stops its parent when a worker cannot start
+    assert "Started parent process" in output  # uvicorn's supervisor: it read 2 workers too
     assert "tba_guard refuses to serve: this app runs in 2 worker processes" in output
-    assert 'replay_store = "memory"' in output
+    assert MEMORY_STORES in output
+    assert "Application startup complete" not in output
+
+
+def test_uvicorn_with_a_malformed_web_concurrency_on_the_memory_store_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    """uvicorn told `--workers 1` does not read WEB_CONCURRENCY; the flow, told nothing, does."""
+    server = uvicorn_factory(tmp_path, "--workers", "1", env={WORKERS_ENV: "two"})
+    try:
+        result = wait_until_up(server)
+    finally:
+        stop_server(server)
+    output = server.output()
+    assert result == "exited", output
+    assert "tba_guard refuses to serve: WEB_CONCURRENCY='two' is not a number of worker" in output
     assert "Application startup complete" not in output
 
 
@@ -500,9 +706,10 @@ def test_uvicorn_factory_with_two_workers_on_the_memory_store_refuses_to_start(
     ("args", "env"),
     [
         (["--workers", "1"], {}),
-        (["--workers", "2"], {"TBA_GUARD_ALLOW_PER_PROCESS_STORES": "1"}),
+        ([], {WORKERS_ENV: "1"}),
+        ([], {WORKERS_ENV: "2", ALLOW: "1"}),
     ],
-    ids=["one worker", "two workers, acknowledged"],
+    ids=["one worker", "WEB_CONCURRENCY=1", "two workers, acknowledged"],
 )
 def test_uvicorn_factory_serves_one_worker_or_an_acknowledged_several(
     tmp_path: Path, args: list[str], env: dict[str, str]
@@ -515,7 +722,7 @@ def test_uvicorn_factory_serves_one_worker_or_an_acknowledged_several(
     assert result == "served", server.output()
 
 
-def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> None:
+def test_uvicorn_with_web_concurrency_2_on_redis_serves(tmp_path: Path) -> None:
     client = shared_redis()
     prefix = unique_prefix()
     config = write_config(tmp_path, store=SHARED_REDIS_URL)
@@ -526,7 +733,8 @@ def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> Non
             1,
         )
     )
-    server = uvicorn_factory(tmp_path, "--workers", "2", env={"TBA_GUARD_CONFIG": str(config)})
+    env = {"TBA_GUARD_CONFIG": str(config), WORKERS_ENV: "2"}
+    server = uvicorn_factory(tmp_path, env=env)
     try:
         result = wait_until_up(server)
     finally:
@@ -534,6 +742,7 @@ def test_uvicorn_factory_with_two_workers_on_redis_serves(tmp_path: Path) -> Non
         delete_prefix(client, prefix)
         client.close()
     assert result == "served", server.output()
+    assert "Started parent process" in server.output()
 
 
 # --- 5. `tba-guard sign` with PLAINTEXT first -------------------------------------------------
@@ -569,13 +778,3 @@ def test_sign_prints_plaintext_secrets_when_asked_by_name(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert 'oauth_signature_method="PLAINTEXT"' in done.stdout
     assert 'oauth_signature="cs-order-sync-secret%26ts-alice-token-secret"' in done.stdout
-
-
-def test_a_stated_worker_count_refuses_per_process_stores_and_one_worker_serves() -> None:
-    several = TBAFlow(settings=flow_settings(session_secret="s" * 32), workers=2)
-    one = TBAFlow(settings=flow_settings(session_secret="s" * 32), workers=1)
-    problem = several.process_problem()
-    assert problem is not None
-    assert "2 worker processes" in problem
-    assert 'replay_store = "memory"' in problem
-    assert one.process_problem() is None

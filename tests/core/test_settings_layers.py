@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tba_guard import GuardSettings, SettingsError
-from tba_guard.core.settings import CONCERNS, load_layers
+from tba_guard.core.settings import (
+    CONCERNS,
+    GROUPS,
+    CredentialSettings,
+    ProtocolSettings,
+    ReplaySettings,
+    load_layers,
+)
 
 
 def fernet_key() -> str:
@@ -149,10 +156,77 @@ def test_a_bad_store_url_is_named_without_its_password() -> None:
     assert "replay_store" in str(caught.value)
 
 
-def test_every_setting_declares_its_validation_and_its_concern_beside_it() -> None:
+def test_every_setting_is_declared_once_in_one_concern_with_its_validation_and_doc() -> None:
     """One declaration per setting: no table elsewhere restates a name."""
-    concerns = {"protocol", "request", "replay_store", "credential_store", "flow"}
+    declared = [spec.name for group in GROUPS for spec in dataclasses.fields(group)]
+    assert len(declared) == len(set(declared))  # no name in two groups
+    assert declared == [spec.name for spec in dataclasses.fields(GuardSettings)]
     for spec in dataclasses.fields(GuardSettings):
         assert set(spec.metadata["spec"]) == {"check", "from_text", "parse"}, spec.name
-        assert spec.metadata["concern"] in concerns, spec.name
-    assert set(CONCERNS) == {spec.name for spec in dataclasses.fields(GuardSettings)}
+        assert spec.metadata["doc"].endswith("."), spec.name
+    assert [group.table for group in GROUPS] == [
+        "protocol",
+        "request",
+        "replay",
+        "credentials",
+        "flow",
+    ]
+    assert CONCERNS["replay_store_timeout"] == "replay"
+    assert CONCERNS["token_store"] == "flow"
+
+
+def test_a_group_alone_validates_its_fields_and_their_consistency() -> None:
+    assert ReplaySettings(replay_store_timeout=0.5).replay_store_timeout == 0.5
+    with pytest.raises(SettingsError) as caught:
+        ProtocolSettings(nonce_min_length=10, nonce_max_length=8, timestamp_tolerance=0)
+    assert caught.value.problems == (
+        "timestamp_tolerance: expected an integer >= 1, got 0",
+        "nonce_min_length: larger than nonce_max_length",
+    )
+    with pytest.raises(SettingsError, match="credential_key: required"):
+        CredentialSettings(credential_store="sqlite:///x.db")
+
+
+def test_the_settings_are_each_group_so_a_component_can_ask_for_one() -> None:
+    settings = GuardSettings(replay_store_key_prefix="app:nonce:")
+    assert all(isinstance(settings, group) for group in GROUPS)
+    assert settings.replay_store_key_prefix == "app:nonce:"
+
+
+def test_the_file_may_give_each_concern_its_own_table(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[protocol]\nrealm = "111"\n[request]\nbody_max_bytes = 10\n'
+        "[replay]\nreplay_store_timeout = 0.5\n[flow]\nrequest_token_ttl = 60\n"
+        "[credentials]\ncredential_cache_size = 7\n",
+    )
+    settings = GuardSettings.from_toml(config)
+    assert (settings.realm, settings.body_max_bytes, settings.replay_store_timeout) == (
+        "111",
+        10,
+        0.5,
+    )
+    assert (settings.request_token_ttl, settings.credential_cache_size) == (60, 7)
+
+
+def test_a_setting_in_another_concerns_table_or_in_two_tables_is_named(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[guard]\nrealm = "1"\n[protocol]\nrealm = "2"\nbody_max_bytes = 10\n[flow]\nusers = []\n',
+    )
+    with pytest.raises(SettingsError) as caught:
+        GuardSettings.from_toml(config)
+    assert caught.value.problems == (
+        "protocol.realm: given in two tables",
+        "protocol.body_max_bytes: belongs in [request]",
+        "flow.users: use a [[users]] table",
+    )
+
+
+def test_a_secret_file_key_belongs_in_its_settings_table(tmp_path: Path) -> None:
+    secret = write(tmp_path, "a-session-secret-of-32-characters\n", "secret")
+    good = write(tmp_path, f'[flow]\nsession_secret_file = "{secret}"\n', "good.toml")
+    assert GuardSettings.from_toml(good).session_secret == "a-session-secret-of-32-characters"
+    bad = write(tmp_path, f'[protocol]\nsession_secret_file = "{secret}"\n', "bad.toml")
+    with pytest.raises(SettingsError, match=r"protocol.session_secret_file: belongs in \[flow\]"):
+        GuardSettings.from_toml(bad)

@@ -1,16 +1,21 @@
 """The documentation site builds with `mkdocs build --strict`: no broken link, no missing page,
-every API page generated from the source, the error catalog generated from `CATALOG`."""
+every API page generated from the source, the error catalog and the settings tables generated
+from their declarations."""
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tba_guard import GuardSettings
 from tba_guard.core.errors import CATALOG
 from tests.support import ROOT
 
@@ -57,6 +62,17 @@ def test_error_catalog_page_lists_every_code_of_the_catalog(site: Path) -> None:
         row = row[: row.index("</tr>")]
         assert f"<td>{entry.status}</td>" in row, code
         assert f"<code>{entry.problem}</code>" in row, code
+
+
+def test_configuration_page_lists_every_setting_from_its_declaration(site: Path) -> None:
+    page = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    assert "<!-- settings:" not in page
+    for spec in dataclasses.fields(GuardSettings):
+        row = page[page.index(f"<td><code>{spec.name}</code></td>") :]
+        row = row[: row.index("</tr>")]
+        assert f"<code>TBA_GUARD_{spec.name.upper()}</code>" in row, spec.name
+        meaning = spec.metadata["doc"].replace("`", "")[:24]
+        assert meaning in html.unescape(re.sub("<[^>]+>", "", row)), spec.name
 
 
 def test_api_reference_is_generated_from_the_source(site: Path) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tba_guard import GuardSettings, Integration, Token, User
+from tba_guard.core.settings import GROUPS
 from tests.support import ROOT
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -127,10 +128,14 @@ def _known(cls: type) -> set[str]:
 def test_toml_example_uses_only_known_settings(block: Block) -> None:
     document = tomllib.loads(block.code)
     tables = {"integrations": Integration, "tokens": Token, "users": User}
+    concerns = {group.table: group for group in GROUPS}
     for section, content in document.items():
         if section == "guard":
             unknown = set(content) - _known(GuardSettings)
             assert not unknown, f"{block.name}: unknown [guard] keys {unknown}"
+        elif section in concerns:
+            unknown = set(content) - _known(concerns[section])
+            assert not unknown, f"{block.name}: keys {unknown} are not of [{section}]"
         else:
             assert section in tables, f"{block.name}: unknown section {section!r}"
             for table in content:

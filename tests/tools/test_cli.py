@@ -24,6 +24,7 @@ from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 from starlette.testclient import TestClient
 
 from tba_guard import GuardSettings, verify_signature
+from tba_guard.asgi.flow import WORKERS_ENV
 from tba_guard.tools.cli import DEMO_FACTORY, authorization_header, main, uvicorn_target
 from tba_guard.tools.demo import CONFIG_ENV, create_app, load_settings
 from tests.support import (
@@ -314,6 +315,7 @@ def test_serve_hands_several_workers_to_its_supervisor_as_the_factory(
     monkeypatch.setattr(supervisor, "worker_listeners", lambda host, port, workers: [])
     monkeypatch.setattr(supervisor, "supervise", supervise)
     monkeypatch.setenv(CONFIG_ENV, "restored after the test")
+    monkeypatch.setenv(WORKERS_ENV, "restored after the test")
     config = write_config(tmp_path, store="redis://127.0.0.1:6379/0")
 
     status = main(["serve", "--config", str(config), "--workers", "3", "--port", "8123"])
@@ -325,6 +327,7 @@ def test_serve_hands_several_workers_to_its_supervisor_as_the_factory(
     assert (workers, options["port"], options["http"]) == (3, 8123, "h11")
     assert options["proxy_headers"] is False
     assert os.environ[CONFIG_ENV] == str(config.resolve())
+    assert os.environ[WORKERS_ENV] == "3"  # what the flow in each spawned worker reads
 
 
 def test_demo_factory_reads_the_settings_file_named_in_the_environment(

@@ -54,8 +54,8 @@ def test_config_show_names_each_settings_source(tmp_path: Path) -> None:
     assert rows["nonce_min_length"] == ("12", "environment (TBA_GUARD_NONCE_MIN_LENGTH)")
     assert rows["integrations"] == ('["ck-config"]', f"file {config}")
     assert rows["timestamp_tolerance"] == ("300", "default")
-    headings = [line for line in shown.stdout.splitlines() if line.startswith("# ")]
-    assert headings == ["# protocol", "# replay store", "# request", "# credential store", "# flow"]
+    tables = [line for line in shown.stdout.splitlines() if line.startswith("[")]
+    assert tables == ["[protocol]", "[request]", "[replay]", "[credentials]", "[flow]"]
 
 
 def test_config_show_never_prints_a_secret(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tba_guard.asgi.flow import WORKERS_ENV
 from tba_guard.tools.listener import has_nodelay, has_reuse_port, tcp_listener
 from tba_guard.tools.supervisor import STARTUP_FAILURE, worker_listeners
 from tests.support import (
@@ -309,23 +310,42 @@ def test_sigterm_to_serve_stops_every_worker_and_exits_0(tmp_path: Path, redis_p
         assert not listening_inodes(port)
 
 
-def test_serve_exits_3_when_its_workers_refuse_per_process_stores(tmp_path: Path) -> None:
-    """The command's own refusal skipped, the flow in each worker still sees it runs in two
-    workers (uvicorn's `Config.workers`, as the supervisor sets it) and fails its startup."""
-    config = tmp_path / "memory.toml"
+def memory_config(directory: Path) -> Path:
+    """The in-process replay and token stores, with a shared session_secret."""
+    config = directory / "memory.toml"
     config.write_text('[guard]\nsession_secret = "memory-stores-session-secret-0123"\n')
+    return config
+
+
+def test_serve_exits_3_when_its_workers_refuse_per_process_stores(tmp_path: Path) -> None:
+    """The command's own refusal skipped, the flow in each worker still learns it runs in two:
+    `serve` sets WEB_CONCURRENCY to its --workers for them, over the caller's 1."""
     unchecked = (
         "import sys, tba_guard.tools.cli as cli; cli.check_workers = lambda *_: None; "
         "sys.exit(cli.main(sys.argv[1:]))"
     )
+    config = memory_config(tmp_path)
     command = [sys.executable, "-c", unchecked, *serve_command(config, free_port())[3:]]
-    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), WORKERS_ENV: "1"}
     environment.pop("TBA_GUARD_ALLOW_PER_PROCESS_STORES", None)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=CHANGE_LIMIT, env=environment, check=False
     )
     assert done.returncode == STARTUP_FAILURE, done.stdout + done.stderr
     assert "tba_guard refuses to serve: this app runs in 2 worker processes" in done.stderr
+
+
+def test_serve_with_one_worker_serves_per_process_stores_whatever_web_concurrency_says(
+    tmp_path: Path,
+) -> None:
+    """`--workers 1` (the default) is what runs: a WEB_CONCURRENCY of the caller's that says 4
+    does not make the one worker refuse its in-process stores."""
+    port = free_port()
+    command = [sys.executable, "-m", "tba_guard.tools.cli", "serve", "--config"]
+    command += [str(memory_config(tmp_path)), "--port", str(port)]
+    env = {"PYTHONPATH": str(ROOT), WORKERS_ENV: "4", "TBA_GUARD_ALLOW_PER_PROCESS_STORES": None}
+    with running_server(command, tmp_path / "serve.log", port=port, env=env) as server:
+        assert "refuses to serve" not in server.output()
 
 
 @pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT here")

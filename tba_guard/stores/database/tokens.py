@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ...core.protocols import TokenStoreError
 from ...core.records import Token
-from ...core.settings import GuardSettings
+from ...core.settings import FlowSettings
 from ..memory import MemoryTokenStore
 from ..redis_tokens import RedisTokenStore
 from .store import DatabaseCredentials, DatabaseUnavailable
@@ -70,7 +70,7 @@ class RedisRequestTokens(RedisTokenStore):
     def with_database(
         cls,
         database: DatabaseCredentials,
-        settings: GuardSettings,
+        settings: FlowSettings,
         *,
         clock: Callable[[], float] = time.time,
     ) -> RedisRequestTokens:
