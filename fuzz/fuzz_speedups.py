@@ -22,7 +22,7 @@ import atheris
 from _launch import fuzzer_argv
 
 with atheris.instrument_imports(include=["tba_guard"]):
-    from tba_guard.core import header, signature
+    from tba_guard.core import _native, header
     from tba_guard.core.errors import TBAError
 
 NAME = "tba_guard.core._speedups"
@@ -72,7 +72,7 @@ def check_normalized(provider: atheris.FuzzedDataProvider) -> None:
         else:
             params.append((name, value))
     quick = outcome(SPEEDUPS.normalized_for_base_string, oauth, params)
-    reference = outcome(signature._normalized_for_base_string, oauth, params)
+    reference = outcome(_native.normalized_for_base_string, oauth, params)
     assert quick == reference, (oauth, params, quick, reference)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,6 +19,13 @@ from tests.support import (
     shared_redis,
     unique_prefix,
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_server_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine's own WEB_CONCURRENCY would tell every flow under test it runs in several
+    workers; the tests that mean it set it themselves."""
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
 
 
 @pytest.fixture
@@ -46,3 +55,23 @@ def redis_prefix() -> Iterator[str]:
     finally:
         delete_prefix(client, prefix)
         client.close()
+
+
+@pytest.fixture(params=["python", "c"])
+def accelerated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Runs a test on each implementation of the accelerated functions (core/accelerated.py):
+    the Python twins, then the C, bound into header.py and signature.py, which call them by
+    those names. Returns the module the functions came from."""
+    from tba_guard.core import _native, header, signature
+
+    implementation: ModuleType = _native
+    if request.param == "c":
+        try:
+            implementation = importlib.import_module("tba_guard.core._speedups")
+        except ImportError:
+            pytest.skip("the pure build has no core/_speedups.c; the compiled run tests the C")
+    monkeypatch.setattr(header, "header_parameters", implementation.header_parameters)
+    monkeypatch.setattr(
+        signature, "normalized_for_base_string", implementation.normalized_for_base_string
+    )
+    return implementation

@@ -2,12 +2,13 @@
  * join many small strings: reading the Authorization header's list of name="value", and writing
  * the base string's normalized parameters.
  *
- * Python stays the specification. The header function answers only the common case, as
- * header.py's `_parameters_by_grammar` would; for anything else (non-ASCII, a malformed list, a
+ * Python stays the specification: each function has its twin in _native.py, and accelerated.py
+ * takes one or the other. The header function answers only the common case, as header.py's
+ * `_parameters_by_grammar` would; for anything else (non-ASCII, a malformed list, a
  * name given twice, an escaped name, an escape of anything but printable ASCII) it returns None
- * and Python decides, so every refusal and its reason are written once. The base string
- * function equals signature.py's `_normalized_for_base_string`. The pure build runs the Python;
- * tests/core/test_speedups_differential.py holds the two equal on generated input, and oauthlib.
+ * and Python decides, so every refusal and its reason are written once. The pure build runs the
+ * twins; tests/core/test_speedups_differential.py holds the two equal on generated input, and
+ * oauthlib.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -9,6 +9,9 @@ import pytest
 from tba_guard import ErrorCode, TBAError
 from tba_guard.core.header import HEADER_NAME, parse_authorization
 
+# Every test on the C and on its Python twin (tests/conftest.py), once each, not per example.
+pytestmark = pytest.mark.usefixtures("accelerated")
+
 
 def refusal(value: str, **limits: int) -> TBAError:
     with pytest.raises(TBAError) as raised:

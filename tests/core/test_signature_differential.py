@@ -12,6 +12,7 @@ import hashlib
 from types import SimpleNamespace
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oauthlib.common import urldecode
@@ -19,6 +20,9 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
 from tba_guard import signature_base_string, verify_signature
 from tba_guard.core.signature import base_string, normalize_parameters
+
+# Every test on the C and on its Python twin (tests/conftest.py), once each, not per example.
+pytestmark = pytest.mark.usefixtures("accelerated")
 
 # Text that survives a trip through a URL: any Unicode but surrogates and control characters.
 text = st.text(

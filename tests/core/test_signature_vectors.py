@@ -12,6 +12,9 @@ from tba_guard import signature_base_string, verify_signature
 from tba_guard.core.signature import sign
 from tests.support import load_vectors
 
+# Every test on the C and on its Python twin (tests/conftest.py), once each, not per example.
+pytestmark = pytest.mark.usefixtures("accelerated")
+
 VECTORS = load_vectors()
 
 

@@ -1,35 +1,41 @@
-"""The quick paths against their references: the C of `core/_speedups.c` in the compiled build,
-the Python fast paths in the pure build.
+"""The accelerated functions (core/accelerated.py): the C of `core/_speedups.c` and its Python
+twin in `core/_native.py`, one contract.
 
-`header._parameters_quickly` may decline a list (None) but never answer other than the full
-grammar, `_parameters_by_grammar`; `signature._normalized_quickly` equals the Python
-reference, `_normalized_for_base_string`, and oauthlib's normalisation encoded once more. The
-C must also answer every ASCII list the grammar accepts without escapes, so that the common case
-never pays for both.
+Each test taking the `accelerated` fixture runs on the twin and, in the compiled build, on the C.
+`header_parameters` may decline a list (None) but never answer other than the full grammar,
+`header._parameters_by_grammar`; `normalized_for_base_string` equals oauthlib's normalisation
+encoded once more. Where the C is built it must also answer exactly as its twin does, None
+included, so that the pure build runs what the compiled build runs.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
 from urllib.parse import quote
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from oauthlib.oauth1.rfc5849.signature import normalize_parameters
 
-from tba_guard.core import header, signature
+from tba_guard import signature_base_string
+from tba_guard.core import _native, accelerated, header, signature
 from tba_guard.core.checks import REQUIRED_PARAMETERS
 from tba_guard.core.errors import TBAError
 
 try:
-    SPEEDUPS = importlib.import_module("tba_guard.core._speedups")
+    SPEEDUPS: ModuleType | None = importlib.import_module("tba_guard.core._speedups")
 except ImportError:
     SPEEDUPS = None
 
 only_with_speedups = pytest.mark.skipif(
-    SPEEDUPS is None, reason="the pure build has no C module; the compiled run tests it"
+    SPEEDUPS is None, reason="the pure build has no core/_speedups.c; the compiled run tests the C"
+)
+# The `accelerated` fixture is set once per test, not per example: nothing to reset between.
+PROPERTY = settings(
+    max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 # Pieces of header lists, near the grammar and across it: names (escaped, odd, duplicate),
@@ -57,6 +63,8 @@ PIECES = st.sampled_from(
         "\udc80",
         "x",
         "%3D",
+        "%7F",
+        "%1f",
         "%zz",
         "+/",
         "OAuth",
@@ -72,28 +80,70 @@ def grammar_answer(rest: str) -> dict[str, str] | None:
         return None
 
 
-@settings(max_examples=2000, deadline=None)
+def test_the_seam_binds_the_c_where_built_and_the_twins_otherwise() -> None:
+    """No fixture: what the build itself binds, into both modules that call them."""
+    expected = SPEEDUPS if SPEEDUPS is not None else _native
+    assert accelerated.header_parameters is expected.header_parameters
+    assert accelerated.normalized_for_base_string is expected.normalized_for_base_string
+    assert header.header_parameters is expected.header_parameters
+    assert signature.normalized_for_base_string is expected.normalized_for_base_string
+
+
+def test_the_fixture_switches_what_the_guard_calls(
+    accelerated: ModuleType, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The names the fixture binds are the ones the guard's parsing and base string call,
+    compiled or not: a spy bound the same way sees each call."""
+    expected = {"python": "_native", "c": "_speedups"}[request.node.callspec.params["accelerated"]]
+    assert accelerated.__name__ == f"tba_guard.core.{expected}"
+    assert header.header_parameters is accelerated.header_parameters
+    assert signature.normalized_for_base_string is accelerated.normalized_for_base_string
+    calls: list[str] = []
+
+    def parsing(text: str, /) -> dict[str, str] | None:
+        calls.append("header")
+        return accelerated.header_parameters(text)
+
+    def normalizing(oauth: dict[str, str], params: list[tuple[str, str]], /) -> str:
+        calls.append("base string")
+        return accelerated.normalized_for_base_string(oauth, params)
+
+    monkeypatch.setattr(header, "header_parameters", parsing)
+    monkeypatch.setattr(signature, "normalized_for_base_string", normalizing)
+    headers = {"Authorization": 'OAuth oauth_nonce="n", oauth_signature="s"'}
+    base = signature_base_string("GET", "https://h/?q=1", headers)
+    assert base == "GET&https%3A%2F%2Fh%2F&oauth_nonce%3Dn%26q%3D1"
+    assert calls == ["header", "base string"]
+
+
+@PROPERTY
 @given(rest=header_lists)
 @example(rest='oauth_nonce="a",\toauth_token = "b" ,, ')
 @example(rest='a="1", a="2"')
 @example(rest=' a="1" b="2"')
 @example(rest='a="1"')
 @example(rest="")
-def test_the_quick_header_path_answers_only_as_the_grammar_does(rest: str) -> None:
-    quick = header._parameters_quickly(rest)
+def test_header_parameters_answer_only_as_the_grammar_does(
+    accelerated: ModuleType, rest: str
+) -> None:
+    quick = accelerated.header_parameters(rest)
     full = grammar_answer(rest)
     if quick is not None:
         assert quick == full
         assert list(quick) == list(full or {})  # the order sent
-    if SPEEDUPS is not None and full is not None and rest.isascii() and "%" not in rest:
-        assert quick is not None, "the C declined an ASCII list the grammar accepts"
+    if full is not None and rest.isascii() and "%" not in rest:
+        assert quick is not None, "an ASCII list the grammar accepts was declined"
 
 
 @only_with_speedups
-def test_the_compiled_build_parses_headers_and_base_strings_in_c() -> None:
+@settings(max_examples=3000, deadline=None)
+@given(rest=header_lists)
+def test_the_c_header_parser_answers_exactly_as_its_twin(rest: str) -> None:
     assert SPEEDUPS is not None
-    assert header._parameters_quickly is SPEEDUPS.header_parameters
-    assert signature._normalized_quickly is SPEEDUPS.normalized_for_base_string
+    quick = SPEEDUPS.header_parameters(rest)
+    twin = _native.header_parameters(rest)
+    assert quick == twin
+    assert list(quick or {}) == list(twin or {})
 
 
 @only_with_speedups
@@ -113,7 +163,6 @@ def test_the_c_header_parser_hands_back_the_protocols_names_interned() -> None:
     assert other == {"oauth_tokens": "1", "xoauth_token": "2"}  # near names stay themselves
 
 
-@only_with_speedups
 @pytest.mark.parametrize(
     ("rest", "reason"),
     [
@@ -136,9 +185,10 @@ def test_the_c_header_parser_hands_back_the_protocols_names_interned() -> None:
         ('a="%%41"', "a percent sign escaping a percent sign"),
     ],
 )
-def test_the_c_header_parser_leaves_every_unusual_list_to_python(rest: str, reason: str) -> None:
-    assert SPEEDUPS is not None
-    assert SPEEDUPS.header_parameters(rest) is None, reason
+def test_header_parameters_leave_every_unusual_list_to_the_grammar(
+    accelerated: ModuleType, rest: str, reason: str
+) -> None:
+    assert accelerated.header_parameters(rest) is None, reason
 
 
 @pytest.mark.parametrize(
@@ -147,13 +197,13 @@ def test_the_c_header_parser_leaves_every_unusual_list_to_python(rest: str, reas
         ('oauth_signature="a%2Bb%2F%3D"', {"oauth_signature": "a+b/="}),
         ('a="%20%7e%7E%41x%25"', {"a": " ~~Ax%"}),
         ('a="1",b="%3d"', {"a": "1", "b": "="}),
+        (' ,a = "1" ,\t, b="2",', {"a": "1", "b": "2"}),
     ],
 )
-def test_the_quick_header_path_decodes_printable_escapes(
-    rest: str, parameters: dict[str, str]
+def test_header_parameters_decode_printable_escapes(
+    accelerated: ModuleType, rest: str, parameters: dict[str, str]
 ) -> None:
-    quick = header._parameters_quickly(rest)
-    assert quick == parameters == grammar_answer(rest)
+    assert accelerated.header_parameters(rest) == parameters == grammar_answer(rest)
 
 
 @only_with_speedups
@@ -172,7 +222,7 @@ def test_the_c_functions_refuse_arguments_of_the_wrong_type() -> None:
 
 
 # Names and values as requests carry them: protocol names, text with every kind of character,
-# the two separators the Python reference uses inside, and bytes that arrived as surrogates.
+# the join the Python twin sorts with, and bytes that arrived as surrogates.
 VALUES = st.text(
     st.characters(blacklist_categories=("Cs",))
     | st.sampled_from(["\x00", "\x01", "\udc80", "\udcff", "%", "+", "~", "\x7f"]),
@@ -195,7 +245,23 @@ NAMES = (
 )
 
 
-@settings(max_examples=1500, deadline=None)
+def encoded(text: str) -> str:
+    return quote(text, safe="", errors="surrogateescape")
+
+
+def plainly(oauth: dict[str, str], params: list[tuple[str, str]]) -> str:
+    """The definition, through the standard library: each name and value encoded, the pairs
+    sorted and joined, the whole encoded once more."""
+    signed = [
+        (name, value) for name, value in oauth.items() if name not in {"realm", "oauth_signature"}
+    ]
+    pairs = sorted((encoded(name), encoded(value)) for name, value in [*signed, *params])
+    return encoded("&".join(f"{name}={value}" for name, value in pairs))
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     oauth=st.dictionaries(NAMES, VALUES, max_size=8),
     params=st.lists(st.tuples(NAMES, VALUES), max_size=8),
@@ -203,39 +269,56 @@ NAMES = (
 @example(oauth={"~": "a", "\x7f": "b"}, params=[("a", "~"), ("a", "\x7f")])
 @example(oauth={}, params=[])
 @example(oauth={"realm": "r", "oauth_signature": "s"}, params=[])
-def test_the_quick_normalized_parameters_equal_the_reference_and_oauthlibs(
-    oauth: dict[str, str], params: list[tuple[str, str]]
+@example(oauth={"a": "%+ %"}, params=[("a", "%"), ("%", ""), ("\udc80", "\udcff")])
+def test_normalized_parameters_equal_the_definition_and_oauthlibs(
+    accelerated: ModuleType, oauth: dict[str, str], params: list[tuple[str, str]]
 ) -> None:
-    quick = signature._normalized_quickly(oauth, params)
-    assert quick == signature._normalized_for_base_string(oauth, params)
+    normalized = accelerated.normalized_for_base_string(oauth, params)
+    assert normalized == plainly(oauth, params)
     signed = [
         (name, value) for name, value in oauth.items() if name not in {"realm", "oauth_signature"}
     ]
     signed += params
     if not any(0xD800 <= ord(char) < 0xE000 for pair in signed for char in "".join(pair)):
         # oauthlib cannot encode surrogates at all; without them it is the third reference.
-        assert quick == quote(normalize_parameters(signed), safe="~")
+        assert normalized == quote(normalize_parameters(signed), safe="~")
+
+
+@only_with_speedups
+@settings(max_examples=1500, deadline=None)
+@given(
+    oauth=st.dictionaries(NAMES, VALUES, max_size=8),
+    params=st.lists(st.tuples(NAMES, VALUES), max_size=8),
+)
+def test_the_c_normalized_parameters_equal_its_twins(
+    oauth: dict[str, str], params: list[tuple[str, str]]
+) -> None:
+    assert SPEEDUPS is not None
+    quick = SPEEDUPS.normalized_for_base_string(oauth, params)
+    assert quick == _native.normalized_for_base_string(oauth, params)
 
 
 @pytest.mark.parametrize("surrogate", [chr(0xD800), chr(0xDC7F), chr(0xDFFF)])
-def test_a_surrogate_that_stands_for_no_byte_is_refused_by_both_paths(surrogate: str) -> None:
+def test_a_surrogate_that_stands_for_no_byte_is_refused(
+    accelerated: ModuleType, surrogate: str
+) -> None:
     """Only U+DC80..U+DCFF stand for bytes; any other lone surrogate cannot be encoded."""
     for oauth, params in (({"a": surrogate}, []), ({}, [(surrogate, "v")])):
         with pytest.raises(UnicodeEncodeError):
-            signature._normalized_quickly(oauth, params)
-        with pytest.raises(UnicodeEncodeError):
-            signature._normalized_for_base_string(oauth, params)
+            accelerated.normalized_for_base_string(oauth, params)
 
 
-def test_many_long_parameters_are_encoded_whole() -> None:
+def test_many_long_parameters_are_encoded_whole(accelerated: ModuleType) -> None:
     """Every byte escaped (the largest growth, five times) over a body-sized list."""
     params = [(f"n{index}", "\x7f" * 1000 + "é") for index in range(500)]
-    quick = signature._normalized_quickly({}, params)
-    assert quick == signature._normalized_for_base_string({}, params)
-    assert len(quick) == sum(len(f"n{i}") + 6 + 5 * 1002 for i in range(500)) - 3
+    normalized = accelerated.normalized_for_base_string({}, params)
+    assert normalized == plainly({}, params)
+    assert len(normalized) == sum(len(f"n{i}") + 6 + 5 * 1002 for i in range(500)) - 3
 
 
-@settings(max_examples=150, deadline=None)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     params=st.lists(
         st.tuples(
@@ -245,10 +328,8 @@ def test_many_long_parameters_are_encoded_whole() -> None:
         max_size=60,
     )
 )
-def test_long_lists_with_repeated_names_sort_as_the_reference_does(
-    params: list[tuple[str, str]],
+def test_long_lists_with_repeated_names_sort_as_rfc_5849_does(
+    accelerated: ModuleType, params: list[tuple[str, str]]
 ) -> None:
     """Past 32 pairs the C sorts another way than below it; both orders must be RFC 5849's."""
-    assert signature._normalized_quickly({}, params) == signature._normalized_for_base_string(
-        {}, params
-    )
+    assert accelerated.normalized_for_base_string({}, params) == plainly({}, params)
