@@ -398,6 +398,14 @@ def record_setting(
     )
 
 
+def list_setting(
+    check_item: Callable[[str, Any], str], *, doc: str, default: tuple[str, ...] = ()
+) -> Any:
+    """A setting that lists strings, each checked by `check_item`: an array in TOML,
+    comma-separated or a JSON array in the environment."""
+    return setting(default, _str_tuple(check_item), _text_list, doc=doc)
+
+
 def setting(
     default: Any,
     check: Callable[[str, Any], Any],
@@ -456,10 +464,9 @@ class ProtocolSettings(_Validated):
     timestamp_tolerance: int = setting(
         300, _int(1), _text_int, doc="Seconds a timestamp may be off, either way."
     )
-    signature_methods: tuple[str, ...] = setting(
-        ("HMAC-SHA256",),
-        _str_tuple(_signature_method),
-        _text_list,
+    signature_methods: tuple[str, ...] = list_setting(
+        _signature_method,
+        default=("HMAC-SHA256",),
         doc="Any of " + ", ".join(f"`{name}`" for name in sorted(SIGNATURE_METHODS)) + ".",
     )
     nonce_min_length: int = setting(6, _int(1), _text_int, doc="Shortest nonce accepted.")
@@ -500,26 +507,20 @@ class RequestSettings(_Validated):
         _public_url,
         doc="Scheme, host and path prefix the clients sign, when a proxy stands in front.",
     )
-    trusted_proxies: tuple[str, ...] = setting(
-        (),
-        _str_tuple(_network),
-        _text_list,
+    trusted_proxies: tuple[str, ...] = list_setting(
+        _network,
         doc="Addresses or networks (`10.0.0.0/8`; `*` for every peer) whose "
         "`X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-For` are believed, and "
         "handed to the application. From any other peer these headers are ignored.",
     )
-    allowed_hosts: tuple[str, ...] = setting(
-        (),
-        _str_tuple(_host_pattern),
-        _text_list,
+    allowed_hosts: tuple[str, ...] = list_setting(
+        _host_pattern,
         doc="Host names (any case, no port; `*.example.com` for subdomains) a guarded request "
         "may name in `Host`; any other is `HostNotAllowed` before any check. Empty: any host "
         "(`tba-guard serve` warns when neither this nor `public_url` is set).",
     )
-    exempt_paths: tuple[str, ...] = setting(
-        (),
-        _str_tuple(_path),
-        _text_list,
+    exempt_paths: tuple[str, ...] = list_setting(
+        _path,
         doc="Paths not guarded; one ending in `/` covers everything below it. Matched on the "
         "path the router sees; a path with `.`/`..` or empty segments, a backslash, or an "
         "encoded slash, backslash or dot is never exempt.",
@@ -894,7 +895,7 @@ def toml_layer(path: str | os.PathLike[str]) -> Layer:
 def _misplaced(section: str, key: str) -> str | None:
     """Why `key` may not stand in `[section]`, or None: a record needs its own array of
     tables, and a concern's table holds only that concern's settings."""
-    name = key.removesuffix(_FILE_SUFFIX) if key.endswith(_FILE_SUFFIX) else key
+    name = key.removesuffix(_FILE_SUFFIX)
     if name in _RECORD_TABLES:
         return f"{section}.{key}: use a [[{name}]] table"
     owner = CONCERNS.get(name)
