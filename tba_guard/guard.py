@@ -25,9 +25,10 @@ from .core.records import Identity
 from .core.request import OAuthRequest, request_from_url
 from .core.scheme import SCHEMES, Check, Limits, Need, Scheme, Verification, scheme_word
 from .core.sequence import OAUTH
-from .core.settings import GuardSettings
+from .core.settings import GuardSettings, SettingsError
 from .core.signature import signature_matches
-from .stores import credential_store_for, replay_store_for
+from .stores import credential_store_for, needs_extra, replay_store_for
+from .stores.usage import UsageCounts, usage_counts_for
 
 #: Reads the body the signature covers, once the checks before it passed: the bytes, and how
 #: many of them it holds against the process's `BUFFERS` (the guard gives those back).
@@ -93,6 +94,7 @@ class Guard:
         clock: Clock | None = None,
         audit_hooks: Iterable[AuditHook] = (),
         schemes: Iterable[Scheme] | None = None,
+        usage: UsageCounts | None = None,
     ) -> None:
         self.settings = settings = settings or GuardSettings()
         # None for the wall clock: a plain default keeps the signature readable when compiled.
@@ -103,13 +105,20 @@ class Guard:
             replay_store_for(settings, clock=clock) if replay_store is None else replay_store
         )
         self.audit_hooks = tuple(audit_hooks)
-        given = SCHEMES.values() if schemes is None else schemes
-        self.schemes: Mapping[str, Scheme] = {scheme.name.lower(): scheme for scheme in given}
+        # Accepted requests per integration, token and scheme, where the store keeps them.
+        self.usage = usage or usage_counts_for(
+            self.credentials, interval=settings.usage_flush_interval, clock=clock
+        )
+        if schemes is None:
+            if settings.oauth2_enabled:
+                load_oauth2()  # registers the Bearer scheme
+            schemes = [s for s in SCHEMES.values() if s.enabled is None or s.enabled(settings)]
+        self.schemes: Mapping[str, Scheme] = {scheme.name.lower(): scheme for scheme in schemes}
         # TBA's alone (the usual case): no header word to read per request.
         self._several_schemes = list(self.schemes.values()) != [OAUTH]
         # Opaque mode signs rejected requests with this, so that they cost what a real check costs.
         self._dummy_secret = secrets.token_urlsafe(32)
-        self._limits = Limits(settings)
+        self._limits = limits_for(settings)
 
     def with_credentials(self, credentials: CredentialStore) -> Guard:
         """The same guard (settings, replay store, clock, hooks, schemes) over another
@@ -121,6 +130,7 @@ class Guard:
             clock=self.clock,
             audit_hooks=self.audit_hooks,
             schemes=self.schemes.values(),
+            usage=self.usage,
         )
 
     @property
@@ -132,7 +142,7 @@ class Guard:
     def limits(self) -> Limits:
         """The settings the checks read, copied again whenever `settings` is replaced."""
         if self._limits.settings is not self.settings:
-            self._limits = Limits(self.settings)
+            self._limits = limits_for(self.settings)
         return self._limits
 
     def scheme_for(self, request: OAuthRequest) -> Scheme:
@@ -175,6 +185,7 @@ class Guard:
         step: Step = Step.RESOURCE,
         tokens: TokenStore | None = None,
         user_lookup: UserLookup | None = None,
+        scheme: Scheme | None = None,
     ) -> Verifying:
         """`async with guard.verifying(request, read_body) as verified:` runs the checks.
 
@@ -182,8 +193,9 @@ class Guard:
         speaks for the request. `read_body` is called only when the signature covers the body;
         without one, `request.body` is taken as it is. On leaving, the body's buffer is given
         back; a flow step is audited then, so that a failure inside the block is its verdict.
+        `scheme` runs that one whatever the header says (the OAuth 2.0 token endpoint's grant).
         """
-        return Verifying(self, request, read_body, step, tokens, user_lookup)
+        return Verifying(self, request, read_body, step, tokens, user_lookup, scheme)
 
     async def run(self, verification: Verification, *, body: bool, scheme: Scheme = OAUTH) -> None:
         """The scheme's checks for the step before the body, or from the body on, fail-fast.
@@ -196,7 +208,11 @@ class Guard:
                 else:
                     check.run(verification)
         except TBAError as error:
-            if self.settings.error_detail == "opaque" and error.code not in OPERATIONAL_CODES:
+            if (
+                scheme is OAUTH
+                and self.settings.error_detail == "opaque"
+                and error.code not in OPERATIONAL_CODES
+            ):
                 await self.equal_work(verification)
             raise
 
@@ -273,25 +289,56 @@ class Guard:
         return await self.verify(request_from_url(method, url, headers, body))
 
     def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
-        """Record one decision (the audit log and the hooks), if anyone listens."""
+        """Record one decision (the audit log and the hooks), if anyone listens. The consumer
+        key and token are the OAuth header's, or those another scheme found
+        (`request.principal`)."""
         if not is_heard("accepted" if error is None else "rejected", self.audit_hooks):
             return
         oauth = request.oauth
+        if request.principal is not None:
+            scheme_name, consumer_key, token_id = request.principal
+        else:
+            scheme_name = "tba"
+            consumer_key = oauth.get("oauth_consumer_key", "")
+            token_id = oauth.get("oauth_token", "")
         record(
             AuditEvent(
                 outcome="accepted" if error is None else "rejected",
                 code=error.code.value if error else "",
-                consumer_key=oauth.get("oauth_consumer_key", ""),
-                token_id=oauth.get("oauth_token", ""),
+                consumer_key=consumer_key,
+                token_id=token_id,
                 realm=realm_sent(oauth) or (self.settings.realm or ""),
                 method=request.method,
                 path=request.path,
                 client=request.client,
                 time=self.clock(),
                 reason=error.reason if error else "",
+                scheme=scheme_name,
             ),
             self.audit_hooks,
         )
+
+
+def load_oauth2() -> None:
+    """Import OAuth 2.0's sequences (registering the Bearer scheme); its packages are the
+    `oauth2` extra's."""
+    with needs_extra("OAuth 2.0 (oauth2_signing_keys)"):
+        from .core import oauth2_sequence  # noqa: F401
+
+
+def limits_for(settings: GuardSettings) -> Limits:
+    """The settings the checks read, with OAuth 2.0's keys and token cache when it is on."""
+    limits = Limits(settings)
+    if settings.oauth2_enabled:
+        load_oauth2()
+        from .core.jose import JoseError
+        from .core.oauth2 import AccessTokens
+
+        try:
+            limits.oauth2 = AccessTokens(settings)
+        except JoseError as exc:  # a key that does not load is a setting to fix
+            raise SettingsError(str(exc)) from None
+    return limits
 
 
 async def _outcome(check: Check, verification: Verification) -> TBAError | None:
@@ -330,6 +377,7 @@ class Verifying:
         step: Step,
         tokens: TokenStore | None,
         user_lookup: UserLookup | None,
+        scheme: Scheme | None = None,
     ) -> None:
         self.guard = guard
         self.request = request
@@ -337,7 +385,7 @@ class Verifying:
         self.step = step
         self.tokens = tokens
         self.user_lookup = user_lookup
-        self.scheme = guard.scheme_for(request)
+        self.scheme = guard.scheme_for(request) if scheme is None else scheme
         self.verification: Verification | None = None
         self.error: TBAError | None = None
         self.held = 0
@@ -363,14 +411,32 @@ class Verifying:
         except TBAError as error:
             self.release()
             self.error = error
-            guard.audit(request, error)
+            self.audit(error)
             return self
         except BaseException:
             self.release()
             raise
         if self.step is Step.RESOURCE:
-            guard.audit(request, None)
+            self.audit(None)
+            if guard.usage is not None:
+                self.count_use(guard.usage, verification)
         return self
+
+    def count_use(self, usage: UsageCounts, verification: Verification) -> None:
+        scheme = self.scheme
+        if scheme.who is not None:
+            consumer_key, token_id = scheme.who(verification)
+        else:
+            oauth = self.request.oauth
+            consumer_key, token_id = oauth["oauth_consumer_key"], oauth.get("oauth_token", "")
+        usage.count(consumer_key, token_id, scheme.audit_name, verification.now)
+
+    def audit(self, error: TBAError | None) -> None:
+        """The guard's audit of this request, naming who its scheme found."""
+        scheme, verification = self.scheme, self.verification
+        if scheme.who is not None and verification is not None:
+            self.request.principal = (scheme.audit_name, *scheme.who(verification))
+        self.guard.audit(self.request, error)
 
     async def __aexit__(
         self,
@@ -381,9 +447,9 @@ class Verifying:
         self.release()
         if self.step is not Step.RESOURCE and self.error is None:
             if exc is None:
-                self.guard.audit(self.request, None)
+                self.audit(None)
             elif isinstance(exc, TBAError):
-                self.guard.audit(self.request, exc)
+                self.audit(exc)
 
     def release(self) -> None:
         """Give the body's buffer back, once."""

@@ -120,6 +120,12 @@ class TBAFlow:
             sign_in_url=sign_in_url,
             clock=clock,
         )
+        # OAuth 2.0's token endpoint, beside TBA's flow, when the settings turn it on.
+        self.token_endpoint: ASGIApp | None = None
+        if settings.oauth2_enabled:
+            from .token_endpoint import OAuth2TokenEndpoint
+
+            self.token_endpoint = OAuth2TokenEndpoint(self.guard, self.reader)
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be 1 or more worker processes, not {workers}")
         # Who builds the app, and how many workers serve it if stated: checked where it serves
@@ -147,6 +153,9 @@ class TBAFlow:
                 return
             if path == s.authorize_path:
                 await self.consent_pages(scope, receive, send)
+                return
+            if self.token_endpoint is not None and path == s.oauth2_token_path:
+                await self.token_endpoint(scope, receive, send)
                 return
         await self.middleware(scope, receive, send)
 

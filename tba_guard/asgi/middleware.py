@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from mypy_extensions import mypyc_attr
 from starlette.authentication import AuthCredentials, BaseUser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import TBAError
 from ..core.records import Identity
 from ..core.settings import GuardSettings
 from ..guard import ClientDisconnected, Guard
+from ..stores.usage import UsageCounts
 from .answers import OnError, Rejections
 from .scope import ReplayedBody, RequestReader
 
@@ -56,6 +57,18 @@ def authenticate(scope: Scope, identity: Identity) -> None:
     scope["user"] = TBAUser(identity)
 
 
+def usage_written_at_shutdown(receive: Receive, usage: UsageCounts) -> Receive:
+    """The lifespan's `receive`, writing the usage counts when the server shuts down."""
+
+    async def receiving() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.shutdown":
+            await usage.drain()
+        return message
+
+    return receiving
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class TBAGuardMiddleware:
     """Verifies every HTTP request and websocket handshake before `app` sees it.
@@ -85,6 +98,8 @@ class TBAGuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self.is_exempt(scope):
+            if scope["type"] == "lifespan" and self.guard.usage is not None:
+                receive = usage_written_at_shutdown(receive, self.guard.usage)
             await self.app(scope, receive, send)
             return
         try:

@@ -36,6 +36,7 @@ class AuditEvent:
     client: str
     time: float
     reason: str = ""
+    scheme: str = "tba"  # or "oauth2": a bearer token, or the token endpoint's grant
 
 
 AuditHook = Callable[[AuditEvent], None]
@@ -79,12 +80,13 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
         _clip(event.client),
         event.time,
         _safe(event.reason),
+        event.scheme,
     )
     level = logging.INFO if event.outcome == "accepted" else logging.WARNING
     if logger.isEnabledFor(level):
         logger.log(
             level,
-            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s",
+            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s%s",
             event.outcome,
             event.code or "-",
             event.method,
@@ -94,6 +96,7 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
             event.realm,
             event.client,
             event.reason or "-",
+            "" if event.scheme == "tba" else f" scheme={event.scheme}",
             extra={"tba_audit": asdict(event)},
         )
     for hook in hooks:

@@ -9,6 +9,7 @@ verified may write to it.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Final
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
 from .protocols import CredentialStore, ReplayKey, ReplayStore, RequestTokenQuotaExceeded
-from .records import Integration, RequestToken, Token, User
+from .records import Brownout, Integration, RequestToken, Token, User
 from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
 
@@ -375,6 +376,19 @@ def check_signature(request: OAuthRequest, consumer_secret: str, token_secret: s
 
 _MAX_CALLBACK_LENGTH: Final = 2048
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def check_tba_permitted(
+    integration: Integration, brownouts: Iterable[Brownout], now: float
+) -> None:
+    """TBA for an integration that moved to OAuth 2.0 alone, or inside a brownout window, is
+    refused; only after the signature verified, so that only its holder learns it."""
+    if "tba" not in integration.schemes:
+        raise TBAError(ErrorCode.TBA_NOT_ALLOWED, "the integration allows OAuth 2.0 only")
+    for window in brownouts:
+        if window.covers(integration.consumer_key, now):
+            end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(window.start + window.length))
+            raise TBAError(ErrorCode.TBA_BROWNOUT, f"in a TBA brownout window until {end}")
 
 
 def _callback_parts(url: str, *, wildcard: bool = False) -> tuple[str, str, int | None, str] | None:

@@ -43,6 +43,19 @@ class ErrorCode(StrEnum):
     AMBIGUOUS_REQUEST = "AmbiguousRequest"
     HOST_NOT_ALLOWED = "HostNotAllowed"
     REQUEST_TOKEN_LIMIT = "RequestTokenLimit"
+    # The move to OAuth 2.0: TBA refused for an integration that left it, or in a brownout.
+    TBA_NOT_ALLOWED = "TBANotAllowed"
+    TBA_BROWNOUT = "TBABrownout"
+    # OAuth 2.0 bearer tokens on protected resources (RFC 6750's `error` is the problem).
+    INVALID_BEARER_TOKEN = "InvalidBearerToken"
+    INSUFFICIENT_SCOPE = "InsufficientScope"
+    # The token endpoint's refusals: RFC 6749's `error` values, each its own code.
+    INVALID_REQUEST = "invalid_request"
+    INVALID_CLIENT = "invalid_client"
+    INVALID_GRANT = "invalid_grant"
+    INVALID_SCOPE = "invalid_scope"
+    UNAUTHORIZED_CLIENT = "unauthorized_client"
+    UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +198,80 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "This integration holds as many unused request tokens as it may. Finish or abandon "
         "the authorizations in progress, and retry when their request tokens expire.",
     ),
+    _C.TBA_NOT_ALLOWED: CatalogEntry(
+        401,
+        "permission_denied",
+        "This integration no longer accepts token-based authentication. Use OAuth 2.0: "
+        "request a token with the client credentials grant and send it as a Bearer token.",
+    ),
+    _C.TBA_BROWNOUT: CatalogEntry(
+        401,
+        "permission_denied",
+        "Token-based authentication is switched off for this integration during a scheduled "
+        "brownout before its retirement. Move the integration to OAuth 2.0 (client "
+        "credentials grant, Bearer tokens); TBA works again after the window.",
+    ),
+    _C.INVALID_BEARER_TOKEN: CatalogEntry(
+        401,
+        "invalid_token",
+        "The bearer token is malformed, expired, revoked, or not issued by this service. "
+        "Request a new token with the client credentials grant.",
+    ),
+    _C.INSUFFICIENT_SCOPE: CatalogEntry(
+        403,
+        "insufficient_scope",
+        "The bearer token's scope does not cover this resource: RESTlets need 'restlets', "
+        "REST web services 'rest_webservices'. Request a token with that scope.",
+    ),
+    _C.INVALID_REQUEST: CatalogEntry(
+        400,
+        "invalid_request",
+        "The token request is malformed: send a form with grant_type, client_assertion_type "
+        "and client_assertion, each once.",
+    ),
+    _C.INVALID_CLIENT: CatalogEntry(
+        400,
+        "invalid_client",
+        "The client assertion was not accepted: check its kid (the certificate ID of a "
+        "mapping), its iss (the client ID), its signature and that the mapping is active.",
+    ),
+    _C.INVALID_GRANT: CatalogEntry(
+        400,
+        "invalid_grant",
+        "The client assertion is expired, not yet valid, used before, or meant for another "
+        "token endpoint (aud). Sign a fresh assertion for each token request.",
+    ),
+    _C.INVALID_SCOPE: CatalogEntry(
+        400,
+        "invalid_scope",
+        "The scope is missing or unknown: ask for restlets, rest_webservices or both.",
+    ),
+    _C.UNAUTHORIZED_CLIENT: CatalogEntry(
+        400,
+        "unauthorized_client",
+        "The integration may not use OAuth 2.0 client credentials: it is blocked, or "
+        "allowed TBA only.",
+    ),
+    _C.UNSUPPORTED_GRANT_TYPE: CatalogEntry(
+        400,
+        "unsupported_grant_type",
+        "Only the client_credentials grant with a JWT client assertion is served here.",
+    ),
 }
+
+#: The codes of bearer tokens on protected resources: answered with a `Bearer` challenge.
+BEARER_CODES = frozenset({_C.INVALID_BEARER_TOKEN, _C.INSUFFICIENT_SCOPE})
+#: The token endpoint's codes: answered as RFC 6749 says, `{"error": …, "error_description": …}`.
+GRANT_CODES = frozenset(
+    {
+        _C.INVALID_REQUEST,
+        _C.INVALID_CLIENT,
+        _C.INVALID_GRANT,
+        _C.INVALID_SCOPE,
+        _C.UNAUTHORIZED_CLIENT,
+        _C.UNSUPPORTED_GRANT_TYPE,
+    }
+)
 
 #: Codes of the project's own: an operational limit or a request that cannot be read one way,
 #: never a verdict on credentials, so opaque mode shows them as they are.
@@ -201,6 +287,9 @@ OPERATIONAL_CODES = frozenset(
         _C.REQUEST_TOKEN_LIMIT,  # only after the signature verified: the caller holds the secret
     }
 )
+#: The move to OAuth 2.0, told after the signature verified: opaque mode shows them as they
+#: are, since the caller holds the secrets and must learn that it is to move.
+MIGRATION_CODES = frozenset({_C.TBA_NOT_ALLOWED, _C.TBA_BROWNOUT})
 RETRY_AFTER_SECONDS = 1
 
 
@@ -322,6 +411,30 @@ def challenge(error: TBAError, realm: str) -> str:
     return ", ".join(parts)
 
 
+def bearer_challenge(error: TBAError, realm: str, *, detail: ErrorDetail = "code") -> str:
+    """RFC 6750's `WWW-Authenticate`: the realm, the error, and in code mode what was wrong."""
+    parts = [f"Bearer realm={_quote(realm)}", f"error={_quote(error.oauth_problem)}"]
+    if detail == "code" and error.reason:
+        parts.append(f"error_description={_quote(_description(error.reason))}")
+    return ", ".join(parts)
+
+
+_DESCRIPTION_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _description(text: str) -> str:
+    """RFC 6749's `error_description` allows printable ASCII but `"` and `\\`."""
+    return _DESCRIPTION_UNSAFE.sub("?", text)
+
+
+def grant_error_body(error: TBAError, *, detail: ErrorDetail = "code") -> bytes:
+    """The token endpoint's refusal (RFC 6749 section 5.2); in opaque mode the code alone."""
+    payload = {"error": error.code.value}
+    if detail == "code":
+        payload["error_description"] = _description(error.reason or error.message)
+    return json.dumps(payload, ensure_ascii=True).encode()
+
+
 def error_response(
     error: TBAError, *, realm: str = "", detail: ErrorDetail = "code", hint: str | None = None
 ) -> ErrorResponse:
@@ -340,7 +453,15 @@ def error_response(
         payload: dict[str, str] = {"code": error.code.value, "message": error.message}
         if error.status == 503:
             headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    elif detail == "opaque":
+    elif error.code in BEARER_CODES:
+        # RFC 6750 tells 401 from 403 on the wire, so opaque mode keeps the status; its body
+        # says no more than the error already does.
+        payload = {"code": error.code.value, "message": error.message}
+        if hint and detail == "code":
+            payload["hint"] = hint
+        www = bearer_challenge(error, realm, detail=detail)
+        headers.append((b"www-authenticate", www.encode("latin-1", "replace")))
+    elif detail == "opaque" and error.code not in MIGRATION_CODES:
         if status == 400:
             payload = dict(_OPAQUE_BAD_REQUEST)
             www = f'OAuth realm={_quote(realm)}, error="parameter_rejected"'

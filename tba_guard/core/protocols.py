@@ -5,9 +5,9 @@ the shape of a store and never on one store."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
-from .records import Decision, Integration, RequestToken, Token, User
+from .records import Certificate, Decision, Integration, RequestToken, Token, User
 
 #: How long an expired or used request token is remembered, to name the reason at step three.
 TOMBSTONE_SECONDS = 3600
@@ -50,6 +50,17 @@ class CredentialStore(Protocol):
     async def integration(self, consumer_key: str) -> Integration | None: ...
 
     async def token(self, token_id: str) -> Token | None: ...
+
+
+@runtime_checkable
+class ClientStore(Protocol):
+    """What OAuth 2.0 looks up besides: the integration by its client ID, and the mapping an
+    assertion's `kid` names. The built-in credential stores are both; a store of one's own
+    that is only a `CredentialStore` serves TBA alone."""
+
+    async def client(self, client_id: str) -> Integration | None: ...
+
+    async def certificate(self, certificate_id: str) -> Certificate | None: ...
 
 
 class TokenStoreError(Exception):

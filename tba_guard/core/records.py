@@ -11,6 +11,10 @@ from mypy_extensions import mypyc_attr
 
 IntegrationState = Literal["enabled", "blocked"]
 Decision = Literal["pending", "allowed", "denied"]
+CertificateState = Literal["active", "revoked"]
+#: The `Authorization` schemes an integration may use: TBA (OAuth 1.0) and OAuth 2.0 bearer
+#: tokens; `Identity.scheme` names the one a request used.
+SCHEME_NAMES = ("tba", "oauth2")
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -25,9 +29,44 @@ class Integration:
     state: IntegrationState = "enabled"
     authorization_flow: bool = False
     callback_url: str | None = None
+    client_id: str | None = None  # its OAuth 2.0 client ID, beside the TBA consumer key
+    schemes: tuple[str, ...] = SCHEME_NAMES  # what it may sign with: one, or both in migration
 
     def __repr__(self) -> str:  # never print the secret
         return f"Integration(name={self.name!r}, consumer_key={self.consumer_key!r})"
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """An OAuth 2.0 client-credentials mapping: the integration (by client ID), the entity and
+    role its tokens act as, and the X.509 certificate (PEM) whose key signs its assertions.
+    `certificate_id` is the assertion's `kid`; `not_before`/`not_after` are epoch seconds
+    read from the certificate. A revoked mapping is kept, to name the reason."""
+
+    certificate_id: str
+    client_id: str
+    entity: str
+    role: str
+    certificate: str = field(repr=False)
+    state: CertificateState = "active"
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
+class Brownout:
+    """A window (epoch seconds from `start`, `length` seconds long) in which TBA is refused,
+    for one integration (`consumer_key`) or, without one, for all: practice for TBA's end."""
+
+    start: float
+    length: float
+    consumer_key: str | None = None
+
+    def covers(self, consumer_key: str, now: float) -> bool:
+        return self.start <= now < self.start + self.length and self.consumer_key in (
+            None,
+            consumer_key,
+        )
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -109,14 +148,26 @@ class Identity:
     request, and the compiled build constructs a plain class about ten times faster.
     """
 
-    __slots__ = ("_consumer_key", "_entity", "_realm", "_role", "_token_id")
+    __slots__ = ("_consumer_key", "_entity", "_realm", "_role", "_scheme", "_scopes", "_token_id")
 
-    def __init__(self, consumer_key: str, token_id: str, realm: str, entity: str, role: str):
+    def __init__(
+        self,
+        consumer_key: str,
+        token_id: str,
+        realm: str,
+        entity: str,
+        role: str,
+        *,
+        scheme: str = "tba",
+        scopes: tuple[str, ...] = (),
+    ):
         self._consumer_key = consumer_key
         self._token_id = token_id
         self._realm = realm
         self._entity = entity
         self._role = role
+        self._scheme = scheme
+        self._scopes = scopes
 
     @property
     def consumer_key(self) -> str:
@@ -139,8 +190,27 @@ class Identity:
     def role(self) -> str:
         return self._role
 
-    def _fields(self) -> tuple[str, str, str, str, str]:
-        return (self._consumer_key, self._token_id, self._realm, self._entity, self._role)
+    @property
+    def scheme(self) -> str:
+        """`tba` (OAuth 1.0) or `oauth2` (a bearer token); `token_id` is then the mapping's
+        certificate ID, as stable per client as a TBA token."""
+        return self._scheme
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """An OAuth 2.0 token's scopes (`restlets`, `rest_webservices`); none for TBA."""
+        return self._scopes
+
+    def _fields(self) -> tuple[str, str, str, str, str, str, tuple[str, ...]]:
+        return (
+            self._consumer_key,
+            self._token_id,
+            self._realm,
+            self._entity,
+            self._role,
+            self._scheme,
+            self._scopes,
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Identity) and self._fields() == other._fields()
@@ -151,5 +221,7 @@ class Identity:
     def __repr__(self) -> str:
         return (
             f"Identity(consumer_key={self._consumer_key!r}, token_id={self._token_id!r}, "
-            f"realm={self._realm!r}, entity={self._entity!r}, role={self._role!r})"
+            f"realm={self._realm!r}, entity={self._entity!r}, role={self._role!r}"
+            + ("" if self._scheme == "tba" else f", scheme={self._scheme!r}")
+            + ")"
         )

@@ -45,6 +45,7 @@ class OAuthRequest:
         "oauth",
         "params",
         "path",
+        "principal",
         "query",
         "secure",
         "uri",
@@ -73,6 +74,9 @@ class OAuthRequest:
         self.secure = secure
         self.path = path
         self.client = client
+        # For the audit of a scheme other than TBA's: its name, and the consumer key and token
+        # it found (TBA's are the header's own parameters).
+        self.principal: tuple[str, str, str] | None = None
         self.oauth: dict[str, str] = {}
         self.params: list[tuple[str, str]] = []
 

@@ -9,12 +9,12 @@ module that declares a `Scheme` and one `register_scheme` call.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Any, Final
 
 from .checks import Step
 from .errors import CATALOG, CatalogEntry, ErrorCode
 from .protocols import CredentialStore, ReplayKey, ReplayStore, TokenStore, UserLookup
-from .records import Identity, Integration, RequestToken, Token
+from .records import Certificate, Identity, Integration, RequestToken, Token
 from .request import OAuthRequest
 from .settings import GuardSettings
 
@@ -26,11 +26,13 @@ class Limits:
     each field of the frozen settings costs a generic attribute lookup per read."""
 
     __slots__ = (
+        "brownouts",
         "feature_enabled",
         "header_max_length",
         "header_max_parameters",
         "nonce_max_length",
         "nonce_min_length",
+        "oauth2",
         "realm",
         "replay_ttl",
         "settings",
@@ -48,6 +50,9 @@ class Limits:
         self.nonce_min_length = settings.nonce_min_length
         self.nonce_max_length = settings.nonce_max_length
         self.realm = settings.realm
+        self.brownouts = settings.brownouts
+        # OAuth 2.0's keys and verified-token cache, when the guard serves it (`Guard.limits`).
+        self.oauth2: Any = None
         # Long enough that a key outlives every moment its timestamp could still pass.
         self.replay_ttl = 2 * settings.timestamp_tolerance
 
@@ -61,8 +66,14 @@ class Verification:
     """
 
     __slots__ = (
+        "access_token",
+        "assertion",
         "callback",
+        "certificate",
+        "claims",
         "credentials",
+        "form",
+        "header",
         "integration",
         "key",
         "limits",
@@ -72,6 +83,7 @@ class Verification:
         "replay_store",
         "request",
         "request_token",
+        "scopes",
         "signed",
         "step",
         "timestamp",
@@ -111,6 +123,15 @@ class Verification:
         self.request_token: RequestToken | None = None
         self.token_secret: str | None = None  # step 9 finds it; none exists at step one
         self.callback = ""
+        # OAuth 2.0: the token endpoint's form, its assertion, the assertion's JOSE header and
+        # verified claims; a bearer token's verified contents; the mapping; the scopes.
+        self.form: dict[str, str] | None = None
+        self.assertion: str | None = None
+        self.header: dict[str, Any] | None = None
+        self.claims: dict[str, Any] | None = None
+        self.access_token: Any = None  # oauth2.VerifiedToken
+        self.certificate: Certificate | None = None
+        self.scopes: tuple[str, ...] = ()
         self.well_formed = False  # checks 1 to 7 passed: credentials are looked up
         self.looked_up_token = False
         self.looked_up_user = False
@@ -197,12 +218,15 @@ class Scheme:
 
     __slots__ = (
         "after_body",
+        "audit_name",
         "before_body",
         "catalog",
+        "enabled",
         "identity",
         "name",
         "sequence",
         "wants_body",
+        "who",
     )
 
     def __init__(
@@ -214,8 +238,17 @@ class Scheme:
         identity: Callable[[Verification], Identity],
         wants_body: Callable[[OAuthRequest], bool],
         codes: Iterable[ErrorCode],
+        who: Callable[[Verification], tuple[str, str]] | None = None,
+        audit_name: str = "tba",
+        enabled: Callable[[GuardSettings], bool] | None = None,
     ) -> None:
         self.name = name
+        # Whether a guard with these settings dispatches to it (None: every guard does).
+        self.enabled = enabled
+        # The audit's consumer key and token for a request of this scheme (None: the OAuth
+        # header's), and the scheme the audit names.
+        self.who = who
+        self.audit_name = audit_name
         self.sequence = sequence
         # Split and filtered once: a request runs its step's checks without testing each one.
         self.before_body = _by_step(sequence[:body_from])

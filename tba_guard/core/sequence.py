@@ -28,6 +28,7 @@ from .checks import (
     check_required_parameters,
     check_signature,
     check_signature_method,
+    check_tba_permitted,
     check_timestamp,
     check_token_usable,
     check_user_active,
@@ -182,6 +183,11 @@ def signature_matches(v: Verification) -> None:
     v.verified = True
 
 
+def tba_permitted(v: Verification) -> None:
+    assert v.integration is not None
+    check_tba_permitted(v.integration, v.limits.brownouts, v.now)
+
+
 def callback_registered(v: Verification) -> None:
     assert v.integration is not None
     v.callback = check_callback(v.request.oauth, v.integration)
@@ -269,6 +275,7 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         signature_matches,
         needs=(CONSUMER_SECRET, TOKEN_SECRET),
     ),
+    Check("10", (_C.TBA_NOT_ALLOWED, _C.TBA_BROWNOUT), tba_permitted, needs=(INTEGRATION,)),
     Check(
         "11",
         (_C.INVALID_CALLBACK,),

@@ -12,15 +12,17 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from .errors import ErrorDetail
-from .records import Integration, Token, User
+from .records import SCHEME_NAMES, Brownout, Certificate, Integration, Token, User
 from .signature import SIGNATURE_METHODS
 
 ENV_PREFIX = "TBA_GUARD_"
@@ -31,6 +33,8 @@ DATABASE_CACHE_TTL = 5.0
 #: Shortest consumer or token secret accepted: a placeholder ("…", "changeme") or a short
 #: secret is guessable offline from one signed request, since HMAC signs with it.
 MIN_SECRET_LENGTH = 16
+#: OAuth 2.0 scopes, as NetSuite names them.
+OAUTH2_SCOPES = ("restlets", "rest_webservices")
 #: Variables with the prefix that are not settings (they steer the test suite or the CLI).
 _ENV_NOT_SETTINGS = frozenset(
     {
@@ -281,6 +285,90 @@ def _check_integration(key: str, value: Integration) -> None:
         raise _fail(f"{key}.name", "a string", value.name)
     _bool(f"{key}.authorization_flow", value.authorization_flow)
     _optional_str(f"{key}.callback_url", value.callback_url)
+    _optional_str(f"{key}.client_id", value.client_id)
+    schemes = _str_tuple(_choice(*SCHEME_NAMES))(f"{key}.schemes", value.schemes)
+    if not schemes:
+        raise SettingsError(f"{key}.schemes: expected 'tba', 'oauth2' or both")
+
+
+def _check_certificate(key: str, value: Certificate) -> None:
+    for name in ("certificate_id", "client_id", "certificate"):
+        _str(f"{key}.{name}", getattr(value, name))
+    for name in ("entity", "role"):
+        if not isinstance(getattr(value, name), str):
+            raise _fail(f"{key}.{name}", "a string", getattr(value, name))
+    if "-----BEGIN CERTIFICATE-----" not in value.certificate:
+        raise SettingsError(f"{key}.certificate: expected a PEM X.509 certificate")
+    if value.state not in ("active", "revoked"):
+        raise _fail(f"{key}.state", "'active' or 'revoked'", value.state)
+
+
+def _epoch(key: str, value: Any) -> float:
+    """Epoch seconds, an RFC 3339 date and time with its offset, or a TOML offset datetime."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _fail(key, "a date and time like 2027-03-01T14:00:00Z", value) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise SettingsError(f"{key}: expected a date and time with its offset (Z or +hh:mm)")
+        return value.timestamp()
+    return _number(0)(key, value)
+
+
+def _brownouts(key: str, value: Any) -> tuple[Brownout, ...]:
+    if not isinstance(value, list | tuple):
+        raise _fail(key, "a list of tables", type(value).__name__)
+    windows = []
+    for index, item in enumerate(value):
+        where = f"{key}[{index}]"
+        if isinstance(item, Brownout):
+            item = {"start": item.start, "length": item.length, "consumer_key": item.consumer_key}
+        if not isinstance(item, Mapping):
+            raise _fail(where, "a table", type(item).__name__)
+        unknown = set(item) - {"start", "length", "consumer_key"}
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        if "start" not in item or "length" not in item:
+            raise SettingsError(f"{where}: expected start and length")
+        windows.append(
+            Brownout(
+                _epoch(f"{where}.start", item["start"]),
+                _number(1)(f"{where}.length", item["length"]),
+                _optional_str(f"{where}.consumer_key", item.get("consumer_key")),
+            )
+        )
+    return tuple(windows)
+
+
+def _private_keys(key: str, value: Any) -> tuple[str, ...]:
+    """PEM private keys, newest first: a list, or one text holding one or more (a secret file).
+    Only the shape is checked here; the guard loads them. Never echoes a key."""
+    if isinstance(value, str):
+        value = _PEM_KEY.findall(value) or [value]
+    if not isinstance(value, list | tuple):
+        raise _fail(key, "a PEM private key or a list of them", type(value).__name__)
+    keys = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or "PRIVATE KEY-----" not in item:
+            raise SettingsError(
+                f"{key}[{index}]: expected a PEM private key (generate one: "
+                "tba-guard oauth2 keygen)"
+            )
+        keys.append(item.strip() + "\n")
+    return tuple(keys)
+
+
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+
+
+def _route_scope(key: str, value: Any) -> str:
+    text = _str(key, value)
+    prefix, equals, scope = text.partition("=")
+    if not equals or not prefix.startswith("/") or scope not in OAUTH2_SCOPES:
+        raise _fail(key, "'/path/prefix=restlets' or '…=rest_webservices'", value)
+    return text
 
 
 def _check_token(key: str, value: Token) -> None:
@@ -635,6 +723,20 @@ class CredentialSettings(_Validated):
         "realm a token belongs to, when one store serves several accounts).",
         secret=True,
     )
+    certificates: tuple[Certificate, ...] = record_setting(
+        Certificate,
+        _check_certificate,
+        doc="`[[certificates]]`: OAuth 2.0 client-credentials mappings, `certificate_id` (the "
+        "assertions' `kid`), `client_id` (an integration's), `entity`, `role`, `certificate` "
+        "(PEM), `state` (`active`/`revoked`); `tba-guard certificate add` writes one.",
+    )
+    usage_flush_interval: float = setting(
+        60.0,
+        _number(0),
+        _text_float,
+        doc="Seconds between writes of the per-integration usage counts (`tba-guard usage`) "
+        "to the credential database; 0 writes after every request.",
+    )
 
     def _consistent(self, bad: set[str]) -> list[str]:
         if not bad & {"credential_store", "credential_key"} and (
@@ -733,6 +835,76 @@ class FlowSettings(_Validated):
     )
 
 
+@dataclass(frozen=True)
+class OAuth2Settings(_Validated):
+    """OAuth 2.0 beside TBA (docs/oauth2.md): the token endpoint, the access tokens the guard
+    signs, the scope each route needs, and TBA's brownouts. Off until a signing key is set."""
+
+    table: ClassVar[str] = "oauth2"
+
+    oauth2_signing_keys: tuple[str, ...] = setting(
+        (),
+        _private_keys,
+        _same,
+        doc="PEM private keys (RSA 3072+ or EC P-256/384/521) that sign access tokens, newest "
+        "first: the first signs, all verify, so a new key goes in front and the old one leaves "
+        "an hour later. Set, OAuth 2.0 is on (`tba-guard oauth2 keygen`).",
+        secret=True,
+    )
+    oauth2_signing_algorithm: str = setting(
+        "PS256",
+        _choice("PS256", "PS384", "PS512"),
+        doc="How an RSA key signs; an EC key signs with its curve's (ES256, ES384, ES512).",
+    )
+    oauth2_token_path: str = setting(
+        "/services/rest/auth/oauth2/v1/token",
+        _path,
+        doc="Where the token endpoint lives; an assertion's `aud` is its URL.",
+    )
+    oauth2_issuer: str = setting(
+        "tba-guard", _str, doc="The access tokens' `iss`: set it to the service's URL."
+    )
+    oauth2_audience: str | None = setting(
+        None,
+        _optional_str,
+        doc="The access tokens' `aud`; not set, the `realm` (else `tba-guard`).",
+    )
+    oauth2_access_token_ttl: int = setting(
+        3600, _int(60), _text_int, doc="Seconds an access token lives (at most 3600)."
+    )
+    oauth2_route_scopes: tuple[str, ...] = list_setting(
+        _route_scope,
+        default=("/app/site/hosting/restlet.nl=restlets", "/services/rest/=rest_webservices"),
+        doc="`prefix=scope`: the scope a bearer token needs on paths under `prefix` (the "
+        "longest prefix wins); a guarded path under none is refused with "
+        "`insufficient_scope`.",
+    )
+    oauth2_token_cache_size: int = setting(
+        10_000,
+        _int(1),
+        _text_int,
+        doc="Verified access tokens remembered per process, each until its `exp` at most.",
+    )
+    brownouts: tuple[Brownout, ...] = setting(
+        (),
+        _brownouts,
+        _text_json,
+        doc="`[[brownouts]]`: `start` (a date and time with offset, or epoch seconds), "
+        "`length` (seconds), optionally `consumer_key`: a window in which TBA is refused "
+        "(`TBABrownout`) for that integration, or for all.",
+    )
+
+    def _consistent(self, bad: set[str]) -> list[str]:
+        if "oauth2_access_token_ttl" not in bad and self.oauth2_access_token_ttl > 3600:
+            return ["oauth2_access_token_ttl: at most 3600 (NetSuite's 60 minutes)"]
+        return []
+
+    @property
+    def oauth2_enabled(self) -> bool:
+        """Whether the guard issues and accepts OAuth 2.0 tokens: it has a key to sign with."""
+        return bool(self.oauth2_signing_keys)
+
+
 #: The concerns, in the order the settings file, `config show` and the docs list them.
 GROUPS: tuple[type[_Validated], ...] = (
     ProtocolSettings,
@@ -740,12 +912,18 @@ GROUPS: tuple[type[_Validated], ...] = (
     ReplaySettings,
     CredentialSettings,
     FlowSettings,
+    OAuth2Settings,
 )
 
 
 @dataclass(frozen=True)
 class GuardSettings(
-    FlowSettings, CredentialSettings, ReplaySettings, RequestSettings, ProtocolSettings
+    OAuth2Settings,
+    FlowSettings,
+    CredentialSettings,
+    ReplaySettings,
+    RequestSettings,
+    ProtocolSettings,
 ):
     """Everything the guard can be told: each concern's group at once, under the same flat
     names. A component that needs one concern takes its group (a `ReplaySettings`), and is
@@ -793,7 +971,14 @@ class GuardSettings(
 #: Settings that may hold a secret: each may also be read from a file, `<name>_file`, as Docker
 #: and Kubernetes mount secrets. A URL's password is the secret of a store setting.
 SECRET_SETTINGS = frozenset(
-    {"credential_key", "session_secret", "replay_store", "token_store", "credential_store"}
+    {
+        "credential_key",
+        "session_secret",
+        "replay_store",
+        "token_store",
+        "credential_store",
+        "oauth2_signing_keys",
+    }
 )
 _FILE_SUFFIX = "_file"
 
@@ -904,7 +1089,7 @@ def _misplaced(section: str, key: str) -> str | None:
     return f"{section}.{key}: belongs in [{owner}]"
 
 
-_RECORD_TABLES = ("integrations", "tokens", "users")
+_RECORD_TABLES = ("integrations", "tokens", "users", "certificates", "brownouts")
 _TABLES = frozenset({GuardSettings.table, *(group.table for group in GROUPS)})
 
 

@@ -26,6 +26,7 @@ EXTRAS: Final = {
     "cli": ("uvicorn",),
     "database": ("sqlalchemy", "alembic", "psycopg", "cryptography"),
     "redis": ("redis",),
+    "oauth2": ("jwt",),
 }
 REDIS_REPLAY_STORE = 'replay_store = "redis://…"'
 REDIS_TOKEN_STORE = 'token_store = "redis://…"'
@@ -90,7 +91,9 @@ def credential_store_for(settings: CredentialSettings) -> CredentialStore:
     `tba-guard[database]`)."""
     if settings.credential_store != "settings":
         return database_store_for(settings)
-    store: CredentialStore = StaticCredentials(settings.integrations, settings.tokens)
+    store: CredentialStore = StaticCredentials(
+        settings.integrations, settings.tokens, settings.certificates
+    )
     if settings.effective_credential_cache_ttl > 0:
         store = CachedCredentials(store, ttl=settings.effective_credential_cache_ttl)
     return store

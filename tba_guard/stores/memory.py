@@ -19,6 +19,7 @@ from mypy_extensions import mypyc_attr
 
 from ..core.protocols import (
     TOMBSTONE_SECONDS,
+    ClientStore,
     CredentialStore,
     ReplayKey,
     ReplayStoreError,
@@ -27,7 +28,7 @@ from ..core.protocols import (
     TokenStoreError,
     UserLookup,
 )
-from ..core.records import Decision, Integration, RequestToken, Token, User
+from ..core.records import Certificate, Decision, Integration, RequestToken, Token, User
 
 _DIGEST_MASK: Final = (1 << 60) - 1
 
@@ -122,17 +123,30 @@ class MemoryReplayStore:
 
 @mypyc_attr(allow_interpreted_subclasses=True)
 class StaticCredentials:
-    """Integrations and tokens held in memory, as read from settings."""
+    """Integrations, tokens and OAuth 2.0 mappings held in memory, as read from settings."""
 
-    def __init__(self, integrations: Iterable[Integration] = (), tokens: Iterable[Token] = ()):
+    def __init__(
+        self,
+        integrations: Iterable[Integration] = (),
+        tokens: Iterable[Token] = (),
+        certificates: Iterable[Certificate] = (),
+    ):
         self._integrations = {i.consumer_key: i for i in integrations}
+        self._clients = {i.client_id: i for i in self._integrations.values() if i.client_id}
         self._tokens = {t.token_id: t for t in tokens}
+        self._certificates = {c.certificate_id: c for c in certificates}
 
     async def integration(self, consumer_key: str) -> Integration | None:
         return self._integrations.get(consumer_key)
 
     async def token(self, token_id: str) -> Token | None:
         return self._tokens.get(token_id)
+
+    async def client(self, client_id: str) -> Integration | None:
+        return self._clients.get(client_id)
+
+    async def certificate(self, certificate_id: str) -> Certificate | None:
+        return self._certificates.get(certificate_id)
 
     def add_token(self, token: Token) -> None:
         self._tokens[token.token_id] = token
@@ -159,6 +173,12 @@ class CachedCredentials:
             maxsize, ttl, timer or time.monotonic
         )
         self._tokens: TTLCache[str, Token | None] = TTLCache(maxsize, ttl, timer or time.monotonic)
+        self._clients: TTLCache[str, Integration | None] = TTLCache(
+            maxsize, ttl, timer or time.monotonic
+        )
+        self._certificates: TTLCache[str, Certificate | None] = TTLCache(
+            maxsize, ttl, timer or time.monotonic
+        )
 
     async def integration(self, consumer_key: str) -> Integration | None:
         try:
@@ -174,6 +194,22 @@ class CachedCredentials:
         except KeyError:
             found = await self._store.token(token_id)
             self._tokens[token_id] = found
+            return found
+
+    async def client(self, client_id: str) -> Integration | None:
+        try:
+            return self._clients[client_id]
+        except KeyError:
+            found = await clients_of(self._store).client(client_id)
+            self._clients[client_id] = found
+            return found
+
+    async def certificate(self, certificate_id: str) -> Certificate | None:
+        try:
+            return self._certificates[certificate_id]
+        except KeyError:
+            found = await clients_of(self._store).certificate(certificate_id)
+            self._certificates[certificate_id] = found
             return found
 
 
@@ -309,6 +345,12 @@ class FlowCredentials:
     async def integration(self, consumer_key: str) -> Integration | None:
         return await self.base.integration(consumer_key)
 
+    async def client(self, client_id: str) -> Integration | None:
+        return await clients_of(self.base).client(client_id)
+
+    async def certificate(self, certificate_id: str) -> Certificate | None:
+        return await clients_of(self.base).certificate(certificate_id)
+
     async def token(self, token_id: str) -> Token | None:
         found = await self.base.token(token_id)
         if found is not None:
@@ -319,6 +361,21 @@ class FlowCredentials:
         user = await self.users(issued.entity)
         usable = user is not None and user.may_use(issued.role)
         return issued if usable else dataclasses.replace(issued, active=False)
+
+
+class NoClients:
+    """The OAuth 2.0 half of a store of one's own that serves TBA alone: it knows no client."""
+
+    async def client(self, client_id: str) -> Integration | None:
+        return None
+
+    async def certificate(self, certificate_id: str) -> Certificate | None:
+        return None
+
+
+def clients_of(store: CredentialStore) -> ClientStore:
+    """`store` itself when it serves OAuth 2.0's lookups, else one that knows no client."""
+    return store if isinstance(store, ClientStore) else NoClients()
 
 
 def settings_user_lookup(users: Iterable[User]) -> UserLookup:

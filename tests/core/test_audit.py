@@ -32,6 +32,7 @@ from tests.support import (
 
 URL = f"{BASE_URL}/services/rest/orders"
 FIELDS = {
+    "scheme",
     "outcome",
     "code",
     "consumer_key",
@@ -80,6 +81,7 @@ def test_an_accepted_request_is_one_info_record_with_every_field(
         "client": "198.51.100.7",
         "time": NOW,  # the injected clock
         "reason": "",
+        "scheme": "tba",
     }
     assert record.getMessage().startswith("accepted - GET /services/rest/orders")
 

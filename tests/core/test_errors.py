@@ -43,7 +43,19 @@ OWN_CODES = [  # operational limits, not a verdict on credentials
     (ErrorCode.HOST_NOT_ALLOWED, 400, "parameter_rejected"),
     (ErrorCode.REQUEST_TOKEN_LIMIT, 503, "temporarily_unavailable"),
 ]
-STATUS_AND_PROBLEM = NETSUITE_CODES + OWN_CODES
+OAUTH2_CODES = [  # the move to OAuth 2.0, bearer tokens (RFC 6750), the token endpoint (RFC 6749)
+    (ErrorCode.TBA_NOT_ALLOWED, 401, "permission_denied"),
+    (ErrorCode.TBA_BROWNOUT, 401, "permission_denied"),
+    (ErrorCode.INVALID_BEARER_TOKEN, 401, "invalid_token"),
+    (ErrorCode.INSUFFICIENT_SCOPE, 403, "insufficient_scope"),
+    (ErrorCode.INVALID_REQUEST, 400, "invalid_request"),
+    (ErrorCode.INVALID_CLIENT, 400, "invalid_client"),
+    (ErrorCode.INVALID_GRANT, 400, "invalid_grant"),
+    (ErrorCode.INVALID_SCOPE, 400, "invalid_scope"),
+    (ErrorCode.UNAUTHORIZED_CLIENT, 400, "unauthorized_client"),
+    (ErrorCode.UNSUPPORTED_GRANT_TYPE, 400, "unsupported_grant_type"),
+]
+STATUS_AND_PROBLEM = NETSUITE_CODES + OWN_CODES + OAUTH2_CODES
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,7 @@ def test_every_setting_is_declared_once_in_one_concern_with_its_validation_and_d
         "replay",
         "credentials",
         "flow",
+        "oauth2",
     ]
     assert CONCERNS["replay_store_timeout"] == "replay"
     assert CONCERNS["token_store"] == "flow"
