@@ -3,7 +3,8 @@
 - `<!-- error-catalog -->` in a page becomes the table of `tba_guard.core.errors.CATALOG`: code,
   HTTP status, `oauth_problem` and message, in the catalog's order.
 - `<!-- check-sequence -->` becomes the table of `tba_guard.core.sequence.SEQUENCE`: the order
-  of checks as the guard, the flow and `explain` run it.
+  of checks as the guard, the flow and `explain` run it; `<!-- check-sequence: bearer -->` and
+  `<!-- check-sequence: client_credentials -->` OAuth 2.0's (`core/oauth2_sequence.py`).
 - `<!-- settings: protocol -->` (or `request`, `replay`, `credentials`, `flow`) becomes the
   table of that concern's settings, from their declarations in `tba_guard.core.settings`:
   name, environment variable, default and meaning.
@@ -22,7 +23,7 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_MARKER = "<!-- error-catalog -->"
-SEQUENCE_MARKER = "<!-- check-sequence -->"
+SEQUENCE_MARKER = re.compile(r"<!-- check-sequence(?:: (\w+))? -->")
 SETTINGS_MARKER = re.compile(r"<!-- settings: (\w+) -->")
 BENCHMARK_FILES = ("RESULTS.md", "README.md", "scaling.png", "http.png")
 
@@ -41,10 +42,20 @@ def error_catalog_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def check_sequence_table() -> str:
-    """The Markdown table of the declared sequence, one row per entry, in order."""
+def check_sequence_table(name: str | None = None) -> str:
+    """The Markdown table of a declared sequence (TBA's, or OAuth 2.0's `bearer` or
+    `client_credentials`), one row per entry, in order."""
     from tba_guard.core.checks import Step
     from tba_guard.core.sequence import BODY, SEQUENCE
+
+    body = BODY
+    if name is not None:  # OAuth 2.0's: the grant reads its form first, a bearer no body
+        from tba_guard.core.oauth2_sequence import BEARER_SEQUENCE, CLIENT_CREDENTIALS_SEQUENCE
+
+        SEQUENCE = {"bearer": BEARER_SEQUENCE, "client_credentials": CLIENT_CREDENTIALS_SEQUENCE}[
+            name
+        ]
+        body = 0 if name == "client_credentials" else -1
 
     step_names = {
         Step.RESOURCE: "resource",
@@ -53,7 +64,7 @@ def check_sequence_table() -> str:
     }
     rows = ["| # | check | refuses with | steps |", "|---|---|---|---|"]
     for index, check in enumerate(SEQUENCE):
-        if index == BODY:
+        if index == body:
             rows.append("| | *the body is read here, when the signature covers it* | | |")
         steps = ", ".join(step_names[step] for step in Step if step in check.steps)
         function = getattr(check.run, "__name__", "")
@@ -87,8 +98,7 @@ def _default(value: Any) -> str:
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
     markdown = SETTINGS_MARKER.sub(lambda found: settings_table(found.group(1)), markdown)
-    if SEQUENCE_MARKER in markdown:
-        markdown = markdown.replace(SEQUENCE_MARKER, check_sequence_table())
+    markdown = SEQUENCE_MARKER.sub(lambda found: check_sequence_table(found.group(1)), markdown)
     if CATALOG_MARKER in markdown:
         markdown = markdown.replace(CATALOG_MARKER, error_catalog_table())
     return markdown

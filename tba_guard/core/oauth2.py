@@ -15,13 +15,13 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .checks import credentials_unavailable
 from .errors import ErrorCode, TBAError
 from .jose import JoseError, SigningKey, load_signing_keys, read_certificate, unverified_header
 from .jose import verified_claims as jws_claims
-from .protocols import ClientStore, CredentialStore, ReplayKey, ReplayStore
+from .protocols import ClientStore, CredentialStore, ReplayKey, ReplayStore, serves_clients
 from .records import Certificate, Integration
 from .request import OAuthRequest, form_pairs
 from .settings import OAUTH2_SCOPES, GuardSettings
@@ -170,19 +170,19 @@ async def look_up_certificate(
     credentials: CredentialStore, certificate_id: str
 ) -> Certificate | None:
     """The mapping, or None; a store of one's own that is no `ClientStore` knows none."""
-    if not isinstance(credentials, ClientStore):
+    if not serves_clients(credentials):
         return None
     try:
-        return await credentials.certificate(certificate_id)
+        return await cast(ClientStore, credentials).certificate(certificate_id)
     except Exception as exc:  # fails closed, as every lookup does
         raise credentials_unavailable(exc) from exc
 
 
 async def look_up_client(credentials: CredentialStore, client_id: str) -> Integration | None:
-    if not isinstance(credentials, ClientStore):
+    if not serves_clients(credentials):
         return None
     try:
-        return await credentials.client(client_id)
+        return await cast(ClientStore, credentials).client(client_id)
     except Exception as exc:
         raise credentials_unavailable(exc) from exc
 

@@ -131,23 +131,38 @@ def assertion_unused(v: Verification) -> Awaitable[None]:
     return claim_assertion(v.replay_store, key, ttl)
 
 
+#: The grant's checks run at the token step, the one OAuth 2.0 has.
+GRANT_STEP: Final = frozenset({Step.ACCESS_TOKEN})
+
 CLIENT_CREDENTIALS_SEQUENCE: Final[tuple[Check, ...]] = (
-    Check("1", (_C.INVALID_REQUEST,), token_request_form, stops=FORM),
-    Check("2", (_C.UNSUPPORTED_GRANT_TYPE, _C.INVALID_REQUEST), grant_type_supported),
-    Check("3", (_C.INVALID_REQUEST,), client_assertion_present, stops=ASSERTION),
-    Check("4", (_C.INVALID_CLIENT,), assertion_header_accepted, stops=HEADER),
-    Check("5", (_C.INVALID_CLIENT,), mapping_usable, is_async=True, stops=MAPPING),
-    Check("6", (_C.INVALID_CLIENT,), assertion_signed, needs=(MAPPING,), stops=CLAIMS),
+    Check("1", (_C.INVALID_REQUEST,), token_request_form, stops=FORM, steps=GRANT_STEP),
+    Check(
+        "2", (_C.UNSUPPORTED_GRANT_TYPE, _C.INVALID_REQUEST), grant_type_supported, steps=GRANT_STEP
+    ),
+    Check("3", (_C.INVALID_REQUEST,), client_assertion_present, stops=ASSERTION, steps=GRANT_STEP),
+    Check("4", (_C.INVALID_CLIENT,), assertion_header_accepted, stops=HEADER, steps=GRANT_STEP),
+    Check(
+        "5", (_C.INVALID_CLIENT,), mapping_usable, is_async=True, stops=MAPPING, steps=GRANT_STEP
+    ),
+    Check(
+        "6",
+        (_C.INVALID_CLIENT,),
+        assertion_signed,
+        needs=(MAPPING,),
+        stops=CLAIMS,
+        steps=GRANT_STEP,
+    ),
     Check(
         "7",
         (_C.INVALID_CLIENT, _C.UNAUTHORIZED_CLIENT),
         assertion_issued_by_client,
         is_async=True,
         needs=(CLAIMS,),
+        steps=GRANT_STEP,
     ),
-    Check("8", (_C.INVALID_GRANT,), assertion_for_this_endpoint, needs=(CLAIMS,)),
-    Check("9", (_C.INVALID_GRANT,), assertion_live, needs=(CLAIMS,)),
-    Check("10", (_C.INVALID_SCOPE,), scope_known, needs=(CLAIMS,)),
+    Check("8", (_C.INVALID_GRANT,), assertion_for_this_endpoint, needs=(CLAIMS,), steps=GRANT_STEP),
+    Check("9", (_C.INVALID_GRANT,), assertion_live, needs=(CLAIMS,), steps=GRANT_STEP),
+    Check("10", (_C.INVALID_SCOPE,), scope_known, needs=(CLAIMS,), steps=GRANT_STEP),
     Check(
         "11",
         (_C.INVALID_GRANT,),
@@ -156,6 +171,7 @@ CLIENT_CREDENTIALS_SEQUENCE: Final[tuple[Check, ...]] = (
         needs=(CLAIMS,),
         writes=True,
         label="the assertion is used once",
+        steps=GRANT_STEP,
     ),
 )
 

@@ -5,7 +5,7 @@ the shape of a store and never on one store."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol
 
 from .records import Certificate, Decision, Integration, RequestToken, Token, User
 
@@ -52,11 +52,10 @@ class CredentialStore(Protocol):
     async def token(self, token_id: str) -> Token | None: ...
 
 
-@runtime_checkable
 class ClientStore(Protocol):
     """What OAuth 2.0 looks up besides: the integration by its client ID, and the mapping an
     assertion's `kid` names. The built-in credential stores are both; a store of one's own
-    that is only a `CredentialStore` serves TBA alone."""
+    that is only a `CredentialStore` serves TBA alone (`serves_clients` tells which)."""
 
     async def client(self, client_id: str) -> Integration | None: ...
 
@@ -103,3 +102,9 @@ class TokenStore(Protocol):
     async def put_access_token(self, token: Token) -> None: ...
 
     async def access_token(self, token_id: str) -> Token | None: ...
+
+
+def serves_clients(store: object) -> bool:
+    """Whether `store` is also a `ClientStore` (checked by its methods: the compiled build's
+    protocols cannot be checked with `isinstance`)."""
+    return hasattr(store, "client") and hasattr(store, "certificate")

@@ -360,7 +360,9 @@ def _private_keys(key: str, value: Any) -> tuple[str, ...]:
     return tuple(keys)
 
 
-_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+_PEM_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S
+)
 
 
 def _route_scope(key: str, value: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, cast
 
 from cachetools import TTLCache
 from mypy_extensions import mypyc_attr
@@ -27,6 +27,7 @@ from ..core.protocols import (
     TokenStore,
     TokenStoreError,
     UserLookup,
+    serves_clients,
 )
 from ..core.records import Certificate, Decision, Integration, RequestToken, Token, User
 
@@ -375,7 +376,7 @@ class NoClients:
 
 def clients_of(store: CredentialStore) -> ClientStore:
     """`store` itself when it serves OAuth 2.0's lookups, else one that knows no client."""
-    return store if isinstance(store, ClientStore) else NoClients()
+    return cast(ClientStore, store) if serves_clients(store) else NoClients()
 
 
 def settings_user_lookup(users: Iterable[User]) -> UserLookup:

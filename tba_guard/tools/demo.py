@@ -99,6 +99,7 @@ async def echo(request: Request) -> JSONResponse:
             "realm": identity.realm,
             "entity": identity.entity,
             "role": identity.role,
+            "scheme": identity.scheme,
             "method": request.method,
             "path": request.scope["path"],
             "query": request.scope["query_string"].decode("latin-1"),

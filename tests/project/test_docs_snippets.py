@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from tba_guard import GuardSettings, Integration, Token, User
-from tba_guard.core.settings import GROUPS
+from tba_guard.core.records import Brownout, Certificate
+from tba_guard.core.settings import GROUPS, SECRET_SETTINGS
 from tests.support import ROOT
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -121,13 +122,21 @@ def test_fragment_compiles_and_says_why_it_is_not_run(block: Block) -> None:
 
 
 def _known(cls: type) -> set[str]:
-    return {field.name for field in dataclasses.fields(cls)}
+    """A class's fields, and for a secret setting its `<name>_file` (read from a file)."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    return names | {f"{name}_file" for name in names & SECRET_SETTINGS}
 
 
 @pytest.mark.parametrize("block", TOML, ids=lambda block: block.name)
 def test_toml_example_uses_only_known_settings(block: Block) -> None:
     document = tomllib.loads(block.code)
-    tables = {"integrations": Integration, "tokens": Token, "users": User}
+    tables = {
+        "integrations": Integration,
+        "tokens": Token,
+        "users": User,
+        "certificates": Certificate,
+        "brownouts": Brownout,
+    }
     concerns = {group.table: group for group in GROUPS}
     for section, content in document.items():
         if section == "guard":

@@ -52,6 +52,7 @@ PUBLIC_MODULES = (
     "tba_guard.checks",
     "tba_guard.database",
     "tba_guard.explain",
+    "tba_guard.oauth2",
     "tba_guard.redis",
     "tba_guard.serving",
     "tba_guard.testing",

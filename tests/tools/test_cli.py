@@ -107,6 +107,7 @@ def test_serve_answers_a_get_signed_by_tba_guard_sign_with_the_verified_identity
         "realm": DEMO.realm,
         "entity": "38",
         "role": "3",
+        "scheme": "tba",
         "method": "GET",
         "path": RESTLET,
         "query": "script=12&deploy=1&q=a%20b",

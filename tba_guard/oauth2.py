@@ -1,0 +1,22 @@
+"""OAuth 2.0 beside TBA (the `oauth2` extra): the token endpoint to mount beside a plain
+middleware, the records of mappings and brownouts, the lookups a store of one's own implements
+to serve OAuth 2.0 clients, and the two declared orders of checks."""
+
+from __future__ import annotations
+
+from .core.protocols import ClientStore
+from .core.records import Brownout, Certificate
+from .stores import needs_extra
+
+with needs_extra("tba_guard.oauth2"):
+    from .asgi.token_endpoint import OAuth2TokenEndpoint
+    from .core.oauth2_sequence import BEARER, CLIENT_CREDENTIALS
+
+__all__ = [
+    "BEARER",
+    "Brownout",
+    "CLIENT_CREDENTIALS",
+    "Certificate",
+    "ClientStore",
+    "OAuth2TokenEndpoint",
+]
