@@ -70,6 +70,30 @@ def _object(part: str, what: str) -> dict[str, Any]:
     return value
 
 
+class CompactJWS:
+    """A compact JWS read once: its header (untrusted until `verify`), and the parts the
+    signature covers."""
+
+    __slots__ = ("header", "parts", "token")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.parts = parts = _parts(token)
+        self.header = _object(parts[1], "header")
+
+    def verify(self, key: Any, algorithm: str) -> dict[str, Any]:
+        """The payload, once the signature verifies under `key` with `algorithm`."""
+        parts = self.parts
+        signing_input = self.token[: parts.end(2)].encode("ascii")
+        try:
+            valid = _ALGORITHMS[algorithm].verify(signing_input, key, _decoded(parts[3]))
+        except (KeyError, TypeError, ValueError):  # an algorithm or key of the wrong kind
+            valid = False
+        if not valid:
+            raise JoseError("signature does not verify")
+        return _object(parts[2], "payload")
+
+
 def unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header of a compact JWS, read before anything is trusted."""
     return _object(_parts(token)[1], "header")
@@ -82,15 +106,7 @@ def unverified_claims(token: str) -> dict[str, Any]:
 
 def verified_claims(token: str, key: Any, algorithm: str) -> dict[str, Any]:
     """The payload, once the signature verifies under `key` with `algorithm` (one of the six)."""
-    parts = _parts(token)
-    signing_input = token[: parts.end(2)].encode("ascii")
-    try:
-        valid = _ALGORITHMS[algorithm].verify(signing_input, key, _decoded(parts[3]))
-    except (KeyError, TypeError, ValueError):  # an algorithm or key of the wrong kind
-        valid = False
-    if not valid:
-        raise JoseError("signature does not verify")
-    return _object(parts[2], "payload")
+    return CompactJWS(token).verify(key, algorithm)
 
 
 class SigningKey:

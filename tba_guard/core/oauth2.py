@@ -19,7 +19,14 @@ from typing import Any, Final, cast
 
 from .checks import credentials_unavailable
 from .errors import ErrorCode, TBAError
-from .jose import JoseError, SigningKey, load_signing_keys, read_certificate, unverified_header
+from .jose import (
+    CompactJWS,
+    JoseError,
+    SigningKey,
+    load_signing_keys,
+    read_certificate,
+    unverified_header,
+)
 from .jose import verified_claims as jws_claims
 from .protocols import ClientStore, CredentialStore, ReplayKey, ReplayStore, serves_clients
 from .records import Certificate, Integration
@@ -317,16 +324,17 @@ def check_access_token(
 
 def _verify_access_token(token: str, tokens: AccessTokens) -> VerifiedToken:
     try:
-        header = unverified_header(token)
+        jws = CompactJWS(token)
     except JoseError as exc:
         raise TBAError(_C.INVALID_BEARER_TOKEN, f"access token: {exc}") from None
+    header = jws.header
     key = tokens.keys_by_id.get(str(header.get("kid")))
     if key is None:
         raise TBAError(_C.INVALID_BEARER_TOKEN, "kid names none of the guard's keys")
     if header.get("alg") != key.algorithm:
         raise TBAError(_C.INVALID_BEARER_TOKEN, f"alg is not {key.algorithm}, the kid's")
     try:
-        claims = jws_claims(token, key.public, key.algorithm)
+        claims = jws.verify(key.public, key.algorithm)
     except JoseError as exc:
         raise TBAError(_C.INVALID_BEARER_TOKEN, f"access token: {exc}") from None
     if claims.get("iss") != tokens.issuer:
