@@ -19,7 +19,9 @@ class Advice:
 
     Texts may name fields the diagnosis fills in: `{uri}`, `{method}` (what the client
     signed), `{server_uri}`, `{header_method}`, `{realm}`, `{configured}`, `{parameters}`,
-    `{age}`, `{offset}`, `{direction}`, `{tolerance}`.
+    `{age}`, `{offset}`, `{direction}`, `{tolerance}`; and OAuth 2.0's (`diagnosis/oauth2.py`)
+    `{kid}`, `{alg}`, `{sent}`, `{expected}`, `{exp}`, `{span}`, `{scope}`, `{scopes}`,
+    `{path}`, `{client_id}`.
     """
 
     fix: str
@@ -93,7 +95,15 @@ ADVICE: Final = (
         "check the consumer key, and send the realm (account ID) exactly as configured",
         codes=(_C.UNKNOWN_INTEGRATION,),
     ),
-    Advice('enable the integration record (state = "enabled")', codes=(_C.INTEGRATION_BLOCKED,)),
+    Advice(
+        'enable the integration record (state = "enabled")',
+        {
+            "client-blocked": "the integration of client ID {client_id} is blocked",
+            "bearer-client-blocked": "the integration of the token's client ID {client_id} is "
+            "blocked, or no longer configured, since the token was issued",
+        },
+        codes=(_C.INTEGRATION_BLOCKED,),
+    ),
     Advice(
         "switch authorization_flow on for the integration",
         codes=(_C.AUTHORIZATION_FLOW_REQUIRED,),
@@ -140,6 +150,216 @@ ADVICE: Final = (
         "wait for pending request tokens to expire, or raise the quota",
         codes=(_C.REQUEST_TOKEN_LIMIT,),
     ),
+    # --- the move to OAuth 2.0 (docs/oauth2.md) ------------------------------------------------
+    Advice(
+        "move the client to OAuth 2.0 as docs/oauth2.md describes (a certificate mapping, the "
+        "client credentials grant, Bearer tokens); while it moves, schemes = "
+        '["tba", "oauth2"] on the integration allows both',
+        {"tba-oauth2-only": "the integration's schemes allow OAuth 2.0 only: it has moved"},
+        codes=(_C.TBA_NOT_ALLOWED,),
+    ),
+    Advice(
+        "move the client to OAuth 2.0 (docs/oauth2.md) before TBA is retired; TBA answers "
+        "again once the brownout window (the brownouts setting) is over",
+        codes=(_C.TBA_BROWNOUT,),
+    ),
+    Advice(
+        "set oauth2_signing_keys (tba-guard oauth2 keygen) to switch OAuth 2.0 on, or sign "
+        "the request with TBA",
+        {
+            "oauth2-off": "OAuth 2.0 is off: no oauth2_signing_keys, so the server treats "
+            "this request as TBA's",
+        },
+    ),
+    # --- OAuth 2.0 bearer tokens on protected resources -----------------------------------------
+    Advice(
+        "request a new access token with the client credentials grant",
+        {
+            "bearer-malformed": "the Authorization header holds no readable JWT after "
+            "'Bearer ' (cut short, quoted, or not the access_token the endpoint returned)",
+            "bearer-claims": "a claim the guard's tokens carry is missing or malformed",
+        },
+        codes=(_C.INVALID_BEARER_TOKEN,),
+    ),
+    Advice(
+        "request a new access token before the old one's exp (it lives "
+        "oauth2_access_token_ttl seconds), and keep the client's clock in sync (NTP)",
+        {"bearer-expired": "the access token expired: exp {exp}"},
+    ),
+    Advice(
+        "request a new token; when rotating oauth2_signing_keys, keep the old key after the "
+        "new one until every token it signed has expired (oauth2_access_token_ttl)",
+        {
+            "bearer-unknown-kid": "kid {kid} names none of the guard's keys: the key that "
+            "signed the token was rotated out of oauth2_signing_keys, or another service "
+            "issued it",
+        },
+    ),
+    Advice(
+        "send the access token exactly as the token endpoint returned it, from this "
+        "service's token endpoint",
+        {
+            "bearer-bad-signature": "the token's signature does not verify under the guard's "
+            "key {kid}: the token was altered, or signed by another key under its kid",
+            "bearer-alg": "the token's alg {alg} is not {expected}, the alg of the guard's key "
+            "{kid}: this guard did not sign it",
+        },
+    ),
+    Advice(
+        "request the token from this service's token endpoint; every instance needs the same "
+        "oauth2_issuer and oauth2_audience (or realm)",
+        {
+            "bearer-issuer": "the token's iss is {sent}, expected {expected} (oauth2_issuer)",
+            "bearer-audience": "the token's aud is {sent}, expected {expected} "
+            "(oauth2_audience, else the realm)",
+        },
+    ),
+    Advice(
+        'allow OAuth 2.0 on the integration record: schemes = ["tba", "oauth2"], or '
+        '["oauth2"] once it has moved',
+        {
+            "bearer-tba-only": "the integration of client ID {client_id} allows TBA only "
+            "(its schemes)",
+            "client-tba-only": "the integration of client ID {client_id} allows TBA only "
+            "(its schemes)",
+        },
+    ),
+    Advice(
+        "upload a new certificate for the integration (a new mapping: RSA 3072 or 4096 bits, "
+        "or EC; valid at most two years), sign assertions with its key, send its certificate "
+        "ID as kid and request a new token",
+        {
+            "bearer-certificate-revoked": "the mapping {kid} that the token was issued for "
+            "is revoked",
+            "bearer-certificate-expired": "the certificate of the mapping {kid} that the "
+            "token was issued for has expired",
+            "mapping-revoked": "the mapping {kid} is revoked",
+            "mapping-certificate-outside-validity": "the certificate of the mapping {kid} is "
+            "outside its validity (expired, or not valid yet)",
+            "mapping-certificate-unusable": "the certificate of the mapping {kid} cannot be "
+            "used: {sent}",
+        },
+    ),
+    Advice(
+        "request a token with the {scope} scope (the assertion's scope claim), or map the "
+        "route to another scope in oauth2_route_scopes",
+        {
+            "scope-short": "the route {path} needs the {scope} scope (oauth2_route_scopes); "
+            "the token has {scopes}",
+        },
+        codes=(_C.INSUFFICIENT_SCOPE,),
+    ),
+    Advice(
+        "add 'prefix=scope' for the route to oauth2_route_scopes (the longest prefix wins)",
+        {"scope-no-route": "no prefix of oauth2_route_scopes covers the path {path}"},
+    ),
+    # --- the OAuth 2.0 token endpoint (client credentials, RFC 7523 assertion) -----------------
+    Advice(
+        "POST grant_type=client_credentials, client_assertion_type and client_assertion as "
+        "an application/x-www-form-urlencoded form, each once (tba-guard explain: "
+        "--content-type application/x-www-form-urlencoded)",
+        {
+            "token-not-form": "the token request is not a POST of an "
+            "application/x-www-form-urlencoded form",
+            "token-form-unreadable": "the form is not plain URL-encoded ASCII",
+        },
+        codes=(_C.INVALID_REQUEST,),
+    ),
+    Advice(
+        "send client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        {"assertion-type": "client_assertion_type is {sent}"},
+    ),
+    Advice(
+        "send grant_type=client_credentials with a JWT client assertion; no other grant is "
+        "served here",
+        {
+            "grant-type-other": "grant_type is {sent}: only client_credentials is served "
+            "(no authorization code, refresh token or password grant)",
+            "grant-type-missing": "grant_type is missing",
+        },
+        codes=(_C.UNSUPPORTED_GRANT_TYPE,),
+    ),
+    Advice(
+        "sign the assertion with the mapping's private key, as a compact JWS "
+        "(header.payload.signature), alg PS256, PS384 or PS512 for an RSA certificate, "
+        "ES256, ES384 or ES512 for an EC one",
+        {
+            "assertion-malformed": "the client_assertion is not a readable compact JWS",
+            "assertion-alg-none": "the assertion is unsigned: alg none",
+            "assertion-alg-hmac": "the assertion is signed with {alg}, an HMAC over a shared "
+            "secret: client assertions are signed with the certificate's private key",
+            "assertion-alg-other": "alg {alg} is not accepted (RS256, PKCS#1 v1.5, is not; "
+            "PS256 is)",
+            "assertion-alg-key": "alg {alg} does not fit the key of the certificate of the "
+            "mapping {kid}",
+        },
+    ),
+    Advice(
+        'set the assertion header\'s typ to "JWT"',
+        {"assertion-typ": "the assertion header's typ is {sent}, not JWT"},
+    ),
+    Advice(
+        "set kid to the certificate ID of the integration's mapping (the ID the certificate "
+        "got when it was uploaded, not a key thumbprint or a file name)",
+        {
+            "assertion-unknown-kid": "kid {kid} is not a mapping: no certificate ID is {kid}",
+            "assertion-kid-missing": "the assertion header has no kid",
+        },
+        codes=(_C.INVALID_CLIENT,),
+    ),
+    Advice(
+        "sign with the private key of the certificate that the mapping {kid} holds",
+        {
+            "assertion-bad-signature": "the assertion's signature does not verify under the "
+            "certificate of the mapping {kid}: it was signed with another private key",
+        },
+    ),
+    Advice(
+        "set iss to the client ID of the integration the mapping belongs to (not the consumer key)",
+        {"assertion-issuer": "iss is {sent}, expected {expected}: the client ID of mapping {kid}"},
+    ),
+    Advice(
+        "give the integration record this client_id, or send the client ID of an integration",
+        {"client-unknown": "no integration has the client ID {client_id}"},
+        codes=(_C.UNAUTHORIZED_CLIENT,),
+    ),
+    Advice(
+        "set aud to the token endpoint's URL, https://<host>/services/rest/auth/oauth2/v1/token "
+        "(oauth2_token_path on the host the client calls); behind a proxy, set public_url to "
+        "the URL the clients call",
+        {"assertion-audience": "aud is {sent}, expected {expected}"},
+    ),
+    Advice(
+        "send iat and exp as whole numbers of epoch seconds (not strings, not milliseconds)",
+        {"assertion-times-not-numbers": "iat and exp are not numbers of epoch seconds"},
+    ),
+    Advice(
+        "set exp at most 3600 s (60 minutes) after iat",
+        {"assertion-too-long": "exp is {span} s after iat: more than 60 minutes"},
+    ),
+    Advice(
+        "sign a fresh assertion, iat the current time, for each token request; if it was "
+        "fresh, the client's clock is behind (NTP)",
+        {"assertion-expired": "the assertion expired: exp {exp}"},
+        codes=(_C.INVALID_GRANT,),
+    ),
+    Advice(
+        "sign a fresh assertion with a new random jti for every token request",
+        {
+            "assertion-replayed": "the assertion was used before: its jti (or, without one, "
+            "its signature) was seen",
+        },
+    ),
+    Advice(
+        "ask for restlets, rest_webservices or both (separated by a comma or a space) in the "
+        "assertion's scope claim",
+        {
+            "scope-unknown": "the scope {scope} is unknown: the scopes are restlets and "
+            "rest_webservices",
+            "scope-missing": "the assertion has no scope claim, or an empty one",
+        },
+        codes=(_C.INVALID_SCOPE,),
+    ),
     # --- causes found from the request itself ---------------------------------------------------
     Advice(
         "send whole seconds since the epoch (int(time.time()), Date.now() / 1000 | 0)",
@@ -147,7 +367,15 @@ ADVICE: Final = (
     ),
     Advice(
         "synchronise the clock (NTP); the window is ±{tolerance} s",
-        {"clock-off": "the client's clock is {offset} s {direction} the server's"},
+        {
+            "clock-off": "the client's clock is {offset} s {direction} the server's",
+            "assertion-clock-ahead": "the assertion's iat is {offset} s ahead of the server's "
+            "clock",
+            "assertion-not-yet-valid": "the assertion's nbf is {offset} s ahead of the "
+            "server's clock",
+            "bearer-not-yet-valid": "the access token's nbf is {offset} s ahead of the "
+            "server's clock",
+        },
     ),
     Advice(
         'send realm="{configured}" exactly (or leave it out)',

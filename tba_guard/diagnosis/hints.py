@@ -1,10 +1,13 @@
 """Development hints: one line in an error response with the reason, the fix and, for a bad
-signature, the server's base string and the mistakes that reproduce it. Loaded only when
-`development_hints` is on, never in production."""
+signature, the server's base string and the mistakes that reproduce it; for OAuth 2.0, the
+likely cause read from the token or assertion. Loaded only when `development_hints` is on,
+never in production."""
 
 from __future__ import annotations
 
-from ..core.errors import ErrorCode, TBAError
+import time
+
+from ..core.errors import BEARER_CODES, GRANT_CODES, ErrorCode, TBAError
 from ..core.request import OAuthRequest
 from ..core.settings import GuardSettings
 from ..core.signature import request_base_string
@@ -15,13 +18,23 @@ _HINT_MAX = 2048  # a hint is one header-sized line, not a document
 
 
 def development_hint(
-    error: TBAError, request: OAuthRequest, *, settings: GuardSettings | None = None
+    error: TBAError,
+    request: OAuthRequest,
+    *,
+    settings: GuardSettings | None = None,
+    now: float | None = None,
 ) -> str:
     """One line for an error response in development: the reason, the fix and, for a bad
     signature, the server's base string (which holds no secret) and, given the settings, the
-    catalogued mistakes that reproduce the signature. Never switched on in production.
+    catalogued mistakes that reproduce the signature; for an OAuth 2.0 code, the likely cause
+    (never the token). `now` is the server's clock (the wall clock if not given).
+    Never switched on in production.
     """
-    parts = [error.reason or error.code.value, CAUSES[error.code].fix]
+    parts = [error.reason or error.code.value]
+    if error.code in BEARER_CODES or error.code in GRANT_CODES:
+        parts += _oauth2_parts(error, request, settings or GuardSettings(), now)
+    else:
+        parts.append(CAUSES[error.code].fix)
     if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
         parts.append(f"the server's base string: {request_base_string(request)}")
         if settings is not None:
@@ -30,6 +43,21 @@ def development_hint(
     hint = "; ".join(parts)
     hint = "".join(c if c.isprintable() else " " for c in hint)
     return hint if len(hint) <= _HINT_MAX else hint[:_HINT_MAX] + "…"
+
+
+def _oauth2_parts(
+    error: TBAError, request: OAuthRequest, settings: GuardSettings, now: float | None
+) -> list[str]:
+    """The cause read from the bearer token or assertion, and its fix; the code's fix when no
+    cause is known. Imported here: it needs the oauth2 extra, which these codes imply."""
+    from .oauth2 import oauth2_cause, sent_by
+
+    sent = sent_by(request, error.code)
+    clock = time.time() if now is None else now
+    finding = oauth2_cause(error, request, settings, sent, now=clock)
+    if finding is None:
+        return [CAUSES[error.code].fix]
+    return [f"likely cause: {finding.explanation}", finding.fix]
 
 
 def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:

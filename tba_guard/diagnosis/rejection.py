@@ -118,6 +118,8 @@ def _causes_of(
             if sent.upper().replace("-", "_") != settings.realm.upper():
                 return [found(["realm-other-account"], named=False, **fields)]
             return [found([REALM_SPELLING.name], named=True, note=_REALM_NOTE, **fields)]
+    if code is _C.TBA_NOT_ALLOWED and error.reason == "the integration allows OAuth 2.0 only":
+        return [found(["tba-oauth2-only"], named=False)]
     if code is _C.MISSING_REQUIRED_PARAMETER and "given in the header and in" in error.reason:
         return _duplicate_causes(error.parameters_rejected)
     return []

@@ -1,6 +1,11 @@
 """`tba-guard explain`: NetSuite answers a bad request with "Invalid login attempt" alone, so
 this runs the guard's checks in order on one request, prints each verdict and the diagnosis,
-and never touches a real replay store or prints a secret, a signature or the header."""
+and never touches a real replay store or prints a secret, a signature or the header.
+
+A request with `Authorization: Bearer …` runs OAuth 2.0's bearer checks, and a POST to the
+token endpoint (`oauth2_token_path`) its client credentials grant, when the settings enable
+OAuth 2.0; the token or assertion is read without verifying to name what is wrong with it,
+and is never printed."""
 
 from __future__ import annotations
 
@@ -8,19 +13,33 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..core.checks import Step
-from ..core.errors import CATALOG, OPERATIONAL_CODES, ErrorCode, TBAError
+from ..core.errors import (
+    BEARER_CODES,
+    CATALOG,
+    GRANT_CODES,
+    MIGRATION_CODES,
+    OPERATIONAL_CODES,
+    ErrorCode,
+    TBAError,
+)
 from ..core.records import Integration, Token
 from ..core.request import OAuthRequest, base_string_uri, request_from_url
+from ..core.scheme import Check, Scheme, Verification, scheme_word
+from ..core.sequence import OAUTH
 from ..core.settings import GuardSettings
-from ..diagnosis.causes import Finding
+from ..diagnosis.causes import CAUSES, Finding, found
 from ..diagnosis.mistakes import PAIR_COUNT, SEARCH_BUDGET, SEARCHED
 from ..diagnosis.rejection import diagnose
 from ..guard import Guard, Verdict
 from ..stores import credential_store_for
 from ..stores.memory import MemoryReplayStore
+
+if TYPE_CHECKING:  # the oauth2 extra's: imported where OAuth 2.0 is explained
+    from ..diagnosis.oauth2 import Sent
 
 _C = ErrorCode
 
@@ -34,10 +53,13 @@ class _Report:
         self.lines: list[str] = []
         self.first: TBAError | None = None
         self.failed: dict[ErrorCode, TBAError] = {}
+        self.errors: list[TBAError] = []  # every failure, in the order of the checks
+        self.unwritten: list[Check] = []  # checks not run because they write to a store
 
     def verdict(self, number: str, check: str, error: TBAError | None, note: str = "") -> None:
         result = "ok" if error is None else error.code.value
         if error is not None:
+            self.errors.append(error)
             self.failed.setdefault(error.code, error)
             if self.first is None:
                 self.first = error
@@ -136,9 +158,17 @@ async def _explain(
     url_note = _server_uri(settings, request)
     if url_note:
         lines.append(f"Note: {url_note}")
+    guard = _guard(settings, clock)
+    scheme = _oauth2_scheme(guard, request)
+    if scheme is not None:
+        accepted = await _explain_oauth2(lines, guard, request, scheme, step, clock)
+        return [_printable(line) for line in lines], accepted
+    off = _oauth2_off(settings, request)
+    if off:
+        lines.append(f"Note: {off}")
     lines.append("")
     report = _Report()
-    context = await _run_checks(report, settings, request, step, clock, client_uri)
+    context = await _run_checks(report, guard, request, step, client_uri)
     lines += report.lines
     lines.append("")
     accepted = report.first is None
@@ -149,6 +179,8 @@ async def _explain(
         )
     else:
         lines += _conclusion(report, settings, request, context, clock)
+        if off:
+            lines += _finding_lines([found(["oauth2-off"], named=False)])
     return [_printable(line) for line in lines], accepted
 
 
@@ -305,33 +337,45 @@ class _Context:
     token: Token | None = None
 
 
-async def _run_checks(
-    report: _Report,
-    settings: GuardSettings,
-    request: OAuthRequest,
-    step: Step,
-    now: float,
-    client_uri: str,
-) -> _Context:
-    """The guard's own checks, run to the end (`Guard.diagnose`), one line per number; the
-    first failure decides. The settings' own credentials and a throwaway replay store:
-    explain never touches a shared store."""
-    guard = Guard(
+def _guard(settings: GuardSettings, now: float) -> Guard:
+    """The guard explain runs: the settings' own credentials and a throwaway replay store
+    (explain never touches a shared store), on the clock explain was given."""
+    return Guard(
         settings,
         credentials=credential_store_for(settings),
         replay_store=MemoryReplayStore(1, clock=lambda: now),
         clock=lambda: now,
     )
+
+
+async def _run_checks(
+    report: _Report,
+    guard: Guard,
+    request: OAuthRequest,
+    step: Step,
+    client_uri: str,
+) -> _Context:
+    """TBA's checks, run to the end; what they found about the credentials."""
     v = guard.start(request, step)
+    await _report_verdicts(report, guard, v, OAUTH)
+    return _Context(client_uri=client_uri, integration=v.integration, token=v.token)
+
+
+async def _report_verdicts(report: _Report, guard: Guard, v: Verification, scheme: Scheme) -> None:
+    """The scheme's checks, run to the end (`Guard.diagnose`), one line per number; the
+    first failure decides."""
+    step = v.step
     groups: dict[str, list[Verdict]] = {}
-    for verdict in await guard.diagnose(v):
+    for verdict in await guard.diagnose(v, scheme):
         groups.setdefault(verdict.check.number, []).append(verdict)
+        if verdict.check.writes and verdict.skipped and not verdict.after_stop:
+            report.unwritten.append(verdict.check)
     stopped = [number for number, group in groups.items() if group[0].after_stop]
     for number, group in groups.items():
         if number in stopped:
             continue
         applying = [verdict for verdict in group if verdict.applies]
-        name = " / ".join(dict.fromkeys(verdict.check.name for verdict in applying or group))
+        name = _group_name([verdict.check for verdict in applying or group])
         if not applying:  # e.g. the flow's callback and verifier, on a protected resource
             report.skip(number, name, f"not part of {_STEP_NAMES[step]}")
             continue
@@ -344,7 +388,14 @@ async def _run_checks(
     if stopped:
         why = groups[stopped[0]][0].skipped
         report.skip(f"{stopped[0]}-{stopped[-1]}", "every later check", why)
-    return _Context(client_uri=client_uri, integration=v.integration, token=v.token)
+
+
+def _group_name(checks: list[Check]) -> str:
+    """The codes one number's checks raise. A check raising only the move to OAuth 2.0's codes
+    goes unnamed beside others (TBA's 10: the signature): the verdict column names its code,
+    and the column keeps its width."""
+    named = [c for c in checks if not (c.codes and set(c.codes) <= MIGRATION_CODES)]
+    return " / ".join(dict.fromkeys(check.name for check in named or checks))
 
 
 _STEP_NAMES = {
@@ -355,6 +406,9 @@ _STEP_NAMES = {
 
 
 # --- the conclusion -----------------------------------------------------------------------------
+
+#: Codes opaque mode shows as they are: the operational ones, and the move to OAuth 2.0.
+_SHOWN_WHEN_OPAQUE = OPERATIONAL_CODES | MIGRATION_CODES
 
 
 def _conclusion(
@@ -367,7 +421,7 @@ def _conclusion(
     first = report.first
     assert first is not None
     lines = [f"Rejected: {first.code.value} (HTTP {first.status})"]
-    if settings.error_detail == "opaque" and first.code not in OPERATIONAL_CODES:
+    if settings.error_detail == "opaque" and first.code not in _SHOWN_WHEN_OPAQUE:
         lines.append("  (opaque mode: the client sees only INVALID_LOGIN_ATTEMPT or a bare 400)")
     lines.append(f"Reason: {first.reason or CATALOG[first.code].message}")
     diagnosis = diagnose(
@@ -413,4 +467,118 @@ def _finding_lines(findings: Iterable[Finding]) -> list[str]:
         if finding.note:
             lines.append(f"  Note: {finding.note}")
         lines.append(f"  Fix: {finding.fix}")
+    return lines
+
+
+# --- OAuth 2.0 ----------------------------------------------------------------------------------
+
+
+def _oauth2_scheme(guard: Guard, request: OAuthRequest) -> Scheme | None:
+    """The OAuth 2.0 scheme the server runs on this request: the token endpoint's grant for a
+    POST to its path (whatever the header), else the scheme the header names when it is not
+    TBA's; None when OAuth 2.0 is off or the request is TBA's."""
+    settings = guard.settings
+    if not settings.oauth2_enabled:
+        return None
+    if request.method == "POST" and request.path == settings.oauth2_token_path:
+        from ..core.oauth2_sequence import CLIENT_CREDENTIALS  # the oauth2 extra: only here
+
+        return CLIENT_CREDENTIALS
+    scheme = guard.scheme_for(request)
+    return None if scheme is OAUTH else scheme
+
+
+def _oauth2_off(settings: GuardSettings, request: OAuthRequest) -> str | None:
+    """Why an OAuth 2.0 request gets TBA's checks: OAuth 2.0 is off (None when it is on, or
+    the request is no OAuth 2.0 one)."""
+    if settings.oauth2_enabled:
+        return None
+    if request.method == "POST" and request.path == settings.oauth2_token_path:
+        return (
+            f"{request.path} is the OAuth 2.0 token endpoint's path, but OAuth 2.0 is off "
+            "(no oauth2_signing_keys): no token endpoint answers, TBA's checks run"
+        )
+    if request.authorization_count == 1 and scheme_word(request.authorization) == "bearer":
+        return (
+            "the Authorization header is a Bearer token, but OAuth 2.0 is off "
+            "(no oauth2_signing_keys): TBA's checks run on it"
+        )
+    return None
+
+
+async def _explain_oauth2(
+    lines: list[str],
+    guard: Guard,
+    request: OAuthRequest,
+    scheme: Scheme,
+    step: Step,
+    now: float,
+) -> bool:
+    """OAuth 2.0's checks on the request, after what its token or assertion says: the lines
+    go onto `lines`; whether it is accepted."""
+    from ..core.oauth2_sequence import CLIENT_CREDENTIALS
+    from ..diagnosis.oauth2 import bearer_token, read_sent, summary, token_form
+
+    grant = scheme is CLIENT_CREDENTIALS
+    if grant:
+        label, step = "Client assertion", Step.ACCESS_TOKEN  # as the token endpoint runs it
+        sent = read_sent(token_form(request).get("client_assertion"))
+    else:
+        label, sent = "Bearer token", read_sent(bearer_token(request))
+    first, *rest = summary(sent, now)
+    lines.append(f"{label}, read without verifying (never printed): {first}")
+    lines += [f"  {line}" for line in rest]
+    lines.append("")
+    report = _Report()
+    v = guard.start(request, step)
+    await _report_verdicts(report, guard, v, scheme)
+    lines += report.lines
+    lines.append("")
+    if report.first is None:
+        lines.append(_oauth2_accepted(report, grant))
+        return True
+    lines += _oauth2_conclusion(report, guard.settings, request, v, sent, now)
+    return False
+
+
+def _oauth2_accepted(report: _Report, grant: bool) -> str:
+    if not grant:
+        return "Accepted: the bearer token passes every check."
+    unwritten = report.unwritten[0].number if report.unwritten else "11"
+    return (
+        "Accepted: the token request passes every check explain runs. The real server also "
+        f"records the assertion (check {unwritten}): explain cannot know whether it was used "
+        "before, and sending it again is invalid_grant."
+    )
+
+
+def _oauth2_conclusion(
+    report: _Report,
+    settings: GuardSettings,
+    request: OAuthRequest,
+    v: Verification,
+    sent: Sent,
+    now: float,
+) -> list[str]:
+    """The deciding code and its reason, then the likely cause of every failure in order
+    (each read from what was sent), or the deciding code's own fix when none is known."""
+    from ..diagnosis.oauth2 import oauth2_cause
+
+    first = report.first
+    assert first is not None
+    lines = [f"Rejected: {first.code.value} (HTTP {first.status})"]
+    if settings.error_detail == "opaque" and first.code in BEARER_CODES | GRANT_CODES:
+        lines.append("  (opaque mode: the client sees the error code without its description)")
+    lines.append(f"Reason: {first.reason or CATALOG[first.code].message}")
+    for error in report.errors:
+        finding = oauth2_cause(error, request, settings, sent, now=now, certificate=v.certificate)
+        if finding is not None:
+            lines += _finding_lines([finding])
+        elif error is first:
+            lines.append(f"Fix: {CAUSES[first.code].fix}")
+    for check in report.unwritten:
+        lines.append(
+            f"Note: check {check.number} ({check.name}) is not run: explain never writes to a "
+            "store, so it cannot know whether this assertion was used before"
+        )
     return lines

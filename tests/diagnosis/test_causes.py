@@ -23,6 +23,17 @@ FIELDS = frozenset(
         "offset",
         "direction",
         "tolerance",
+        # OAuth 2.0's (tba_guard/diagnosis/oauth2.py)
+        "kid",
+        "alg",
+        "sent",
+        "expected",
+        "exp",
+        "span",
+        "scope",
+        "scopes",
+        "path",
+        "client_id",
     }
 )
 
