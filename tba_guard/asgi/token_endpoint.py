@@ -18,6 +18,7 @@ from ..core.checks import Step
 from ..core.errors import GRANT_CODES, RETRY_AFTER_SECONDS, TBAError, grant_error_body
 from ..core.oauth2 import AccessTokens
 from ..core.oauth2_sequence import CLIENT_CREDENTIALS
+from ..core.request import OAuthRequest
 from ..guard import ClientDisconnected, Guard
 from .scope import RequestReader
 
@@ -53,7 +54,7 @@ class OAuth2TokenEndpoint:
             stub = reader.stub_of(scope)
             stub.principal = ("oauth2", "", "")
             guard.audit(stub, error)
-            await self.refuse(send, error)
+            await self.refuse(send, error, stub)
             return
 
         async def read_body() -> tuple[bytes, int]:
@@ -66,7 +67,7 @@ class OAuth2TokenEndpoint:
             )
             async with verifying as verified:
                 if verified.error is not None:
-                    await self.refuse(send, verified.error)
+                    await self.refuse(send, verified.error, request)
                     return
                 verification = verified.verification
                 assert verification is not None
@@ -84,11 +85,18 @@ class OAuth2TokenEndpoint:
         }
         await _send(send, 200, answer, _NO_STORE)
 
-    async def refuse(self, send: Send, error: TBAError) -> None:
+    async def refuse(self, send: Send, error: TBAError, request: OAuthRequest) -> None:
         """RFC 6749's answer for the grant's codes; an operational one keeps its status."""
-        detail = self.guard.settings.error_detail
+        settings = self.guard.settings
+        detail = settings.error_detail
         if error.code in GRANT_CODES:
-            await _send_bytes(send, 400, grant_error_body(error, detail=detail), _NO_STORE)
+            hint = None
+            if settings.development_hints and detail == "code":
+                from ..diagnosis.hints import development_hint  # loaded only in development
+
+                hint = development_hint(error, request, settings=settings, now=self.guard.clock())
+            body = grant_error_body(error, detail=detail, hint=hint)
+            await _send_bytes(send, 400, body, _NO_STORE)
             return
         kind = "temporarily_unavailable" if error.status >= 500 else "invalid_request"
         headers = list(_NO_STORE)

@@ -427,11 +427,15 @@ def _description(text: str) -> str:
     return _DESCRIPTION_UNSAFE.sub("?", text)
 
 
-def grant_error_body(error: TBAError, *, detail: ErrorDetail = "code") -> bytes:
+def grant_error_body(
+    error: TBAError, *, detail: ErrorDetail = "code", hint: str | None = None
+) -> bytes:
     """The token endpoint's refusal (RFC 6749 section 5.2); in opaque mode the code alone."""
     payload = {"error": error.code.value}
     if detail == "code":
         payload["error_description"] = _description(error.reason or error.message)
+        if hint:
+            payload["hint"] = hint
     return json.dumps(payload, ensure_ascii=True).encode()
 
 

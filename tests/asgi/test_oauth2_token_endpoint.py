@@ -540,3 +540,16 @@ def test_the_token_endpoint_is_not_served_while_oauth2_is_off() -> None:
         401,
         "MissingRequiredParameter",
     )
+
+
+def test_development_hints_reach_the_token_endpoints_refusals_in_code_mode_only() -> None:
+    client, _ = client_for(oauth2_settings(development_hints=True))
+    status, answer = ask(client, token_form(rsa(issuer="x")))
+    assert (status, answer["error"]) == (400, "invalid_client")
+    assert answer["hint"]
+    assert (
+        rsa_key().public_key().public_numbers().n.to_bytes(384, "big").hex()[:32]
+        not in answer["hint"]
+    )
+    opaque, _ = client_for(oauth2_settings(development_hints=True, error_detail="opaque"))
+    assert ask(opaque, token_form(rsa(issuer="x"))) == (400, {"error": "invalid_client"})
