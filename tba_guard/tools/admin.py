@@ -1,4 +1,5 @@
-"""`tba-guard db|integration|token`: the credential database from the command line.
+"""`tba-guard db|integration|token|certificate|usage`: the credential database from the
+command line; and `tba-guard oauth2 keygen`, the guard's own OAuth 2.0 signing key.
 
 The database and its key come from the settings, found as for every command (`--config`,
 `$TBA_GUARD_CONFIG`, `TBA_GUARD_*`). A new consumer secret or token secret is printed once, by
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,9 +20,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.records import SCHEME_NAMES
 from ..core.settings import GuardSettings, SettingsError
 from ..stores import DATABASE_STORE, needs_extra
 from .demo import load_settings, resolve_settings
+
+#: The commands whose changes go to the audit log on stderr.
+AUDITED_COMMANDS = ("db", "integration", "token", "certificate")
+#: A certificate expiring sooner than this is flagged when added or listed: time to map its
+#: successor (an integration may hold five active ones, for the overlap).
+EXPIRY_WARNING_SECONDS = 30 * 86400
+DAY = 86400.0
 
 
 class AdminError(Exception):
@@ -34,13 +45,13 @@ def credential_admin(config: str | None) -> Iterator[Any]:
         from sqlalchemy.exc import SQLAlchemyError
 
         from ..stores.database import connect
-        from ..stores.database.admin import CredentialAdmin, NotFound
+        from ..stores.database.admin import CredentialAdmin, NotFound, Refused
         from ..stores.database.sealing import Sealer, SealError
 
         engine = connect.create(settings.credential_store, timeout=10.0)  # imports the driver
     try:
         yield CredentialAdmin(engine, Sealer(settings.credential_key))
-    except (NotFound, SealError) as exc:
+    except (NotFound, Refused, SealError) as exc:
         raise AdminError(str(exc)) from None
     except SQLAlchemyError as exc:
         where = connect.shown(settings.credential_store)
@@ -157,9 +168,13 @@ def run_integration_add(args: argparse.Namespace) -> int:
             authorization_flow=args.authorization_flow,
             callback_url=args.callback_url,
             state="blocked" if args.blocked else "enabled",
+            client_id=args.client_id,
+            schemes=args.schemes,
         )
     print(f"Integration {integration.name!r} added ({integration.state}).")
     print(f"consumer key:    {integration.consumer_key}")
+    print(f"client id:       {integration.client_id or '-'}")
+    print(f"schemes:         {','.join(integration.schemes)}")
     print(f"consumer secret: {integration.consumer_secret}")
     _print_secret_notice("consumer secret")
     return 0
@@ -172,6 +187,8 @@ def run_integration_list(args: argparse.Namespace) -> int:
         [
             i.consumer_key,
             i.state,
+            i.client_id or "-",
+            ",".join(i.schemes),
             "yes" if i.authorization_flow else "no",
             str(i.tokens),
             _when(i.created_at),
@@ -179,7 +196,23 @@ def run_integration_list(args: argparse.Namespace) -> int:
         ]
         for i in found
     ]
-    _table(["CONSUMER KEY", "STATE", "FLOW", "TOKENS", "CREATED", "NAME"], rows)
+    header = ["CONSUMER KEY", "STATE", "CLIENT ID", "SCHEMES", "FLOW", "TOKENS", "CREATED", "NAME"]
+    _table(header, rows)
+    return 0
+
+
+def run_integration_schemes(args: argparse.Namespace) -> int:
+    with credential_admin(args.config) as admin:
+        admin.set_schemes(args.consumer_key, args.schemes)
+    print(f"Integration {args.consumer_key} may use {','.join(args.schemes)}.")
+    return 0
+
+
+def run_integration_client_id(args: argparse.Namespace) -> int:
+    client_id = args.client_id or None  # "" takes it away
+    with credential_admin(args.config) as admin:
+        admin.set_client(args.consumer_key, client_id)
+    print(f"Integration {args.consumer_key} has client ID {client_id or '(none)'}.")
     return 0
 
 
@@ -241,6 +274,225 @@ def run_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- certificate: OAuth 2.0 client-credentials mappings ------------------------------------------
+
+
+def run_certificate_add(args: argparse.Namespace) -> int:
+    pem = _read_text(args.certificate, "--certificate")
+    if args.toml:
+        return _print_certificate_toml(args, pem)
+    with credential_admin(args.config) as admin:
+        mapping = admin.add_certificate(
+            args.client_id, args.entity, args.role, pem, certificate_id=args.certificate_id
+        )
+    print(
+        f"Certificate mapped to client {mapping.client_id} (integration {mapping.consumer_key}),"
+        f" entity {mapping.entity!r}, role {mapping.role!r}."
+    )
+    print(f"certificate id: {mapping.certificate_id}")
+    print(f"key:            {mapping.kind}")
+    print(f"valid:          {_when(mapping.not_before)} to {_when(mapping.not_after)}")
+    _warn_if_expiring(mapping.not_after, time.time())
+    return 0
+
+
+def _print_certificate_toml(args: argparse.Namespace, pem: str) -> int:
+    """A `[[certificates]]` table for a settings file, once the certificate passes the rules
+    the database applies to the certificate itself (the count of active ones is the
+    operator's to keep, at five at most)."""
+    info = _checked_certificate(pem, time.time())
+    certificate_id = args.certificate_id or secrets.token_urlsafe(32)
+    lines = [
+        f"# {info.kind}, valid {_when(info.not_before)} to {_when(info.not_after)}",
+        f"# SHA-256 fingerprint {info.fingerprint}",
+        "[[certificates]]",
+        f"certificate_id = {_toml_string(certificate_id)}",
+        f"client_id = {_toml_string(args.client_id)}",
+        f"entity = {_toml_string(args.entity)}",
+        f"role = {_toml_string(args.role)}",
+        # A literal multi-line string: PEM holds no quote, and nothing to escape.
+        f"certificate = '''\n{pem.strip()}\n'''",
+    ]
+    print("\n".join(lines))
+    _warn_if_expiring(info.not_after, time.time())
+    return 0
+
+
+def _checked_certificate(pem: str, now: float) -> Any:
+    """What `CredentialAdmin.add_certificate` checks of the certificate itself, here without
+    the database's packages (a guard with settings alone may lack them)."""
+    with needs_extra("tba-guard certificate"):
+        from ..core.jose import JoseError, read_certificate
+    try:
+        info = read_certificate(pem.strip() + "\n")
+    except JoseError as exc:
+        raise AdminError(f"--certificate: {exc}") from None
+    if info.problem:
+        raise AdminError(f"--certificate: the certificate has {info.problem}")
+    if info.not_after <= now:
+        raise AdminError("--certificate: the certificate has expired")
+    return info
+
+
+def _warn_if_expiring(not_after: float, now: float) -> None:
+    note = _expiry_note(not_after, now)
+    if note:
+        print(f"WARNING: {note}: map its successor before then.", file=sys.stderr)
+
+
+def _expiry_note(not_after: float, now: float) -> str:
+    """Empty unless the certificate expires within EXPIRY_WARNING_SECONDS, or has expired."""
+    left = not_after - now
+    if left <= 0:
+        return "the certificate has expired"
+    if left <= EXPIRY_WARNING_SECONDS:
+        return f"the certificate expires in {left / DAY:.0f} days, on {_when(not_after)}"
+    return ""
+
+
+#: A mapping as `certificate list` shows it, from the database or the settings.
+Listed = tuple[str, str, str, str, str, str, float]
+
+
+def run_certificate_list(args: argparse.Namespace) -> int:
+    settings, _, _ = resolve_settings(args.config)
+    rows: list[Listed]
+    if settings.credential_store == "settings":
+        rows = _settings_certificates(settings, args.client_id)
+    else:
+        with credential_admin(args.config) as admin:
+            found = admin.certificates(args.client_id)
+        rows = [
+            (m.certificate_id, m.state, m.client_id or "-", m.entity, m.role, m.kind, m.not_after)
+            for m in found
+        ]
+    now = time.time()
+    shown = []
+    for row in rows:
+        note = _expiry_note(row[6], now) if row[1] == "active" else ""
+        shown.append([*row[:6], _when(row[6]), f"! {note}" if note else ""])
+    header = ["CERTIFICATE ID", "STATE", "CLIENT ID", "ENTITY", "ROLE", "KEY", "EXPIRES", "NOTE"]
+    _table(header, shown)
+    return 0
+
+
+def _settings_certificates(settings: GuardSettings, client_id: str | None) -> list[Listed]:
+    """The settings' `[[certificates]]`, as the database's listing shows its own."""
+    with needs_extra("tba-guard certificate list"):
+        from ..core.jose import JoseError, read_certificate
+    rows: list[Listed] = []
+    for mapping in settings.certificates:
+        if client_id is not None and mapping.client_id != client_id:
+            continue
+        try:
+            info = read_certificate(mapping.certificate)
+            kind, not_after = info.kind, info.not_after
+        except JoseError:
+            kind, not_after = "unreadable", 0.0
+        rows.append(
+            (
+                mapping.certificate_id,
+                mapping.state,
+                mapping.client_id,
+                mapping.entity,
+                mapping.role,
+                kind,
+                not_after,
+            )
+        )
+    return rows
+
+
+def run_certificate_revoke(args: argparse.Namespace) -> int:
+    with credential_admin(args.config) as admin:
+        admin.revoke_certificate(args.certificate_id)
+    print(f"Certificate {args.certificate_id} revoked (kept, to name the reason it is refused).")
+    return 0
+
+
+# --- oauth2 keygen: the guard's own signing key --------------------------------------------------
+
+
+def run_oauth2_keygen(args: argparse.Namespace) -> int:
+    with needs_extra("tba-guard oauth2 keygen"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        from ..core.jose import key_id
+    private: Any
+    if args.curve:
+        curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+        private = ec.generate_private_key(curves[args.curve])
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=args.rsa_bits)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_private(args.output, pem)
+    print(f"kid: {key_id(private.public_key())}")
+    print(f"Private key written to {args.output} (mode 0600). In the settings' [oauth2] table:")
+    print(f"  oauth2_signing_keys_file = {_toml_string(args.output)}")
+    print("To rotate: the new key first, the old one after it for an hour, then drop the old.")
+    return 0
+
+
+def _write_private(path: str, data: bytes) -> None:
+    """Created with mode 0600 from the start (never readable by others, not even briefly);
+    an existing file is refused, not overwritten."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise AdminError(f"--output {path}: the file exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise AdminError(f"--output {path}: {exc.strerror or exc}") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+# --- usage ---------------------------------------------------------------------------------------
+
+
+def run_usage(args: argparse.Namespace) -> int:
+    since = time.time() - args.since * DAY if args.since is not None else None
+    with credential_admin(args.config) as admin:
+        found = admin.usage(since)
+        names = {i.consumer_key: i.name for i in admin.integrations()}
+    rows = [
+        [
+            u.consumer_key,
+            names.get(u.consumer_key, "(removed)"),
+            u.token_id,
+            u.scheme,
+            str(u.count),
+            _when(u.last_used),
+        ]
+        for u in found
+    ]
+    header = ["CONSUMER KEY", "INTEGRATION", "TOKEN/CERTIFICATE ID", "SCHEME", "COUNT", "LAST USED"]
+    _table(header, rows)
+    return 0
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _read_text(path: str, option: str) -> str:
+    try:
+        with open(path, encoding="ascii") as file:
+            return file.read()
+    except OSError as exc:
+        raise AdminError(f"{option} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise AdminError(f"{option} {path}: not PEM text") from None
+
+
+def _toml_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
 # --- the parsers ----------------------------------------------------------------------------------
 
 
@@ -254,8 +506,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _schemes(text: str) -> tuple[str, ...]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if not names or not names <= set(SCHEME_NAMES):
+        raise argparse.ArgumentTypeError(f"expected tba, oauth2 or tba,oauth2, got {text!r}")
+    return tuple(name for name in SCHEME_NAMES if name in names)
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected days, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected days >= 0, got {text}")
+    return value
+
+
 def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    """`db`, `integration` and `token`, with their subcommands, on the CLI's parser."""
+    """`db`, `integration`, `token`, `certificate`, `oauth2` and `usage`, with their
+    subcommands, on the CLI's parser."""
 
     def command(group: Any, name: str, run: Callable[[argparse.Namespace], int], help: str) -> Any:
         parser = group.add_parser(name, help=help, description=help)
@@ -285,7 +555,25 @@ def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], 
     )
     add.add_argument("--callback-url", metavar="URL", help="the flow's callback URL")
     add.add_argument("--blocked", action="store_true", help="add it blocked")
+    add.add_argument("--client-id", metavar="CID", help="its OAuth 2.0 client ID")
+    add.add_argument(
+        "--schemes",
+        type=_schemes,
+        default=SCHEME_NAMES,
+        metavar="tba,oauth2|tba|oauth2",
+        help="what it may sign with (default: both)",
+    )
     command(actions, "list", run_integration_list, "list integrations (never a secret)")
+    schemes = command(
+        actions, "schemes", run_integration_schemes, "set what an integration may sign with"
+    )
+    schemes.add_argument("consumer_key", metavar="CONSUMER_KEY")
+    schemes.add_argument("schemes", type=_schemes, metavar="tba|oauth2|tba,oauth2")
+    client = command(
+        actions, "client-id", run_integration_client_id, "set an integration's OAuth 2.0 client ID"
+    )
+    client.add_argument("consumer_key", metavar="CONSUMER_KEY")
+    client.add_argument("client_id", metavar="CLIENT_ID", help='"" takes it away')
     for name, state in (("block", "blocked"), ("enable", "enabled")):
         changed = command(actions, name, _state_command(state), f"{name} an integration")
         changed.add_argument("consumer_key", metavar="CONSUMER_KEY")
@@ -306,6 +594,49 @@ def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], 
     listed.add_argument("--consumer-key", metavar="K", help="only this integration's")
     revoke = command(token_actions, "revoke", run_token_revoke, "revoke a token, at once")
     revoke.add_argument("token_id", metavar="TOKEN_ID")
+    _add_oauth2_commands(commands, command)
+
+
+def _add_oauth2_commands(commands: Any, command: Callable[..., Any]) -> None:
+    certificate = commands.add_parser(
+        "certificate", help="OAuth 2.0 mappings: add, list, revoke certificates"
+    )
+    actions = certificate.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = command(actions, "add", run_certificate_add, "map a certificate to an integration")
+    add.add_argument("--client-id", required=True, metavar="CID", help="its integration's")
+    add.add_argument("--entity", required=True, help="the user (NetSuite entity) it acts as")
+    add.add_argument("--role", required=True, help="the role it acts with")
+    add.add_argument("--certificate", required=True, metavar="FILE.pem", help="X.509, PEM")
+    add.add_argument("--certificate-id", metavar="ID", help="default: 43 random characters")
+    add.add_argument(
+        "--toml",
+        action="store_true",
+        help="print a [[certificates]] table for a settings file instead (no database)",
+    )
+    listed = command(
+        actions, "list", run_certificate_list, "list mappings (the database's or the settings')"
+    )
+    listed.add_argument("--client-id", metavar="CID", help="only this integration's")
+    revoke = command(actions, "revoke", run_certificate_revoke, "revoke a mapping, at once")
+    revoke.add_argument("certificate_id", metavar="CERTIFICATE_ID")
+
+    oauth2 = commands.add_parser("oauth2", help="the guard's own OAuth 2.0 signing keys")
+    oauth2_actions = oauth2.add_subparsers(dest="action", required=True, metavar="ACTION")
+    keygen = oauth2_actions.add_parser(
+        "keygen", help="write a new private key (RSA 3072 unless told); prints its kid"
+    )
+    kind = keygen.add_mutually_exclusive_group()
+    kind.add_argument("--curve", choices=("P-256", "P-384", "P-521"), help="an EC key instead")
+    kind.add_argument("--rsa-bits", type=int, choices=(3072, 4096), default=3072)
+    keygen.add_argument("--output", required=True, metavar="FILE", help="created with mode 0600")
+    keygen.set_defaults(run=run_oauth2_keygen)
+
+    usage = command(
+        commands, "usage", run_usage, "requests per integration, token and scheme (the database)"
+    )
+    usage.add_argument(
+        "--since", type=_days, metavar="DAYS", help="only what was used in the last DAYS days"
+    )
 
 
 #: Errors the CLI reports in one line (exit 2), with `SettingsError`.

@@ -1,5 +1,6 @@
 """The `tba-guard` command: `serve` (the demo service), `sign` and `explain`; and, for the
-credential database, `db`, `integration` and `token` (tools/admin.py).
+credential database, `db`, `integration`, `token`, `certificate` and `usage`, and
+`oauth2 keygen` (tools/admin.py).
 
 Usage and configuration errors print one line naming the problem and exit with status 2,
 never a traceback, and so does a command or setting whose extra is not installed (the line names
@@ -13,10 +14,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import secrets
 import shlex
 import shutil
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -26,9 +33,9 @@ from ..core.request import FORM_CONTENT_TYPE
 from ..core.settings import GuardSettings, SettingsError
 from ..core.signature import PLAINTEXT
 from ..stores import MissingExtra, needs_extra, require_extras
+from .admin import AUDITED_COMMANDS, audit_to_stderr, credential_admin
 from .admin import ERRORS as ADMIN_ERRORS
 from .admin import add_commands as add_admin_commands
-from .admin import audit_to_stderr, credential_admin
 from .config_command import add_commands as add_config_commands
 from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
 
@@ -36,6 +43,18 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 DEMO_FACTORY = "tba_guard.serving:create_app"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT")
+#: How long `sign --oauth2`'s assertion lives: minutes are plenty for one POST (at most 60).
+ASSERTION_SECONDS = 300
+#: What `sign --oauth2` asks for unless told: both of NetSuite's scopes.
+DEFAULT_SCOPE = "restlets,rest_webservices"
+#: The options only `sign --oauth2` takes, by their argparse names.
+_OAUTH2_OPTIONS = {
+    "certificate_id": "--certificate-id",
+    "key": "--key",
+    "token_url": "--url",
+    "client_id": "--client-id",
+    "scope": "--scope",
+}
 
 
 class UsageError(Exception):
@@ -277,6 +296,13 @@ def signing_method(settings: GuardSettings, *, print_secrets: bool = False) -> s
 
 
 def run_sign(args: argparse.Namespace) -> int:
+    if args.oauth2:
+        return run_sign_oauth2(args)
+    given = [option for name, option in _OAUTH2_OPTIONS.items() if getattr(args, name)]
+    if given:
+        raise UsageError(f"{given[0]} goes with --oauth2")
+    if args.consumer_key is None or args.url is None:
+        raise UsageError("give --consumer-key K [--token T] METHOD URL (or --oauth2 …)")
     settings = resolve_settings(args.config)[0]
     if settings.credential_store != "settings":
         settings = with_database_records(settings, args.config, args.consumer_key, args.token)
@@ -305,6 +331,117 @@ def with_database_records(
         integration = admin.integration_with_secret(consumer_key)
         token = admin.token_with_secret(token_id) if token_id is not None else None
     return settings.replace(integrations=(integration,), tokens=(token,) if token else ())
+
+
+# --- sign --oauth2: a client credentials grant with a JWT assertion ---------------------------
+
+
+def run_sign_oauth2(args: argparse.Namespace) -> int:
+    """Sign an assertion as a NetSuite M2M client does, POST it to the token endpoint, and
+    print the access token as an `Authorization` value; a refusal's JSON goes to stderr."""
+    if args.consumer_key or args.token or args.method or args.url:
+        raise UsageError("--oauth2 takes --certificate-id, --key and --url, not a TBA request")
+    for name in ("certificate_id", "key", "token_url"):
+        if not getattr(args, name):
+            raise UsageError(f"--oauth2 needs {_OAUTH2_OPTIONS[name]}")
+    _check_http_url(args.token_url)
+    with needs_extra("tba-guard sign --oauth2"):
+        import jwt
+
+        key, algorithm = _client_key(args.key)
+    client_id = args.client_id or mapping_client_id(args.config, args.certificate_id)
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "scope": args.scope or DEFAULT_SCOPE,
+        "aud": args.token_url,
+        "iat": now,
+        "exp": now + ASSERTION_SECONDS,
+        "jti": secrets.token_urlsafe(16),
+    }
+    headers = {"kid": args.certificate_id, "typ": "JWT"}
+    assertion = jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+    status, answer = post_token_request(args.token_url, assertion)
+    token = answer.get("access_token") if isinstance(answer, dict) else None
+    if status != 200 or not isinstance(token, str):
+        print(json.dumps(answer), file=sys.stderr)
+        return EXIT_REJECTED
+    print(f"Bearer {token}")
+    return EXIT_OK
+
+
+def _check_http_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise UsageError(f"--url {url!r}: expected the token endpoint's http(s) URL")
+
+
+def _client_key(path: str) -> tuple[Any, str]:
+    """The private key in `path`, and the algorithm NetSuite has such a key sign with: PS256
+    for RSA, ES256/384/512 by curve. The key's text is never shown, even when unreadable."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from ..core.jose import CURVE_ALGORITHMS
+
+    try:
+        with open(path, "rb") as file:
+            key = serialization.load_pem_private_key(file.read(), password=None)
+    except OSError as exc:
+        raise UsageError(f"--key {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError):
+        raise UsageError(f"--key {path}: not an unencrypted PEM private key") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key, "PS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in CURVE_ALGORITHMS:
+        return key, CURVE_ALGORITHMS[key.curve.name]
+    raise UsageError(f"--key {path}: expected an RSA or EC P-256/384/521 key")
+
+
+def mapping_client_id(config: str | None, certificate_id: str) -> str:
+    """The client ID of the mapping `certificate_id` names: in the settings' `[[certificates]]`,
+    or the database's."""
+    settings = resolve_settings(config)[0]
+    if settings.credential_store == "settings":
+        for mapping in settings.certificates:
+            if mapping.certificate_id == certificate_id:
+                return mapping.client_id
+        raise UsageError(
+            f"--certificate-id {certificate_id!r}: no such mapping in the settings "
+            "(or pass --client-id)"
+        )
+    with credential_admin(config) as admin:
+        client_id = admin.certificate(certificate_id).client_id
+    if not client_id:
+        raise UsageError(f"--certificate-id {certificate_id!r}: its integration has no client ID")
+    return str(client_id)
+
+
+def post_token_request(url: str, assertion: str) -> tuple[int, Any]:
+    """POST the client credentials grant; the status and the JSON answered (or the text)."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked: http(s) only
+        url,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Content-Type": FORM_CONTENT_TYPE, "Accept": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UsageError(f"--url {url}: no answer: {reason}") from None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, {"status": status, "body": body.decode("utf-8", "replace")[:500]}
 
 
 # --- explain ----------------------------------------------------------------------------------
@@ -403,9 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=run_serve)
 
-    sign = commands.add_parser("sign", help="print a signed Authorization header value")
+    sign = commands.add_parser(
+        "sign",
+        help="print a signed Authorization header value (TBA), or get one (--oauth2)",
+        description="TBA: sign METHOD URL as --consumer-key (and --token). --oauth2: sign a "
+        "client assertion with --key as --certificate-id's mapping, POST it to the token "
+        "endpoint --url, and print 'Bearer <access token>'.",
+    )
     _add_config(sign)
-    sign.add_argument("--consumer-key", required=True, metavar="K", help="integration to sign as")
+    sign.add_argument("--consumer-key", metavar="K", help="integration to sign as (TBA)")
     sign.add_argument("--token", metavar="T", help="token ID (omit for a request without token)")
     sign.add_argument(
         "--realm", metavar="R", help='realm to send (default: the configured one; "" for none)'
@@ -421,8 +564,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sign with PLAINTEXT when it is the first method, printing the secrets it sends",
     )
-    sign.add_argument("method", metavar="METHOD")
-    sign.add_argument("url", metavar="URL", help="the full URL the request goes to")
+    sign.add_argument("method", metavar="METHOD", nargs="?")
+    sign.add_argument("url", metavar="URL", nargs="?", help="the full URL the request goes to")
+    oauth2 = sign.add_argument_group("OAuth 2.0 (client credentials with a JWT assertion)")
+    oauth2.add_argument("--oauth2", action="store_true", help="get an OAuth 2.0 access token")
+    oauth2.add_argument("--certificate-id", metavar="ID", help="the mapping (the assertion's kid)")
+    oauth2.add_argument("--key", metavar="KEY.pem", help="the certificate's private key")
+    oauth2.add_argument("--url", dest="token_url", metavar="URL", help="the token endpoint")
+    oauth2.add_argument("--scope", metavar="S", help=f"default: {DEFAULT_SCOPE}")
+    oauth2.add_argument(
+        "--client-id", metavar="CID", help="default: the mapping's, from the settings or database"
+    )
     sign.set_defaults(run=run_sign)
 
     explain = commands.add_parser(
@@ -457,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    if args.command in ("db", "integration", "token"):
+    if args.command in AUDITED_COMMANDS:
         audit_to_stderr()
     try:
         status = run(args)

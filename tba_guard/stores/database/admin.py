@@ -1,5 +1,6 @@
 """`CredentialAdmin`: create, list, block, enable, remove integrations; issue, list, revoke
-tokens; import a settings file; re-seal every secret under a new key.
+tokens; add, list, revoke OAuth 2.0 certificates; read the usage counts; import a settings
+file; re-seal every secret under a new key.
 
 Synchronous, for the command line and for scripts. A new secret is returned once, by the call
 that creates it; listings never hold one. Every change is written to the audit log (the logger
@@ -17,20 +18,27 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from ...core.records import Integration, Token
-from .schema import integrations, tokens
+from ...core.jose import JoseError, read_certificate
+from ...core.records import SCHEME_NAMES, Integration, Token
+from .schema import certificates, integrations, tokens, usage
 from .sealing import Sealer
-from .store import token_from_row, token_row
+from .store import integration_from_row, schemes_of, token_from_row, token_row
 
 logger = logging.getLogger("tba_guard.audit")
 
 #: Random bytes in a generated consumer key, consumer secret, token id or token secret, written
 #: as 64 hexadecimal characters: NetSuite rule N19 (docs/netsuite-behaviour.md).
 SECRET_BYTES = 32
+#: Active certificates an integration may have at once (NetSuite's limit per mapping).
+MAX_ACTIVE_CERTIFICATES = 5
 
 
 class NotFound(LookupError):
     """No integration or token with that key."""
+
+
+class Refused(ValueError):
+    """A change the rules forbid (a certificate the guard would refuse, a client ID in use)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,8 @@ class IntegrationInfo:
     tokens: int
     created_at: float
     updated_at: float
+    client_id: str | None = None
+    schemes: tuple[str, ...] = SCHEME_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,33 @@ class TokenInfo:
     expires_at: float | None
     created_at: float
     revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MappingInfo:
+    """An OAuth 2.0 mapping as listed: never more than the public certificate holds."""
+
+    certificate_id: str
+    consumer_key: str
+    client_id: str | None
+    entity: str
+    role: str
+    kind: str  # "RSA 3072", "EC P-256"
+    fingerprint: str  # SHA-256 of the certificate, hex
+    not_before: float
+    not_after: float
+    state: str  # "active" or "revoked"
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageInfo:
+    consumer_key: str
+    token_id: str  # or, for OAuth 2.0, the certificate ID
+    scheme: str
+    count: int
+    last_used: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +125,8 @@ class CredentialAdmin:
         authorization_flow: bool = False,
         callback_url: str | None = None,
         state: Literal["enabled", "blocked"] = "enabled",
+        client_id: str | None = None,
+        schemes: Iterable[str] = SCHEME_NAMES,
     ) -> Integration:
         """A new integration with a fresh consumer secret: the only time it is readable."""
         integration = Integration(
@@ -97,10 +136,20 @@ class CredentialAdmin:
             state=state,
             authorization_flow=authorization_flow,
             callback_url=callback_url,
+            client_id=client_id,
+            schemes=checked_schemes(schemes),
         )
         with self.engine.begin() as connection:
+            if client_id is not None:
+                self._require_client_free(connection, client_id, integration.consumer_key)
             self._insert_integration(connection, integration)
-        self._audit("integration.add", consumer_key=integration.consumer_key, name=name)
+        self._audit(
+            "integration.add",
+            consumer_key=integration.consumer_key,
+            name=name,
+            client_id=client_id,
+            schemes=",".join(integration.schemes),
+        )
         return integration
 
     def integrations(self) -> list[IntegrationInfo]:
@@ -126,6 +175,8 @@ class CredentialAdmin:
                 tokens=int(row.tokens),
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                client_id=row.client_id,
+                schemes=schemes_of(row.schemes),
             )
             for row in rows
         ]
@@ -143,12 +194,31 @@ class CredentialAdmin:
         action = "integration.block" if state == "blocked" else "integration.enable"
         self._audit(action, consumer_key=consumer_key)
 
+    def set_client(self, consumer_key: str, client_id: str | None) -> None:
+        """Give the integration its OAuth 2.0 client ID (None: take it away). Its mappings
+        follow it: they belong to the integration."""
+        with self.engine.begin() as connection:
+            if client_id is not None:
+                self._require_client_free(connection, client_id, consumer_key)
+            self._update_integration(connection, consumer_key, client_id=client_id)
+        self._audit("integration.client", consumer_key=consumer_key, client_id=client_id)
+
+    def set_schemes(self, consumer_key: str, schemes: Iterable[str]) -> None:
+        """What the integration may sign with: `tba`, `oauth2`, or both while it migrates."""
+        chosen = checked_schemes(schemes)
+        with self.engine.begin() as connection:
+            self._update_integration(connection, consumer_key, schemes=",".join(chosen))
+        self._audit("integration.schemes", consumer_key=consumer_key, schemes=",".join(chosen))
+
     def remove_integration(self, consumer_key: str) -> int:
-        """Delete the integration and its tokens; how many tokens went with it."""
+        """Delete the integration, its tokens and its certificates; how many tokens went."""
         with self.engine.begin() as connection:
             removed = connection.execute(
                 delete(tokens).where(tokens.c.consumer_key == consumer_key)
             ).rowcount
+            connection.execute(
+                delete(certificates).where(certificates.c.consumer_key == consumer_key)
+            )
             gone = connection.execute(
                 delete(integrations).where(integrations.c.consumer_key == consumer_key)
             ).rowcount
@@ -165,14 +235,8 @@ class CredentialAdmin:
             ).first()
         if row is None:
             raise NotFound(f"no integration with consumer key {consumer_key!r}")
-        return Integration(
-            consumer_key=row.consumer_key,
-            consumer_secret=self.sealer.open("integration", consumer_key, row.secret_sealed),
-            name=row.name,
-            state=row.state,
-            authorization_flow=bool(row.authorization_flow),
-            callback_url=row.callback_url,
-        )
+        secret = self.sealer.open("integration", consumer_key, row.secret_sealed)
+        return integration_from_row(row._mapping, secret)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -246,6 +310,109 @@ class CredentialAdmin:
             raise NotFound(f"no token with id {token_id!r}")
         return token_from_row(row._mapping, self.sealer.open("token", token_id, row.secret_sealed))
 
+    # --- OAuth 2.0 certificates (client-credentials mappings) -----------------------------------
+
+    def add_certificate(
+        self,
+        client_id: str,
+        entity: str,
+        role: str,
+        pem: str,
+        certificate_id: str | None = None,
+    ) -> MappingInfo:
+        """Map the certificate to the integration with `client_id`, for `entity` and `role`.
+        Refused (`Refused`) as the guard would refuse it: a key of the wrong kind or size,
+        valid for over two years, expired; or a sixth active one for the integration."""
+        now = self._clock()
+        info = check_new_certificate(pem, now)
+        certificate_id = certificate_id or secrets.token_urlsafe(SECRET_BYTES)
+        with self.engine.begin() as connection:
+            consumer_key = self._integration_of_client(connection, client_id)
+            self._require_room_for_certificate(connection, consumer_key, certificate_id)
+            connection.execute(
+                insert(certificates).values(
+                    certificate_id=certificate_id,
+                    consumer_key=consumer_key,
+                    entity=entity,
+                    role=role,
+                    certificate=pem.strip() + "\n",
+                    not_before=info.not_before,
+                    not_after=info.not_after,
+                    state="active",
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
+        self._audit(
+            "certificate.add",
+            certificate_id=certificate_id,
+            consumer_key=consumer_key,
+            client_id=client_id,
+            entity=entity,
+            role=role,
+            fingerprint=info.fingerprint,
+        )
+        return self.certificate(certificate_id)
+
+    def certificates(self, client_id: str | None = None) -> list[MappingInfo]:
+        query = (
+            select(certificates, integrations.c.client_id)
+            .join(integrations, integrations.c.consumer_key == certificates.c.consumer_key)
+            .order_by(certificates.c.created_at, certificates.c.certificate_id)
+        )
+        if client_id is not None:
+            query = query.where(integrations.c.client_id == client_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [mapping_info(row._mapping) for row in rows]
+
+    def certificate(self, certificate_id: str) -> MappingInfo:
+        query = (
+            select(certificates, integrations.c.client_id)
+            .join(integrations, integrations.c.consumer_key == certificates.c.consumer_key)
+            .where(certificates.c.certificate_id == certificate_id)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            raise NotFound(f"no certificate with id {certificate_id!r}")
+        return mapping_info(row._mapping)
+
+    def revoke_certificate(self, certificate_id: str) -> None:
+        """Revoked at once, and kept: the guard then names the reason it refuses."""
+        now = self._clock()
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(certificates)
+                .where(certificates.c.certificate_id == certificate_id)
+                .where(certificates.c.state == "active")
+                .values(state="revoked", revoked_at=now)
+            ).rowcount
+        if not changed:
+            self.certificate(certificate_id)  # NotFound, unless it was revoked already
+            return
+        self._audit("certificate.revoke", certificate_id=certificate_id)
+
+    # --- usage ---------------------------------------------------------------------------------
+
+    def usage(self, since: float | None = None) -> list[UsageInfo]:
+        """The counts the guards flushed, used at `since` (epoch seconds) or later."""
+        query = select(usage).order_by(usage.c.consumer_key, usage.c.token_id, usage.c.scheme)
+        if since is not None:
+            query = query.where(usage.c.last_used >= since)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            UsageInfo(
+                consumer_key=row.consumer_key,
+                token_id=row.token_id,
+                scheme=row.scheme,
+                count=int(row._mapping["count"]),  # `row.count` is the tuple's method
+                last_used=row.last_used,
+            )
+            for row in rows
+        ]
+
     # --- the whole database --------------------------------------------------------------------
 
     def import_records(
@@ -316,10 +483,63 @@ class CredentialAdmin:
                 state=integration.state,
                 authorization_flow=integration.authorization_flow,
                 callback_url=integration.callback_url,
+                client_id=integration.client_id,
+                schemes=",".join(checked_schemes(integration.schemes)),
                 created_at=now,
                 updated_at=now,
             )
         )
+
+    def _update_integration(self, connection: Connection, consumer_key: str, **values: Any) -> None:
+        changed = connection.execute(
+            update(integrations)
+            .where(integrations.c.consumer_key == consumer_key)
+            .values(**values, updated_at=self._clock())
+        ).rowcount
+        if not changed:
+            raise NotFound(f"no integration with consumer key {consumer_key!r}")
+
+    def _require_client_free(self, connection: Connection, client_id: str, owner: str) -> None:
+        """A client ID names one integration: the lookup by it must find one."""
+        holder = connection.execute(
+            select(integrations.c.consumer_key).where(integrations.c.client_id == client_id)
+        ).scalar()
+        if holder is not None and holder != owner:
+            raise Refused(f"client ID {client_id!r} is already integration {holder!r}'s")
+
+    def _integration_of_client(self, connection: Connection, client_id: str) -> str:
+        """The consumer key, its row locked (PostgreSQL) so that two concurrent additions
+        cannot both pass the cap on active certificates."""
+        consumer_key = connection.execute(
+            select(integrations.c.consumer_key)
+            .where(integrations.c.client_id == client_id)
+            .with_for_update()
+        ).scalar()
+        if consumer_key is None:
+            raise NotFound(f"no integration with client ID {client_id!r}")
+        return str(consumer_key)
+
+    def _require_room_for_certificate(
+        self, connection: Connection, consumer_key: str, certificate_id: str
+    ) -> None:
+        taken = connection.execute(
+            select(certificates.c.certificate_id).where(
+                certificates.c.certificate_id == certificate_id
+            )
+        ).first()
+        if taken is not None:
+            raise Refused(f"certificate ID {certificate_id!r} is taken")
+        active = connection.execute(
+            select(func.count())
+            .select_from(certificates)
+            .where(certificates.c.consumer_key == consumer_key)
+            .where(certificates.c.state == "active")
+        ).scalar_one()
+        if active >= MAX_ACTIVE_CERTIFICATES:
+            raise Refused(
+                f"the integration has {active} active certificates, the most it may have: "
+                "revoke one first (tba-guard certificate revoke)"
+            )
 
     def _insert_token(self, connection: Connection, token: Token, *, issued_by: str) -> None:
         row = token_row(self.sealer, token, issued_by=issued_by, now=self._clock())
@@ -342,3 +562,44 @@ class CredentialAdmin:
 
 
 _KEY_FIELD = {"integration": "consumer_key", "token": "token_id"}
+
+
+def check_new_certificate(pem: str, now: float) -> Any:
+    """The certificate's `CertificateInfo`, once the rules a new mapping must meet hold: a
+    readable PEM certificate the guard accepts (`.problem` empty) that has not expired."""
+    try:
+        info = read_certificate(pem.strip() + "\n")
+    except JoseError as exc:
+        raise Refused(f"the certificate: {exc}") from None
+    if info.problem:
+        raise Refused(f"the certificate has {info.problem}")
+    if info.not_after <= now:
+        raise Refused("the certificate has expired")
+    return info
+
+
+def checked_schemes(schemes: Iterable[str]) -> tuple[str, ...]:
+    """`tba`, `oauth2` or both, in that order; anything else is refused."""
+    given = set(schemes)
+    unknown = sorted(given - set(SCHEME_NAMES))
+    if unknown or not given:
+        raise Refused(f"schemes: expected tba, oauth2 or tba,oauth2, not {','.join(unknown)!r}")
+    return tuple(name for name in SCHEME_NAMES if name in given)
+
+
+def mapping_info(values: Any) -> MappingInfo:
+    certificate = read_certificate(values["certificate"])
+    return MappingInfo(
+        certificate_id=values["certificate_id"],
+        consumer_key=values["consumer_key"],
+        client_id=values["client_id"],
+        entity=values["entity"],
+        role=values["role"],
+        kind=certificate.kind,
+        fingerprint=certificate.fingerprint,
+        not_before=values["not_before"],
+        not_after=values["not_after"],
+        state=values["state"],
+        created_at=values["created_at"],
+        revoked_at=values["revoked_at"],
+    )

@@ -1,4 +1,5 @@
-"""`DatabaseCredentials`: integrations and access tokens in SQLite or PostgreSQL, behind caches.
+"""`DatabaseCredentials`: integrations, access tokens and OAuth 2.0 mappings in SQLite or
+PostgreSQL, behind caches; and where the guards' usage counts are added up.
 
 Each lookup that reaches the database runs in a small pool of worker threads, bounded by
 `timeout`, so a database that is down, slow or refusing costs a request at most that long
@@ -23,22 +24,27 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 from cachetools import TTLCache
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, case, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ...core.records import Integration, Token
+from ...core.records import Certificate, Integration, Token
 from .connect import create, libpq_url, sqlalchemy_url
-from .schema import NOTIFY_CHANNEL, integrations, tokens
+from .schema import NOTIFY_CHANNEL, certificates, integrations, tokens, usage
 from .sealing import Sealer, SealError
 
 T = TypeVar("T")
-Kind = Literal["integration", "token"]
+Kind = Literal["integration", "token", "client", "certificate"]
+KINDS: Final[tuple[Kind, ...]] = ("integration", "token", "client", "certificate")
+#: What `flush_usage` takes: (consumer key, token or certificate ID, scheme) -> (requests to
+#: add, when the last was accepted, epoch seconds).
+UsageCounts = Mapping[tuple[str, str, str], tuple[int, float]]
 
 #: How often, at most, an id missing from a directory reloads it.
 DIRECTORY_REFRESH: Final = 1.0
@@ -61,6 +67,15 @@ class IssuedToken:
 
     token: Token
     by_flow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MappedCertificate:
+    """A mapping row, and the integration it belongs to (whose change drops it from the cache:
+    its client ID is the integration's)."""
+
+    certificate: Certificate
+    consumer_key: str
 
 
 @dataclass(slots=True)
@@ -99,14 +114,12 @@ class DatabaseCredentials:
         self.cache_size = cache_size
         self._integrations: dict[str, tuple[float, Integration]] = {}
         self._tokens: dict[str, tuple[float, IssuedToken]] = {}
+        self._clients: dict[str, tuple[float, Integration]] = {}
+        self._certificates: dict[str, tuple[float, MappedCertificate]] = {}
         self._missing: dict[Kind, TTLCache[str, bool]] = {
-            "integration": TTLCache(cache_size, ttl, timer),
-            "token": TTLCache(cache_size, ttl, timer),
+            kind: TTLCache(cache_size, ttl, timer) for kind in KINDS
         }
-        self._directories: dict[Kind, _Directory] = {
-            "integration": _Directory(),
-            "token": _Directory(),
-        }
+        self._directories: dict[Kind, _Directory] = {kind: _Directory() for kind in KINDS}
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
         # Filled by the listener thread, emptied on the event loop: deque appends and pops are
         # atomic, so the hot path takes no lock.
@@ -139,6 +152,45 @@ class DatabaseCredentials:
                 return None if entry[1].by_flow else entry[1].token
         found = await self._lookup("token", token_id, self._tokens, self._fetch_token)
         return found.token if found is not None and not found.by_flow else None
+
+    # --- the ClientStore protocol (OAuth 2.0) ---------------------------------------------------
+
+    async def client(self, client_id: str) -> Integration | None:
+        """The integration whose OAuth 2.0 client ID this is."""
+        if not self._changes:
+            entry = self._clients.get(client_id)
+            if entry is not None and entry[0] > self._timer():
+                return entry[1]
+        return await self._lookup("client", client_id, self._clients, self._fetch_client)
+
+    async def certificate(self, certificate_id: str) -> Certificate | None:
+        """The mapping an assertion's `kid` names, revoked ones included (to say why)."""
+        if not self._changes:
+            entry = self._certificates.get(certificate_id)
+            if entry is not None and entry[0] > self._timer():
+                return entry[1].certificate
+        found = await self._lookup(
+            "certificate", certificate_id, self._certificates, self._fetch_certificate
+        )
+        return None if found is None else found.certificate
+
+    # --- usage ---------------------------------------------------------------------------------
+
+    async def flush_usage(self, counts: UsageCounts) -> None:
+        """Add the counts to the database's, keeping the latest `last_used`: one upsert, in
+        one transaction, off the event loop. Raises `DatabaseUnavailable`."""
+        rows = [
+            {
+                "consumer_key": consumer_key,
+                "token_id": token_id,
+                "scheme": scheme,
+                "count": count,
+                "last_used": last_used,
+            }
+            for (consumer_key, token_id, scheme), (count, last_used) in counts.items()
+        ]
+        if rows:
+            await self._off_loop(self._upsert_usage, rows)
 
     # --- the flow's access tokens --------------------------------------------------------------
 
@@ -225,9 +277,25 @@ class DatabaseCredentials:
             if kind == "integration":
                 self._integrations.pop(key, None)
                 self._forget_absence("integration", key)
+                self._forget_clients_of(key)
             elif kind == "token":
                 self._tokens.pop(key, None)
                 self._forget_absence("token", key)
+            elif kind == "certificate":
+                self._certificates.pop(key, None)
+                self._forget_absence("certificate", key)
+
+    def _forget_clients_of(self, consumer_key: str) -> None:
+        """An integration changed: what the client and mapping caches hold of it goes. Its
+        client ID may be new, so what is known missing goes too, and the directory reloads."""
+        for client_id, (_, found) in list(self._clients.items()):
+            if found.consumer_key == consumer_key:
+                del self._clients[client_id]
+        for certificate_id, (_, mapped) in list(self._certificates.items()):
+            if mapped.consumer_key == consumer_key:
+                del self._certificates[certificate_id]
+        self._missing["client"].clear()
+        self._directories["client"].loaded_at = float("-inf")
 
     def _forget_absence(self, kind: Kind, key: str) -> None:
         """The id may exist now: no longer known missing, and in the directory."""
@@ -242,6 +310,8 @@ class DatabaseCredentials:
         self._generation += 1
         self._integrations.clear()
         self._tokens.clear()
+        self._clients.clear()
+        self._certificates.clear()
         for kind, missing in self._missing.items():
             missing.clear()
             self._directories[kind].loaded_at = float("-inf")
@@ -327,14 +397,28 @@ class DatabaseCredentials:
         if row is None:
             return None
         values = row._mapping
-        return Integration(
-            consumer_key=values["consumer_key"],
-            consumer_secret=self._open("integration", key, values["secret_sealed"]),
-            name=values["name"],
-            state=values["state"],
-            authorization_flow=bool(values["authorization_flow"]),
-            callback_url=values["callback_url"],
+        return integration_from_row(values, self._open("integration", key, values["secret_sealed"]))
+
+    def _fetch_client(self, client_id: str) -> Integration | None:
+        query = select(integrations).where(integrations.c.client_id == client_id)
+        row = self._query(lambda connection: connection.execute(query).first())
+        if row is None:
+            return None
+        values = row._mapping
+        secret = self._open("integration", values["consumer_key"], values["secret_sealed"])
+        return integration_from_row(values, secret)
+
+    def _fetch_certificate(self, certificate_id: str) -> MappedCertificate | None:
+        query = (
+            select(certificates, integrations.c.client_id)
+            .join(integrations, integrations.c.consumer_key == certificates.c.consumer_key)
+            .where(certificates.c.certificate_id == certificate_id)
         )
+        row = self._query(lambda connection: connection.execute(query).first())
+        if row is None:
+            return None
+        values = row._mapping
+        return MappedCertificate(certificate_from_row(values), values["consumer_key"])
 
     def _fetch_token(self, key: str) -> IssuedToken | None:
         query = select(tokens).where(tokens.c.token_id == key)
@@ -352,11 +436,19 @@ class DatabaseCredentials:
             raise DatabaseUnavailable(str(exc)) from None
 
     def _fetch_ids(self, kind: Kind) -> set[str] | None:
-        column = integrations.c.consumer_key if kind == "integration" else tokens.c.token_id
-        rows = self._query(
-            lambda connection: connection.execute(select(column).limit(DIRECTORY_MAX + 1)).all()
-        )
+        column = _ID_COLUMNS[kind]
+        query = select(column).where(column.is_not(None)).limit(DIRECTORY_MAX + 1)
+        rows = self._query(lambda connection: connection.execute(query).all())
         return None if len(rows) > DIRECTORY_MAX else {row[0] for row in rows}
+
+    def _upsert_usage(self, rows: list[dict[str, Any]]) -> None:
+        statement = usage_upsert(self.dialect)
+
+        def write(connection: Any) -> None:
+            connection.execute(statement, rows)
+            connection.commit()
+
+        self._query(write)
 
     def _insert_flow_token(self, token: Token) -> None:
         now = self._clock()
@@ -383,6 +475,61 @@ class DatabaseCredentials:
             except SQLAlchemyError as exc:
                 raise DatabaseUnavailable(_reason(exc)) from None
         raise AssertionError("unreachable")
+
+
+_ID_COLUMNS: Final = {
+    "integration": integrations.c.consumer_key,
+    "token": tokens.c.token_id,
+    "client": integrations.c.client_id,
+    "certificate": certificates.c.certificate_id,
+}
+
+
+def usage_upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE, in SQLite's and PostgreSQL's common form: the counts
+    add up, and the later `last_used` stays (flushes of several processes interleave)."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(usage)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[usage.c.consumer_key, usage.c.token_id, usage.c.scheme],
+        set_={
+            "count": usage.c.count + new["count"],
+            "last_used": case(
+                (new.last_used > usage.c.last_used, new.last_used), else_=usage.c.last_used
+            ),
+        },
+    )
+
+
+def schemes_of(text: str) -> tuple[str, ...]:
+    """The `schemes` column ("tba,oauth2") as the record holds it."""
+    return tuple(name for name in text.split(",") if name)
+
+
+def integration_from_row(values: Any, secret: str) -> Integration:
+    return Integration(
+        consumer_key=values["consumer_key"],
+        consumer_secret=secret,
+        name=values["name"],
+        state=values["state"],
+        authorization_flow=bool(values["authorization_flow"]),
+        callback_url=values["callback_url"],
+        client_id=values["client_id"],
+        schemes=schemes_of(values["schemes"]),
+    )
+
+
+def certificate_from_row(values: Any) -> Certificate:
+    """A mapping joined with its integration's `client_id` (empty when it has none: no
+    assertion's `iss` can then name it)."""
+    return Certificate(
+        certificate_id=values["certificate_id"],
+        client_id=values["client_id"] or "",
+        entity=values["entity"],
+        role=values["role"],
+        certificate=values["certificate"],
+        state=values["state"],
+    )
 
 
 def token_from_row(values: Any, secret: str) -> Token:
