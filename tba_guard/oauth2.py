@@ -1,6 +1,6 @@
 """OAuth 2.0 beside TBA (the `oauth2` extra): the token endpoint to mount beside a plain
-middleware, the records of mappings and brownouts, the lookups a store of one's own implements
-to serve OAuth 2.0 clients, and the two declared orders of checks."""
+middleware, the records of mappings and brownouts, and the lookups a store of one's own
+implements to serve OAuth 2.0 clients."""
 
 from __future__ import annotations
 
@@ -10,13 +10,5 @@ from .stores import needs_extra
 
 with needs_extra("tba_guard.oauth2"):
     from .asgi.token_endpoint import OAuth2TokenEndpoint
-    from .core.oauth2_sequence import BEARER, CLIENT_CREDENTIALS
 
-__all__ = [
-    "BEARER",
-    "Brownout",
-    "CLIENT_CREDENTIALS",
-    "Certificate",
-    "ClientStore",
-    "OAuth2TokenEndpoint",
-]
+__all__ = ["Brownout", "Certificate", "ClientStore", "OAuth2TokenEndpoint"]

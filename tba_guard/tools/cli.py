@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from ..asgi.flow import WORKERS_ENV
 from ..core.records import Integration, Token
@@ -459,19 +460,33 @@ def run_explain_command(args: argparse.Namespace) -> int:
         lines, accepted = run_explain_raw(settings, raw, args.now)
         print("\n".join(lines))
         return EXIT_OK if accepted else EXIT_REJECTED
-    if args.method is None or args.url is None or args.header is None:
-        raise UsageError("give METHOD URL --header VALUE, or the whole request with --raw FILE")
+    header = args.header
+    if header is None and _token_endpoint_post(settings, args.method, args.url):
+        header = ""  # the token endpoint's request carries its assertion in the form
+    if args.method is None or args.url is None or header is None:
+        raise UsageError(
+            "give METHOD URL --header VALUE (no --header for a POST to the OAuth 2.0 token "
+            "endpoint), or the whole request with --raw FILE"
+        )
     lines, accepted = run_explain(
         settings,
         args.method,
         args.url,
-        args.header,
+        header,
         args.body,
         args.now,
         content_type=args.content_type,
     )
     print("\n".join(lines))
     return EXIT_OK if accepted else EXIT_REJECTED
+
+
+def _token_endpoint_post(settings: GuardSettings, method: str | None, url: str | None) -> bool:
+    return (
+        (method or "").upper() == "POST"
+        and url is not None
+        and urlsplit(url).path == settings.oauth2_token_path
+    )
 
 
 def _raw_text(args: argparse.Namespace) -> str:

@@ -467,7 +467,8 @@ def test_the_command_explains_an_unsigned_assertion_and_accepts_a_good_one(
         body = urlencode(token_form(signed))
         code = main(
             [
-                *("explain", "--config", str(config), "POST", TOKEN_URL, "--header", ""),
+                # No --header: the token endpoint's request carries its assertion in the form.
+                *("explain", "--config", str(config), "POST", TOKEN_URL),
                 *("--body", body, "--content-type", FORM, "--now", str(NOW)),
             ]
         )
