@@ -134,11 +134,28 @@ def run_db_import(args: argparse.Namespace) -> int:
     source = load_settings(args.file)
     with credential_admin(args.config) as admin:
         result = admin.import_records(source.integrations, source.tokens)
-    for name in result.added:
+        added, skipped = list(result.added), list(result.skipped)
+        # The OAuth 2.0 mappings after their integrations, checked as `certificate add` checks.
+        for mapping in source.certificates:
+            name = f"certificate {mapping.certificate_id}"
+            if any(m.certificate_id == mapping.certificate_id for m in admin.certificates()):
+                skipped.append(name)
+                continue
+            admin.add_certificate(
+                mapping.client_id,
+                mapping.entity,
+                mapping.role,
+                mapping.certificate,
+                certificate_id=mapping.certificate_id,
+            )
+            if mapping.state == "revoked":
+                admin.revoke_certificate(mapping.certificate_id)
+            added.append(name)
+    for name in added:
         print(f"added   {name}")
-    for name in result.skipped:
+    for name in skipped:
         print(f"skipped {name} (already in the database, left as it is)")
-    print(f"{len(result.added)} added, {len(result.skipped)} skipped.")
+    print(f"{len(added)} added, {len(skipped)} skipped.")
     return 0
 
 

@@ -427,3 +427,46 @@ def test_sign_oauth2_needs_its_options_and_tba_sign_is_unchanged(tmp_path: Path)
                          str(tmp_path / "client.key"), "--url", "https://h" + TOKEN_PATH,
                          "--config", str(config))  # fmt: skip
     assert "no such mapping" in no_mapping
+
+
+def test_db_import_copies_a_settings_files_mappings_with_their_integrations(
+    database: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    config = str(database[2])
+    active = Path(certificate_file(tmp_path, "active")).read_text()
+    gone = Path(certificate_file(tmp_path, "gone", rsa_key())).read_text()
+    source = tmp_path / "source.toml"
+    source.write_text(
+        f"""
+[[integrations]]
+consumer_key = "ck-imported"
+consumer_secret = "cs-imported-secret-0123456789"
+client_id = "client-imported"
+
+[[certificates]]
+certificate_id = "cert-active"
+client_id = "client-imported"
+entity = "38"
+role = "3"
+certificate = '''{active}'''
+
+[[certificates]]
+certificate_id = "cert-gone"
+client_id = "client-imported"
+entity = "38"
+role = "3"
+certificate = '''{gone}'''
+state = "revoked"
+"""
+    )
+    first = cli("db", "import", str(source), "--config", config)
+    assert "added   certificate cert-active" in first
+    assert "added   certificate cert-gone" in first
+    states = {
+        row[0]: row for row in rows_of(cli("certificate", "list", "--config", config)).values()
+    }
+    assert "active" in states["cert-active"]
+    assert "revoked" in states["cert-gone"]
+    again = cli("db", "import", str(source), "--config", config)
+    assert "skipped certificate cert-active" in again
+    assert "0 added, 3 skipped." in again
