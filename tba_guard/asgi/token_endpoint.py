@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from mypy_extensions import mypyc_attr
 from starlette.types import Receive, Scope, Send
 
 from ..core.checks import Step
@@ -25,6 +26,7 @@ from .scope import RequestReader
 _NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class OAuth2TokenEndpoint:
     """The token endpoint as an ASGI app, over `guard`'s settings, stores and keys. `TBAFlow`
     serves it at `oauth2_token_path` when OAuth 2.0 is on; mount it yourself beside a plain

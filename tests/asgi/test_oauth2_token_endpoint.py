@@ -553,3 +553,19 @@ def test_development_hints_reach_the_token_endpoints_refusals_in_code_mode_only(
     )
     opaque, _ = client_for(oauth2_settings(development_hints=True, error_detail="opaque"))
     assert ask(opaque, token_form(rsa(issuer="x"))) == (400, {"error": "invalid_client"})
+
+
+def test_a_token_endpoint_subclass_is_the_one_that_answers() -> None:
+    """What users may subclass works in the compiled build too."""
+    refused: list[str] = []
+
+    class Counting(OAuth2TokenEndpoint):
+        async def refuse(self, send: Any, error: Any, request: Any) -> None:
+            refused.append(error.code.value)
+            await super().refuse(send, error, request)
+
+    endpoint = Counting(Guard(oauth2_settings(), clock=Clock()))
+    client = TestClient(endpoint, base_url=BASE_URL)
+    assert client.post(TOKEN_PATH, data=token_form(rsa(issuer="x"))).status_code == 400
+    assert client.post(TOKEN_PATH, data=token_form(rsa())).status_code == 200
+    assert refused == ["invalid_client"]
