@@ -123,7 +123,8 @@ class SigningKey:
 
     def sign(self, claims: dict[str, Any]) -> str:
         headers = {"kid": self.kid, "typ": "JWT"}
-        return jwt.encode(claims, self.private, algorithm=self.algorithm, headers=headers)
+        token: str = jwt.encode(claims, self.private, algorithm=self.algorithm, headers=headers)
+        return token
 
 
 def key_id(public_key: Any) -> str:
