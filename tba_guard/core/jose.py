@@ -200,3 +200,14 @@ def read_certificate(pem: str) -> CertificateInfo:
     except ValueError:
         raise JoseError("not a PEM X.509 certificate") from None
     return CertificateInfo(certificate)
+
+
+def mapping_certificate(pem: str, now: float) -> CertificateInfo:
+    """The certificate a new mapping may have: readable, of a key the guard accepts, within
+    the two-year cap and not expired. `JoseError` says which rule it breaks."""
+    info = read_certificate(pem.strip() + "\n")
+    if info.problem:
+        raise JoseError(f"the certificate has {info.problem}")
+    if info.not_after <= now:
+        raise JoseError("the certificate has expired")
+    return info

@@ -315,6 +315,11 @@ def check_access_token(
     if verified is None:
         verified = _verify_access_token(token, tokens)
         tokens.remember(token, verified)
+    return check_token_live(verified, now=now, tolerance=tolerance)
+
+
+def check_token_live(verified: VerifiedToken, *, now: float, tolerance: int) -> VerifiedToken:
+    """Within `nbf` and `exp`, give or take the tolerance: checked on every use, cached or not."""
     if verified.expires <= now - tolerance:
         raise TBAError(_C.INVALID_BEARER_TOKEN, "the access token expired")
     if verified.not_before > now + tolerance:

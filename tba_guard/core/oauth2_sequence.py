@@ -33,6 +33,7 @@ from .oauth2 import (
     check_grant_type,
     check_scope_covers,
     check_scope_requested,
+    check_token_live,
     check_token_request_form,
     claim_assertion,
     look_up_certificate,
@@ -228,14 +229,17 @@ def bearer_token_read(v: Verification) -> None:
             _C.INVALID_BEARER_TOKEN, "bearer tokens are for protected resources, not TBA's flow"
         )
     request, tokens = v.request, _tokens(v)
+    tolerance = v.limits.timestamp_tolerance
     authorization = request.authorization or ""
     # A token verified before was well formed: its cache entry stands for the syntax check.
-    token = authorization[7:] if authorization.startswith("Bearer ") else ""
-    if request.authorization_count != 1 or token not in tokens.cache:
-        token = check_bearer_header(request.authorization, request.authorization_count)
-    v.access_token = check_access_token(
-        token, tokens, now=v.now, tolerance=v.limits.timestamp_tolerance
-    )
+    seen = None
+    if request.authorization_count == 1 and authorization.startswith("Bearer "):
+        seen = tokens.cache.get(authorization[7:])
+    if seen is not None:
+        v.access_token = check_token_live(seen, now=v.now, tolerance=tolerance)
+        return
+    token = check_bearer_header(request.authorization, request.authorization_count)
+    v.access_token = check_access_token(token, tokens, now=v.now, tolerance=tolerance)
 
 
 async def client_still_authorized(v: Verification) -> None:

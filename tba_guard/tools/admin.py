@@ -339,16 +339,11 @@ def _checked_certificate(pem: str, now: float) -> Any:
     """What `CredentialAdmin.add_certificate` checks of the certificate itself, here without
     the database's packages (a guard with settings alone may lack them)."""
     with needs_extra("tba-guard certificate"):
-        from ..core.jose import JoseError, read_certificate
+        from ..core.jose import JoseError, mapping_certificate
     try:
-        info = read_certificate(pem.strip() + "\n")
+        return mapping_certificate(pem, now)
     except JoseError as exc:
         raise AdminError(f"--certificate: {exc}") from None
-    if info.problem:
-        raise AdminError(f"--certificate: the certificate has {info.problem}")
-    if info.not_after <= now:
-        raise AdminError("--certificate: the certificate has expired")
-    return info
 
 
 def _warn_if_expiring(not_after: float, now: float) -> None:

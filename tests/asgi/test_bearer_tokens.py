@@ -417,3 +417,12 @@ def test_a_certificate_record_keeps_its_pem_out_of_repr() -> None:
     mapping = Certificate("c", CLIENT_ID, "38", "3", "-----BEGIN CERTIFICATE-----")
     assert "BEGIN" not in repr(mapping)
     assert repr(Integration(CONSUMER_KEY, CONSUMER_SECRET)).count(CONSUMER_SECRET) == 0
+
+
+def test_the_scheme_word_is_case_insensitive_before_and_after_the_cache() -> None:
+    service = Service()
+    token = service.token()
+    for _ in range(2):  # verified, then taken from the cache
+        response = service.client.get(RESTLET, headers={"authorization": f"bearer {token}"})
+        assert response.status_code == 200
+    assert list(service.access_tokens.cache) == [token]

@@ -23,21 +23,18 @@ from tba_guard.stores.database.admin import (
 )
 from tba_guard.stores.database.sealing import Sealer
 from tba_guard.stores.database.store import DatabaseCredentials
-from tests.support.databases import database_url, fresh_key, postgres_database, prepared, wait_for
+from tests.support.databases import (
+    Timer,
+    database_url,
+    fresh_key,
+    postgres_database,
+    prepared,
+    wait_for,
+)
 from tests.support.oauth2 import certificate_pem, ec_key, rsa_key
 
 CLIENT_ID = "client-order-sync"
 DAY = 86400.0
-
-
-class Timer:
-    """The caches' monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fresh_pem(key: object = None, *, days: float = 365, started: float = 3600) -> str:
@@ -50,32 +47,6 @@ def fresh_pem(key: object = None, *, days: float = 365, started: float = 3600) -
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(str(request.param), tmp_path) as found:
         yield found
-
-
-@pytest.fixture
-def key() -> str:
-    return fresh_key()
-
-
-@pytest.fixture
-def admin(url: str, key: str) -> Iterator[CredentialAdmin]:
-    admin = prepared(url, key)
-    yield admin
-    admin.engine.dispose()
-
-
-@pytest.fixture
-def timer() -> Timer:
-    return Timer()
-
-
-@pytest.fixture
-def store(
-    url: str, key: str, timer: Timer, admin: CredentialAdmin
-) -> Iterator[DatabaseCredentials]:
-    found = DatabaseCredentials(url, [key], ttl=5.0, timer=timer, listen=False)
-    yield found
-    found.close()
 
 
 def order_sync(admin: CredentialAdmin) -> str:

@@ -24,6 +24,7 @@ from tba_guard.stores.database.sealing import Sealer
 from tba_guard.stores.database.store import DatabaseCredentials, DatabaseUnavailable
 from tba_guard.stores.database.tokens import MemoryRequestTokens
 from tests.support.databases import (
+    Timer,
     database_url,
     free_port,
     fresh_key,
@@ -35,16 +36,6 @@ from tests.support.databases import (
 BACKENDS = ["sqlite", "postgresql"]
 
 
-class Timer:
-    """The caches' monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -54,32 +45,6 @@ def backend(request: pytest.FixtureRequest) -> str:
 def url(backend: str, tmp_path: Path) -> Iterator[str]:
     with database_url(backend, tmp_path) as found:
         yield found
-
-
-@pytest.fixture
-def key() -> str:
-    return fresh_key()
-
-
-@pytest.fixture
-def admin(url: str, key: str) -> Iterator[CredentialAdmin]:
-    admin = prepared(url, key)
-    yield admin
-    admin.engine.dispose()
-
-
-@pytest.fixture
-def timer() -> Timer:
-    return Timer()
-
-
-@pytest.fixture
-def store(
-    url: str, key: str, timer: Timer, admin: CredentialAdmin
-) -> Iterator[DatabaseCredentials]:
-    found = DatabaseCredentials(url, [key], ttl=5.0, timer=timer, listen=False)
-    yield found
-    found.close()
 
 
 async def test_finds_the_integrations_and_tokens_the_admin_created(

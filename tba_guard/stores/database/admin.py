@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from ...core.jose import JoseError, read_certificate
+from ...core.jose import JoseError, mapping_certificate, read_certificate
 from ...core.records import SCHEME_NAMES, Integration, Token
 from .schema import certificates, integrations, tokens, usage
 from .sealing import Sealer
@@ -324,7 +324,10 @@ class CredentialAdmin:
         Refused (`Refused`) as the guard would refuse it: a key of the wrong kind or size,
         valid for over two years, expired; or a sixth active one for the integration."""
         now = self._clock()
-        info = check_new_certificate(pem, now)
+        try:
+            info = mapping_certificate(pem, now)
+        except JoseError as exc:
+            raise Refused(str(exc)) from None
         certificate_id = certificate_id or secrets.token_urlsafe(SECRET_BYTES)
         with self.engine.begin() as connection:
             consumer_key = self._integration_of_client(connection, client_id)
@@ -562,20 +565,6 @@ class CredentialAdmin:
 
 
 _KEY_FIELD = {"integration": "consumer_key", "token": "token_id"}
-
-
-def check_new_certificate(pem: str, now: float) -> Any:
-    """The certificate's `CertificateInfo`, once the rules a new mapping must meet hold: a
-    readable PEM certificate the guard accepts (`.problem` empty) that has not expired."""
-    try:
-        info = read_certificate(pem.strip() + "\n")
-    except JoseError as exc:
-        raise Refused(f"the certificate: {exc}") from None
-    if info.problem:
-        raise Refused(f"the certificate has {info.problem}")
-    if info.not_after <= now:
-        raise Refused("the certificate has expired")
-    return info
 
 
 def checked_schemes(schemes: Iterable[str]) -> tuple[str, ...]:
