@@ -31,6 +31,7 @@ class Integration:
     callback_url: str | None = None
     client_id: str | None = None  # its OAuth 2.0 client ID, beside the TBA consumer key
     schemes: tuple[str, ...] = SCHEME_NAMES  # what it may sign with: one, or both in migration
+    concurrency_limit: int | None = None  # governance: slots allocated to it alone (None: shared)
 
     def __repr__(self) -> str:  # never print the secret
         return f"Integration(name={self.name!r}, consumer_key={self.consumer_key!r})"

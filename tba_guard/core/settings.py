@@ -289,6 +289,8 @@ def _check_integration(key: str, value: Integration) -> None:
     schemes = _str_tuple(_choice(*SCHEME_NAMES))(f"{key}.schemes", value.schemes)
     if not schemes:
         raise SettingsError(f"{key}.schemes: expected 'tba', 'oauth2' or both")
+    if value.concurrency_limit is not None:
+        _int(1)(f"{key}.concurrency_limit", value.concurrency_limit)
 
 
 def _check_certificate(key: str, value: Certificate) -> None:
@@ -907,6 +909,97 @@ class OAuth2Settings(_Validated):
         return bool(self.oauth2_signing_keys)
 
 
+def _allocation(key: str, value: Any) -> str:
+    text = _str(key, value)
+    consumer_key, equals, slots = text.rpartition("=")
+    if not equals or not consumer_key or not slots.isdigit() or int(slots) < 1:
+        raise _fail(key, "'consumer_key=slots' (slots at least 1)", value)
+    return text
+
+
+@dataclass(frozen=True)
+class GovernanceSettings(_Validated):
+    """Concurrency governance as NetSuite's (docs/governance.md): requests in flight through the
+    application per account, with slots allocated to integrations. Off while the limit is 0."""
+
+    table: ClassVar[str] = "governance"
+
+    governance_limit: int = setting(
+        0,
+        _int(0),
+        _text_int,
+        doc="Requests the account serves at once (NetSuite: 15 for Tier 1, plus 10 per "
+        "SuiteCloud Plus licence; 5 for a developer account); 0 turns governance off.",
+    )
+    governance_allocations: tuple[str, ...] = list_setting(
+        _allocation,
+        doc="`consumer_key=slots`: slots reserved for one integration, which it alone uses; "
+        "the other integrations share what is left, at least 1.",
+    )
+    governance_store: str = setting(
+        "memory",
+        _memory_or_redis,
+        doc="Where the slots are counted: `memory` (one process) or a Redis URL shared by "
+        "every worker and host.",
+        secret=True,  # a URL may hold a password
+    )
+    governance_key_prefix: str = setting(
+        "tba_guard:governance:", _str, doc="Prefix of the Redis governance keys."
+    )
+    governance_lease: float = setting(
+        30.0,
+        _number(1),
+        _text_float,
+        doc="Seconds a request's slot is held without renewal: a worker renews its leases "
+        "every third of it, so a dead worker's slots come free within this.",
+    )
+    governance_retry_after: int = setting(
+        1, _int(1), _text_int, doc="The `Retry-After` seconds of a refusal over the limit."
+    )
+
+    def _consistent(self, bad: set[str]) -> list[str]:
+        if bad & {"governance_limit", "governance_allocations"} or not self.governance_limit:
+            return []
+        allocated = sum(int(a.rpartition("=")[2]) for a in self.governance_allocations)
+        if allocated > self.governance_limit - 1:
+            return [
+                f"governance_allocations: {allocated} slots allocated of "
+                f"governance_limit {self.governance_limit}; at least 1 must stay unallocated"
+            ]
+        return []
+
+    @property
+    def governance_enabled(self) -> bool:
+        return self.governance_limit > 0
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings(_Validated):
+    """Prometheus metrics and OpenTelemetry spans (docs/metrics.md), both off by default."""
+
+    table: ClassVar[str] = "metrics"
+
+    metrics_path: str | None = setting(
+        None,
+        _optional_str,
+        doc="Where the guard serves Prometheus metrics (`/metrics`), unauthenticated: serve "
+        "it on a private network only. Not set, no metrics are kept.",
+    )
+    metrics_integration_cap: int = setting(
+        100,
+        _int(1),
+        _text_int,
+        doc="Integrations with labels of their own; the ones past it are counted as `other`.",
+    )
+    tracing: bool = setting(
+        False,
+        _bool,
+        _text_bool,
+        doc="An OpenTelemetry span around each verification, through the application's "
+        "tracer provider (the `tracing` extra).",
+    )
+
+
 #: The concerns, in the order the settings file, `config show` and the docs list them.
 GROUPS: tuple[type[_Validated], ...] = (
     ProtocolSettings,
@@ -915,11 +1008,15 @@ GROUPS: tuple[type[_Validated], ...] = (
     CredentialSettings,
     FlowSettings,
     OAuth2Settings,
+    GovernanceSettings,
+    ObservabilitySettings,
 )
 
 
 @dataclass(frozen=True)
 class GuardSettings(
+    ObservabilitySettings,
+    GovernanceSettings,
     OAuth2Settings,
     FlowSettings,
     CredentialSettings,
@@ -978,6 +1075,7 @@ SECRET_SETTINGS = frozenset(
         "session_secret",
         "replay_store",
         "token_store",
+        "governance_store",
         "credential_store",
         "oauth2_signing_keys",
     }

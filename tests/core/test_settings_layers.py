@@ -171,6 +171,8 @@ def test_every_setting_is_declared_once_in_one_concern_with_its_validation_and_d
         "credentials",
         "flow",
         "oauth2",
+        "governance",
+        "metrics",
     ]
     assert CONCERNS["replay_store_timeout"] == "replay"
     assert CONCERNS["token_store"] == "flow"
