@@ -18,6 +18,7 @@ from ..core.settings import GuardSettings
 from ..guard import ClientDisconnected, Guard
 from ..stores.usage import UsageCounts
 from .answers import OnError, Rejections
+from .governance import Governance
 from .scope import ReplayedBody, RequestReader
 
 
@@ -91,6 +92,10 @@ class TBAGuardMiddleware:
         self.settings = guard.settings
         self.reader = RequestReader(guard.settings)
         self.rejections = Rejections(guard.settings, on_error)
+        # Concurrency governance, when a limit is set: the slots of verified HTTP requests.
+        self.governance = (
+            Governance(guard.settings, guard.audit) if guard.settings.governance_enabled else None
+        )
 
     def is_exempt(self, scope: Scope) -> bool:
         """Whether the request passes unguarded (`exempt_paths`): a hook for subclasses."""
@@ -116,8 +121,13 @@ class TBAGuardMiddleware:
                 if verified.error is not None:
                     await self.rejections.answer(scope, receive, send, verified.error, request)
                     return
-                authenticate(scope, verified.identity)
+                identity = verified.identity
+                authenticate(scope, identity)
                 # The body, if read, is the application's until it answers.
-                await self.app(scope, body.receive if body else receive, send)
+                app_receive = body.receive if body else receive
+                if self.governance is None or body is None:
+                    await self.app(scope, app_receive, send)
+                else:
+                    await self.governance.serve(scope, app_receive, send, self.app, verified)
         except ClientDisconnected:
             return

@@ -56,6 +56,10 @@ class ErrorCode(StrEnum):
     INVALID_SCOPE = "invalid_scope"
     UNAUTHORIZED_CLIENT = "unauthorized_client"
     UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+    # Concurrency governance: too many requests in flight, as each surface says it.
+    REQUEST_LIMIT_EXCEEDED = "SSS_REQUEST_LIMIT_EXCEEDED"  # a RESTlet's SuiteScript error
+    CONCURRENCY_LIMIT_EXCEEDED = "CONCURRENCY_LIMIT_EXCEEDED"  # REST web services'
+    GOVERNANCE_STORE_UNAVAILABLE = "GovernanceStoreUnavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +261,23 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         "unsupported_grant_type",
         "Only the client_credentials grant with a JWT client assertion is served here.",
     ),
+    _C.REQUEST_LIMIT_EXCEEDED: CatalogEntry(
+        400,
+        "temporarily_unavailable",
+        "The account is serving as many requests at once as its concurrency limit allows. "
+        "Retry after the Retry-After seconds, or send fewer requests at once.",
+    ),
+    _C.GOVERNANCE_STORE_UNAVAILABLE: CatalogEntry(
+        503,
+        "temporarily_unavailable",
+        "The service cannot count the requests in flight right now. Retry shortly.",
+    ),
+    _C.CONCURRENCY_LIMIT_EXCEEDED: CatalogEntry(
+        429,
+        "temporarily_unavailable",
+        "The account is serving as many requests at once as its concurrency limit allows. "
+        "Retry after the Retry-After seconds, or send fewer requests at once.",
+    ),
 }
 
 #: The codes of bearer tokens on protected resources: answered with a `Bearer` challenge.
@@ -285,11 +306,15 @@ OPERATIONAL_CODES = frozenset(
         _C.AMBIGUOUS_REQUEST,
         _C.HOST_NOT_ALLOWED,
         _C.REQUEST_TOKEN_LIMIT,  # only after the signature verified: the caller holds the secret
+        _C.GOVERNANCE_STORE_UNAVAILABLE,
     }
 )
 #: The move to OAuth 2.0, told after the signature verified: opaque mode shows them as they
 #: are, since the caller holds the secrets and must learn that it is to move.
 MIGRATION_CODES = frozenset({_C.TBA_NOT_ALLOWED, _C.TBA_BROWNOUT})
+#: Concurrency governance's refusals, after the request verified: a RESTlet answers NetSuite's
+#: SuiteScript error (400), REST web services an RFC 9457 problem (429); both `Retry-After`.
+GOVERNANCE_CODES = frozenset({_C.REQUEST_LIMIT_EXCEEDED, _C.CONCURRENCY_LIMIT_EXCEEDED})
 RETRY_AFTER_SECONDS = 1
 
 
@@ -440,19 +465,27 @@ def grant_error_body(
 
 
 def error_response(
-    error: TBAError, *, realm: str = "", detail: ErrorDetail = "code", hint: str | None = None
+    error: TBAError,
+    *,
+    realm: str = "",
+    detail: ErrorDetail = "code",
+    hint: str | None = None,
+    retry_after: int = RETRY_AFTER_SECONDS,
 ) -> ErrorResponse:
     """Render a rejection as status, headers and the RESTlet-style JSON body.
 
     In opaque mode the wire says only what NetSuite says (NetSuite rule N4,
     docs/netsuite-behaviour.md); operational answers (413, 408, 503) stay as they are because
-    they reveal nothing about credentials and clients need them to back off.
+    they reveal nothing about credentials and clients need them to back off. `retry_after` is
+    what a governance refusal tells the client to wait.
     """
     status = error.status
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"cache-control", b"no-store"),
     ]
+    if error.code in GOVERNANCE_CODES:
+        return governance_response(error, retry_after)
     if error.code in OPERATIONAL_CODES:
         payload: dict[str, str] = {"code": error.code.value, "message": error.message}
         if error.status == 503:
@@ -482,3 +515,29 @@ def error_response(
     body = json.dumps({"error": payload}, ensure_ascii=True).encode()
     headers.append((b"content-length", str(len(body)).encode()))
     return ErrorResponse(status, headers, body)
+
+
+def governance_response(error: TBAError, retry_after: int) -> ErrorResponse:
+    """Over the concurrency limit, as NetSuite answers on each surface: a RESTlet's SuiteScript
+    error, or REST web services' problem details with `o:errorDetails`."""
+    if error.code is ErrorCode.REQUEST_LIMIT_EXCEEDED:
+        document: dict[str, object] = {
+            "error": {"code": error.code.value, "message": error.message}
+        }
+        content_type = b"application/json"
+    else:
+        document = {
+            "type": "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.30",
+            "title": "Too Many Requests",
+            "status": 429,
+            "o:errorDetails": [{"detail": error.message, "o:errorCode": error.code.value}],
+        }
+        content_type = b"application/vnd.oracle.resource+json; type=error"
+    body = json.dumps(document, ensure_ascii=True).encode()
+    headers = [
+        (b"content-type", content_type),
+        (b"cache-control", b"no-store"),
+        (b"retry-after", str(retry_after).encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return ErrorResponse(error.status, headers, body)

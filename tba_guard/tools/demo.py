@@ -11,6 +11,7 @@ settings as the CLI does (`PRECEDENCE`): `TBA_GUARD_CONFIG`, `TBA_GUARD_*`, or t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import html
 import os
@@ -48,6 +49,7 @@ REST_PATH = "/services/rest/{path:path}"
 # The methods of NetSuite rule N27 (docs/netsuite-behaviour.md).
 RESTLET_METHODS = ["GET", "POST", "PUT", "DELETE"]
 REST_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+MAX_DELAY = 10.0  # seconds `?delay=` may hold a request
 
 
 def load_settings(path: str | os.PathLike[str] | None) -> GuardSettings:
@@ -89,9 +91,21 @@ def resolve_settings(
 
 
 async def echo(request: Request) -> JSONResponse:
-    """Name the verified identity and describe what arrived (the body by size only)."""
+    """Name the verified identity and describe what arrived (the body by size only). `?delay=S`
+    answers S seconds later (at most `MAX_DELAY`), as a slow script would: requests in flight
+    for concurrency governance to count."""
     identity: Identity = request.scope["tba"]
     body = await request.body()
+    delay = request.query_params.get("delay")
+    if delay is not None:
+        try:
+            seconds = float(delay)
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= MAX_DELAY:  # NaN too
+            message = f"delay: seconds from 0 to {MAX_DELAY:g}"
+            return JSONResponse({"error": {"code": "INVALID_PARAMETER", "message": message}}, 400)
+        await asyncio.sleep(seconds)
     return JSONResponse(
         {
             "consumer_key": identity.consumer_key,
