@@ -150,6 +150,16 @@ ADVICE: Final = (
         "wait for pending request tokens to expire, or raise the quota",
         codes=(_C.REQUEST_TOKEN_LIMIT,),
     ),
+    Advice(
+        "retry after the Retry-After seconds and send fewer requests at once (a queue of at "
+        "most governanceLimits' limit); an administrator may raise governance_limit or the "
+        "integration's allocation (governance_allocations)",
+        codes=(_C.REQUEST_LIMIT_EXCEEDED, _C.CONCURRENCY_LIMIT_EXCEEDED),
+    ),
+    Advice(
+        "check that the governance_store Redis is reachable; clients retry after Retry-After",
+        codes=(_C.GOVERNANCE_STORE_UNAVAILABLE,),
+    ),
     # --- the move to OAuth 2.0 (docs/oauth2.md) ------------------------------------------------
     Advice(
         "move the client to OAuth 2.0 as docs/oauth2.md describes (a certificate mapping, the "

@@ -39,6 +39,13 @@ from .admin import ERRORS as ADMIN_ERRORS
 from .admin import add_commands as add_admin_commands
 from .config_command import add_commands as add_config_commands
 from .demo import CONFIG_ENV, PRECEDENCE, RESTLET_PATH, build_app, resolve_settings
+from .sandbox import (
+    DEVELOPER_ACCOUNT_LIMIT,
+    SANDBOX_ACCOUNT,
+    new_account,
+    sandbox_settings,
+    write_private,
+)
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -221,6 +228,32 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         for listener in listeners:
             listener.close()
+
+
+# --- sandbox ----------------------------------------------------------------------------------
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    with needs_extra("sandbox"):
+        import uvicorn
+    base = public_base(GuardSettings(), args.host, args.port)
+    sandbox = new_account(base, account=args.account, governance_limit=args.governance_limit)
+    settings = sandbox_settings(sandbox, redis_url=args.redis)
+    if args.credentials_file:
+        write_private(args.credentials_file, sandbox.as_json() + "\n")
+        print(f"sandbox {sandbox.account} on {base}, credentials in {args.credentials_file}")
+    else:
+        print(sandbox.as_json())
+    sys.stdout.flush()
+    uvicorn.run(
+        build_app(settings),
+        host=args.host,
+        port=args.port,
+        http="h11",
+        proxy_headers=False,
+        log_config=log_config(),
+    )
+    return EXIT_OK
 
 
 # --- sign -------------------------------------------------------------------------------------
@@ -554,6 +587,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes (default 1); more than one needs a Redis replay store",
     )
     serve.set_defaults(run=run_serve)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run a NetSuite-like account with throw-away credentials, for client libraries' CI",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")
+    sandbox.add_argument(
+        "--credentials-file",
+        metavar="FILE",
+        help="write the credentials (JSON) to FILE, readable by its owner only, not to stdout",
+    )
+    sandbox.add_argument(
+        "--account", default=SANDBOX_ACCOUNT, help=f"the account ID (default {SANDBOX_ACCOUNT})"
+    )
+    sandbox.add_argument(
+        "--governance-limit",
+        type=_positive,
+        default=DEVELOPER_ACCOUNT_LIMIT,
+        metavar="N",
+        help=f"requests in flight at once (default {DEVELOPER_ACCOUNT_LIMIT}: a developer account)",
+    )
+    sandbox.add_argument(
+        "--redis", metavar="URL", help="count nonces and slots in this Redis (default: in process)"
+    )
+    sandbox.set_defaults(run=run_sandbox)
 
     sign = commands.add_parser(
         "sign",

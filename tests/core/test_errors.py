@@ -55,7 +55,12 @@ OAUTH2_CODES = [  # the move to OAuth 2.0, bearer tokens (RFC 6750), the token e
     (ErrorCode.UNAUTHORIZED_CLIENT, 400, "unauthorized_client"),
     (ErrorCode.UNSUPPORTED_GRANT_TYPE, 400, "unsupported_grant_type"),
 ]
-STATUS_AND_PROBLEM = NETSUITE_CODES + OWN_CODES + OAUTH2_CODES
+GOVERNANCE_CODES = [  # concurrency governance: each surface's answer, and its store down
+    (ErrorCode.REQUEST_LIMIT_EXCEEDED, 400, "temporarily_unavailable"),
+    (ErrorCode.CONCURRENCY_LIMIT_EXCEEDED, 429, "temporarily_unavailable"),
+    (ErrorCode.GOVERNANCE_STORE_UNAVAILABLE, 503, "temporarily_unavailable"),
+]
+STATUS_AND_PROBLEM = NETSUITE_CODES + OWN_CODES + OAUTH2_CODES + GOVERNANCE_CODES
 
 
 @pytest.mark.parametrize(
@@ -75,7 +80,11 @@ def test_every_code_has_a_status_a_problem_and_a_message(
     if (code, status, problem) in NETSUITE_CODES:
         www = headers_of(response.headers)["www-authenticate"]
         assert www.startswith(f'OAuth realm="123456", error="{code}", oauth_problem="{problem}"')
-    assert json.loads(response.body)["error"] == {"code": code.value, "message": entry.message}
+    body = json.loads(response.body)
+    if code is ErrorCode.CONCURRENCY_LIMIT_EXCEEDED:  # REST web services' problem details
+        assert body["o:errorDetails"] == [{"detail": entry.message, "o:errorCode": code.value}]
+    else:
+        assert body["error"] == {"code": code.value, "message": entry.message}
 
 
 def test_the_table_above_names_every_code_once() -> None:

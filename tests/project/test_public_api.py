@@ -54,6 +54,7 @@ PUBLIC_MODULES = (
     "tba_guard.explain",
     "tba_guard.oauth2",
     "tba_guard.redis",
+    "tba_guard.sandbox",
     "tba_guard.serving",
     "tba_guard.testing",
 )
