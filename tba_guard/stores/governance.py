@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 
 class SlotStoreError(Exception):
     """The slots could not be counted (Redis down): the request gets the 503."""
@@ -30,6 +32,7 @@ class SlotStore(Protocol):
     async def in_flight(self, pool: str) -> int: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemorySlotStore:
     """One process's slots: for a single worker, and for tests with an injected clock."""
 
