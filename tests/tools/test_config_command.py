@@ -55,7 +55,16 @@ def test_config_show_names_each_settings_source(tmp_path: Path) -> None:
     assert rows["integrations"] == ('["ck-config"]', f"file {config}")
     assert rows["timestamp_tolerance"] == ("300", "default")
     tables = [line for line in shown.stdout.splitlines() if line.startswith("[")]
-    assert tables == ["[protocol]", "[request]", "[replay]", "[credentials]", "[flow]", "[oauth2]"]
+    assert tables == [
+        "[protocol]",
+        "[request]",
+        "[replay]",
+        "[credentials]",
+        "[flow]",
+        "[oauth2]",
+        "[governance]",
+        "[metrics]",
+    ]
 
 
 def test_config_show_never_prints_a_secret(tmp_path: Path) -> None:
