@@ -320,10 +320,19 @@ def check_token_usable(
         raise TBAError(ErrorCode.TOKEN_REJECTED, "the token belongs to another integration")
     if realm_mismatch(oauth, realm) or (realm and token.account and token.account != realm):
         raise TBAError(ErrorCode.TOKEN_REJECTED, "the token is not of this account")
-    if token.revoked:
-        raise TBAError(ErrorCode.TOKEN_REJECTED, "revoked token", problem="token_revoked")
+    if token.revoked or token.state != "active":
+        raise _not_active(token)
     if token.expires_at is not None and now >= token.expires_at:
         raise TBAError(ErrorCode.TOKEN_REJECTED, "expired token", problem="token_expired")
+
+
+def _not_active(token: Token) -> TBAError:
+    """NetSuite answers an inactive token as a revoked one, TokenRejected; the reason and the
+    problem say which, so that the audit log and explain tell them apart. A state a store of
+    one's own made up is refused as inactive: only "active" is accepted."""
+    if token.current_state == "revoked":
+        return TBAError(ErrorCode.TOKEN_REJECTED, "revoked token", problem="token_revoked")
+    return TBAError(ErrorCode.TOKEN_REJECTED, "inactive token", problem="token_inactive")
 
 
 def check_entity_and_role(token: Token) -> None:

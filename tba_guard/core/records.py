@@ -12,6 +12,9 @@ from mypy_extensions import mypyc_attr
 IntegrationState = Literal["enabled", "blocked"]
 Decision = Literal["pending", "allowed", "denied"]
 CertificateState = Literal["active", "revoked"]
+#: A token record's state, as NetSuite keeps it: inactive is a switch that can be turned back
+#: on; revoked is final, and the record is kept so that a refusal can say why.
+TokenState = Literal["active", "inactive", "revoked"]
 #: The `Authorization` schemes an integration may use: TBA (OAuth 1.0) and OAuth 2.0 bearer
 #: tokens; `Identity.scheme` names the one a request used.
 SCHEME_NAMES = ("tba", "oauth2")
@@ -77,6 +80,10 @@ class Token:
 
     `account` pins the token to a realm when one store serves several accounts; `expires_at`
     (epoch seconds) and `revoked` let a store report why a token stopped working.
+
+    Two switches, as in NetSuite: `state` is the token record's own (active, inactive, or
+    revoked for good; `revoked=True` is the older spelling of the last), while `active` says
+    whether its entity and role are still usable (`EntityOrRoleDisabled` when not).
     """
 
     token_id: str
@@ -88,6 +95,12 @@ class Token:
     revoked: bool = False
     expires_at: float | None = None
     account: str | None = None
+    state: TokenState = "active"  # last: positional construction keeps its meaning
+
+    @property
+    def current_state(self) -> TokenState:
+        """The record's state, `revoked=True` counting as revoked whatever `state` says."""
+        return "revoked" if self.revoked else self.state
 
     def __repr__(self) -> str:  # never print the secret
         return f"Token(token_id={self.token_id!r}, consumer_key={self.consumer_key!r})"

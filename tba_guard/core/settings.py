@@ -385,6 +385,8 @@ def _check_token(key: str, value: Token) -> None:
             raise _fail(f"{key}.{name}", "a string", getattr(value, name))
     _bool(f"{key}.active", value.active)
     _bool(f"{key}.revoked", value.revoked)
+    if value.state not in ("active", "inactive", "revoked"):
+        raise _fail(f"{key}.state", "'active', 'inactive' or 'revoked'", value.state)
     expires_at = value.expires_at
     if expires_at is not None and (
         isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
@@ -723,8 +725,9 @@ class CredentialSettings(_Validated):
         Token,
         _check_token,
         doc="`[[tokens]]`: `token_id`, `token_secret`, `consumer_key`, `entity`, `role`, "
-        "`active`, and optionally `revoked`, `expires_at` (epoch seconds), `account` (the "
-        "realm a token belongs to, when one store serves several accounts).",
+        "`active` (its entity and role usable), and optionally `state` (`active`, `inactive` "
+        "or `revoked`; `revoked = true` says the last too), `expires_at` (epoch seconds), "
+        "`account` (the realm a token belongs to, when one store serves several accounts).",
         secret=True,
     )
     certificates: tuple[Certificate, ...] = record_setting(

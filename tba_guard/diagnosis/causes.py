@@ -370,6 +370,17 @@ ADVICE: Final = (
         },
         codes=(_C.INVALID_SCOPE,),
     ),
+    # --- the token record's state (named by the oauth_problem the check gives) ---------------
+    Advice(
+        "activate the token again (tba-guard token activate TOKEN_ID, or state = "
+        '"active" in its [[tokens]] table)',
+        {"token_inactive": "the token was deactivated: its record is inactive"},
+    ),
+    Advice(
+        "a revocation is final: issue a new token (tba-guard token issue) and give the "
+        "client its ID and secret",
+        {"token_revoked": "the token was revoked"},
+    ),
     # --- causes found from the request itself ---------------------------------------------------
     Advice(
         "send whole seconds since the epoch (int(time.time()), Date.now() / 1000 | 0)",

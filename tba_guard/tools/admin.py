@@ -209,11 +209,15 @@ def run_integration_list(args: argparse.Namespace) -> int:
             "yes" if i.authorization_flow else "no",
             str(i.tokens),
             _when(i.created_at),
+            _when(i.last_used),
             i.name,
         ]
         for i in found
     ]
-    header = ["CONSUMER KEY", "STATE", "CLIENT ID", "SCHEMES", "FLOW", "TOKENS", "CREATED", "NAME"]
+    header = [
+        "CONSUMER KEY", "STATE", "CLIENT ID", "SCHEMES", "FLOW", "TOKENS", "CREATED", "LAST USED",
+        "NAME",
+    ]  # fmt: skip
     _table(header, rows)
     return 0
 
@@ -277,10 +281,22 @@ def run_token_list(args: argparse.Namespace) -> int:
     with credential_admin(args.config) as admin:
         found = admin.tokens(args.consumer_key)
     rows = [
-        [t.token_id, t.state, t.consumer_key, t.entity, t.role, t.issued_by, _when(t.created_at)]
+        [
+            t.token_id,
+            t.state,
+            t.consumer_key,
+            t.entity,
+            t.role,
+            t.issued_by,
+            _when(t.created_at),
+            _when(t.last_used),
+        ]
         for t in found
     ]
-    _table(["TOKEN ID", "STATE", "CONSUMER KEY", "ENTITY", "ROLE", "ISSUED BY", "CREATED"], rows)
+    header = [
+        "TOKEN ID", "STATE", "CONSUMER KEY", "ENTITY", "ROLE", "ISSUED BY", "CREATED", "LAST USED",
+    ]  # fmt: skip
+    _table(header, rows)
     return 0
 
 
@@ -289,6 +305,16 @@ def run_token_revoke(args: argparse.Namespace) -> int:
         admin.revoke_token(args.token_id)
     print(f"Token {args.token_id} revoked.")
     return 0
+
+
+def _token_state_command(state: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        with credential_admin(args.config) as admin:
+            admin.set_token_state(args.token_id, state)
+        print(f"Token {args.token_id} {state}.")
+        return 0
+
+    return run
 
 
 # --- certificate: OAuth 2.0 client-credentials mappings ------------------------------------------
@@ -592,7 +618,9 @@ def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], 
     removed = command(actions, "remove", run_integration_remove, "delete it and its tokens")
     removed.add_argument("consumer_key", metavar="CONSUMER_KEY")
 
-    token = commands.add_parser("token", help="issue, list, revoke access tokens")
+    token = commands.add_parser(
+        "token", help="issue, list, deactivate, activate, revoke access tokens"
+    )
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     issue = command(
         token_actions, "issue", run_token_issue, "issue a token; prints its secret once"
@@ -606,6 +634,12 @@ def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], 
     listed.add_argument("--consumer-key", metavar="K", help="only this integration's")
     revoke = command(token_actions, "revoke", run_token_revoke, "revoke a token, at once")
     revoke.add_argument("token_id", metavar="TOKEN_ID")
+    for name, state, what in (
+        ("deactivate", "inactive", "switch a token off; activate turns it back on"),
+        ("activate", "active", "switch an inactive token back on (never a revoked one)"),
+    ):
+        switched = command(token_actions, name, _token_state_command(state), what)
+        switched.add_argument("token_id", metavar="TOKEN_ID")
     _add_oauth2_commands(commands, command)
 
 

@@ -171,7 +171,7 @@ def own_command() -> list[str]:
 def _demo_credentials(settings: GuardSettings) -> tuple[Integration, Token] | None:
     enabled = {i.consumer_key: i for i in settings.integrations if i.state == "enabled"}
     for token in settings.tokens:
-        if token.consumer_key in enabled and token.active and not token.revoked:
+        if token.consumer_key in enabled and token.active and token.current_state == "active":
             return enabled[token.consumer_key], token
     return None
 

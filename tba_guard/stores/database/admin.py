@@ -1,6 +1,6 @@
-"""`CredentialAdmin`: create, list, block, enable, remove integrations; issue, list, revoke
-tokens; add, list, revoke OAuth 2.0 certificates; read the usage counts; import a settings
-file; re-seal every secret under a new key.
+"""`CredentialAdmin`: create, list, block, enable, remove integrations; issue, list,
+deactivate, activate, revoke tokens; add, list, revoke OAuth 2.0 certificates; read the usage
+counts; import a settings file; re-seal every secret under a new key.
 
 Synchronous, for the command line and for scripts. A new secret is returned once, by the call
 that creates it; listings never hold one. Every change is written to the audit log (the logger
@@ -53,6 +53,7 @@ class IntegrationInfo:
     updated_at: float
     client_id: str | None = None
     schemes: tuple[str, ...] = SCHEME_NAMES
+    last_used: float | None = None  # the latest request of any of its tokens, any scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class TokenInfo:
     expires_at: float | None
     created_at: float
     revoked_at: float | None
+    last_used: float | None = None  # as the guards last flushed their counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +160,19 @@ class CredentialAdmin:
             .group_by(tokens.c.consumer_key)
             .subquery()
         )
+        used = (
+            select(usage.c.consumer_key, func.max(usage.c.last_used).label("last_used"))
+            .group_by(usage.c.consumer_key)
+            .subquery()
+        )
         query = (
-            select(integrations, func.coalesce(counts.c.n, 0).label("tokens"))
+            select(
+                integrations,
+                func.coalesce(counts.c.n, 0).label("tokens"),
+                used.c.last_used.label("last_used"),
+            )
             .outerjoin(counts, counts.c.consumer_key == integrations.c.consumer_key)
+            .outerjoin(used, used.c.consumer_key == integrations.c.consumer_key)
             .order_by(integrations.c.created_at, integrations.c.consumer_key)
         )
         with self.engine.connect() as connection:
@@ -177,6 +189,7 @@ class CredentialAdmin:
                 updated_at=row.updated_at,
                 client_id=row.client_id,
                 schemes=schemes_of(row.schemes),
+                last_used=row.last_used,
             )
             for row in rows
         ]
@@ -269,7 +282,27 @@ class CredentialAdmin:
         return token
 
     def tokens(self, consumer_key: str | None = None) -> list[TokenInfo]:
-        query = select(tokens).order_by(tokens.c.created_at, tokens.c.token_id)
+        # The usage counts the guards flush in batches: reading the last use costs no write
+        # on the request's path.
+        used = (
+            select(
+                usage.c.consumer_key,
+                usage.c.token_id,
+                func.max(usage.c.last_used).label("last_used"),
+            )
+            .where(usage.c.scheme == "tba")
+            .group_by(usage.c.consumer_key, usage.c.token_id)
+            .subquery()
+        )
+        query = (
+            select(tokens, used.c.last_used.label("last_used"))
+            .outerjoin(
+                used,
+                (used.c.token_id == tokens.c.token_id)
+                & (used.c.consumer_key == tokens.c.consumer_key),
+            )
+            .order_by(tokens.c.created_at, tokens.c.token_id)
+        )
         if consumer_key is not None:
             query = query.where(tokens.c.consumer_key == consumer_key)
         with self.engine.connect() as connection:
@@ -286,21 +319,45 @@ class CredentialAdmin:
                 expires_at=row.expires_at,
                 created_at=row.created_at,
                 revoked_at=row.revoked_at,
+                last_used=row.last_used,
             )
             for row in rows
         ]
 
     def revoke_token(self, token_id: str) -> None:
+        """Final: the record is kept, to say why the guard refuses it; revoking it again
+        changes nothing (its `revoked_at` stays the first)."""
         now = self._clock()
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(tokens)
                 .where(tokens.c.token_id == token_id)
+                .where(tokens.c.revoked.is_(False))
                 .values(revoked=True, revoked_at=now, updated_at=now)
             ).rowcount
         if not changed:
-            raise NotFound(f"no token with id {token_id!r}")
+            self._require_token(token_id)  # NotFound, unless it was revoked already
+            return
         self._audit("token.revoke", token_id=token_id)
+
+    def set_token_state(self, token_id: str, state: Literal["active", "inactive"]) -> None:
+        """Deactivate or activate again: NetSuite's reversible switch on the token record.
+        A revoked token is refused (`Refused`): revocation is final."""
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(tokens)
+                .where(tokens.c.token_id == token_id)
+                .where(tokens.c.revoked.is_(False))
+                .values(active=state == "active", updated_at=self._clock())
+            ).rowcount
+        if not changed:
+            self._require_token(token_id)
+            raise Refused(
+                f"token {token_id!r} is revoked, and a revocation is final: issue a new token "
+                "(tba-guard token issue)"
+            )
+        action = "token.activate" if state == "active" else "token.deactivate"
+        self._audit(action, token_id=token_id)
 
     def token_with_secret(self, token_id: str) -> Token:
         """The whole record, secret included: for signing on this machine (`tba-guard sign`)."""
@@ -547,6 +604,14 @@ class CredentialAdmin:
     def _insert_token(self, connection: Connection, token: Token, *, issued_by: str) -> None:
         row = token_row(self.sealer, token, issued_by=issued_by, now=self._clock())
         connection.execute(insert(tokens).values(**row))
+
+    def _require_token(self, token_id: str) -> None:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(tokens.c.token_id).where(tokens.c.token_id == token_id)
+            ).first()
+        if found is None:
+            raise NotFound(f"no token with id {token_id!r}")
 
     def _require_integration(self, connection: Connection, consumer_key: str) -> None:
         found = connection.execute(

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, case, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ...core.records import Certificate, Integration, Token
+from ...core.records import Certificate, Integration, Token, TokenState
 from .connect import create, libpq_url, sqlalchemy_url
 from .schema import NOTIFY_CHANNEL, certificates, integrations, tokens, usage
 from .sealing import Sealer, SealError
@@ -533,35 +533,40 @@ def certificate_from_row(values: Any) -> Certificate:
 
 
 def token_from_row(values: Any, secret: str) -> Token:
+    """The database keeps no users: its `active` column is the token record's own switch
+    (`tba-guard token deactivate|activate`), and `revoked` is final."""
+    revoked = bool(values["revoked"])
+    state: TokenState = "revoked" if revoked else "active" if values["active"] else "inactive"
     return Token(
         token_id=values["token_id"],
         token_secret=secret,
         consumer_key=values["consumer_key"],
         entity=values["entity"],
         role=values["role"],
-        active=bool(values["active"]),
-        revoked=bool(values["revoked"]),
+        revoked=revoked,
         expires_at=values["expires_at"],
         account=values["account"],
+        state=state,
     )
 
 
 def token_row(sealer: Sealer, token: Token, *, issued_by: str, now: float) -> dict[str, Any]:
-    """The `tba_tokens` row for a token: its secret sealed."""
+    """The `tba_tokens` row for a token: its secret sealed. A token whose entity or role is
+    disabled (`active=False`) is kept inactive: the row has one switch for both."""
     return {
         "token_id": token.token_id,
         "secret_sealed": sealer.seal("token", token.token_id, token.token_secret),
         "consumer_key": token.consumer_key,
         "entity": token.entity,
         "role": token.role,
-        "active": token.active,
-        "revoked": token.revoked,
+        "active": token.active and token.state != "inactive",
+        "revoked": token.current_state == "revoked",
         "expires_at": token.expires_at,
         "account": token.account,
         "issued_by": issued_by,
         "created_at": now,
         "updated_at": now,
-        "revoked_at": now if token.revoked else None,
+        "revoked_at": now if token.current_state == "revoked" else None,
     }
 
 
