@@ -42,7 +42,8 @@ def apps(redis_url: str, prefix: str) -> dict[str, ASGIApp]:
 
 def command_calls(client: redis.Redis) -> int:
     stats: dict[str, Any] = client.info("commandstats")
-    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in GOVERNANCE_COMMANDS)
+    counts = [stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in GOVERNANCE_COMMANDS]
+    return sum(int(count) for count in counts)
 
 
 async def measure_shape(
