@@ -33,6 +33,9 @@ from .stores.usage import UsageCounts, usage_counts_for
 #: Reads the body the signature covers, once the checks before it passed: the bytes, and how
 #: many of them it holds against the process's `BUFFERS` (the guard gives those back).
 BodyReader = Callable[[], Awaitable[tuple[bytes, int]]]
+#: Told each verdict and the seconds the verification took, where metrics or tracing are on
+#: (asgi/metrics.py); while `Guard.observer` is None nothing is measured.
+VerdictObserver = Callable[["Verifying", float], None]
 
 
 class ClientDisconnected(Exception):
@@ -105,6 +108,7 @@ class Guard:
             replay_store_for(settings, clock=clock) if replay_store is None else replay_store
         )
         self.audit_hooks = tuple(audit_hooks)
+        self.observer: VerdictObserver | None = None
         # Accepted requests per integration, token and scheme, where the store keeps them.
         self.usage = usage or usage_counts_for(
             self.credentials, interval=settings.usage_flush_interval, clock=clock
@@ -123,7 +127,7 @@ class Guard:
     def with_credentials(self, credentials: CredentialStore) -> Guard:
         """The same guard (settings, replay store, clock, hooks, schemes) over another
         credential store: the flow's, which also knows the tokens it issued."""
-        return Guard(
+        guard = Guard(
             self.settings,
             credentials=credentials,
             replay_store=self.replay_store,
@@ -132,6 +136,8 @@ class Guard:
             schemes=self.schemes.values(),
             usage=self.usage,
         )
+        guard.observer = self.observer
+        return guard
 
     @property
     def replay_ttl(self) -> int:
@@ -399,6 +405,9 @@ class Verifying:
 
     async def __aenter__(self) -> Verifying:
         guard, request, scheme = self.guard, self.request, self.scheme
+        # Measured only for an observer: off, a verification reads no timer.
+        observer = guard.observer
+        started = time.perf_counter() if observer is not None else 0.0
         verification = guard.start(
             request, self.step, tokens=self.tokens, user_lookup=self.user_lookup
         )
@@ -412,6 +421,8 @@ class Verifying:
             self.release()
             self.error = error
             self.audit(error)
+            if observer is not None:
+                observer(self, time.perf_counter() - started)
             return self
         except BaseException:
             self.release()
@@ -420,6 +431,8 @@ class Verifying:
             self.audit(None)
             if guard.usage is not None:
                 self.count_use(guard.usage, verification)
+        if observer is not None:
+            observer(self, time.perf_counter() - started)
         return self
 
     def count_use(self, usage: UsageCounts, verification: Verification) -> None:
