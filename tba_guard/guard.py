@@ -201,6 +201,8 @@ class Guard:
         back; a flow step is audited then, so that a failure inside the block is its verdict.
         `scheme` runs that one whatever the header says (the OAuth 2.0 token endpoint's grant).
         """
+        if self.observer is not None:  # metrics or tracing: the one test a request pays
+            return ObservedVerifying(self, request, read_body, step, tokens, user_lookup, scheme)
         return Verifying(self, request, read_body, step, tokens, user_lookup, scheme)
 
     async def run(self, verification: Verification, *, body: bool, scheme: Scheme = OAUTH) -> None:
@@ -405,9 +407,6 @@ class Verifying:
 
     async def __aenter__(self) -> Verifying:
         guard, request, scheme = self.guard, self.request, self.scheme
-        # Measured only for an observer: off, a verification reads no timer.
-        observer = guard.observer
-        started = time.perf_counter() if observer is not None else 0.0
         verification = guard.start(
             request, self.step, tokens=self.tokens, user_lookup=self.user_lookup
         )
@@ -421,8 +420,6 @@ class Verifying:
             self.release()
             self.error = error
             self.audit(error)
-            if observer is not None:
-                observer(self, time.perf_counter() - started)
             return self
         except BaseException:
             self.release()
@@ -431,8 +428,6 @@ class Verifying:
             self.audit(None)
             if guard.usage is not None:
                 self.count_use(guard.usage, verification)
-        if observer is not None:
-            observer(self, time.perf_counter() - started)
         return self
 
     def count_use(self, usage: UsageCounts, verification: Verification) -> None:
@@ -469,3 +464,18 @@ class Verifying:
         if self.held:
             BUFFERS.give_back(self.held)
             self.held = 0
+
+
+class ObservedVerifying(Verifying):
+    """A verification timed for the guard's observer (metrics, tracing), from entering to the
+    verdict: only this one reads a timer, so a guard without an observer pays nothing."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Verifying:
+        started = time.perf_counter()
+        await super().__aenter__()
+        observer = self.guard.observer
+        assert observer is not None  # set before the verification began
+        observer(self, time.perf_counter() - started)
+        return self
