@@ -25,6 +25,14 @@ from tba_guard.asgi.metrics import _needs as needs
 from tba_guard.core.audit import AuditEvent, record
 from tba_guard.core.settings import SettingsError
 from tests.support import BASE_URL, NOW, Clock, FailingStore, echo_app, make_settings, oauth_header
+from tests.support.oauth2 import (
+    RSA_CERTIFICATE_ID,
+    TOKEN_PATH,
+    assertion,
+    oauth2_settings,
+    rsa_key,
+    token_form,
+)
 
 URL = f"{BASE_URL}/app/site/hosting/restlet.nl?script=1&deploy=1"
 #: Three integrations, each with a token: `ck-<name>` / `tk-<name>`.
@@ -357,3 +365,33 @@ def test_an_import_error_of_another_package_passes_unchanged() -> None:
     with pytest.raises(ImportError) as caught, needs("metrics_path", "metrics"):
         raise broken
     assert caught.value is broken
+
+
+# --- OAuth 2.0 --------------------------------------------------------------------------------
+
+
+def test_bearer_tokens_and_the_token_grant_count_under_the_oauth2_scheme() -> None:
+    clock = Clock()
+    guard = Guard(oauth2_settings(metrics_path="/metrics"), clock=clock)
+    http = TestClient(TBAFlow(echo_app(), guard=guard, workers=1), base_url=BASE_URL)
+    grant = assertion(rsa_key(), RSA_CERTIFICATE_ID, now=clock.now)
+    answer = http.post(TOKEN_PATH, data=token_form(grant))
+    assert answer.status_code == 200, answer.text
+    bearer = {"authorization": f"Bearer {answer.json()['access_token']}"}
+    assert http.get(URL, headers=bearer).status_code == 200
+    assert http.get(URL, headers={"authorization": "Bearer not.a.token"}).status_code == 401
+    samples = scrape(http)
+    found = {
+        (labels["outcome"], labels["code"], labels["integration"]): value
+        for (name, frozen), value in samples.items()
+        if name == "tba_guard_requests_total"
+        for labels in [dict(frozen)]
+        if labels["scheme"] == "oauth2"
+    }
+    # The grant and the bearer request; a token that is no token names no integration.
+    assert found == {
+        ("accepted", "", "ck-order-sync"): 2,
+        ("rejected", "InvalidBearerToken", ""): 1,
+    }
+    assert count(samples, "tba_guard_verification_seconds_count", scheme="oauth2") == 3
+    assert count(samples, "tba_guard_verification_seconds_count", scheme="tba") == 0
