@@ -33,6 +33,9 @@ from .stores.usage import UsageCounts, usage_counts_for
 #: Reads the body the signature covers, once the checks before it passed: the bytes, and how
 #: many of them it holds against the process's `BUFFERS` (the guard gives those back).
 BodyReader = Callable[[], Awaitable[tuple[bytes, int]]]
+#: Told each verdict and the seconds the verification took, where metrics or tracing are on
+#: (asgi/metrics.py); while `Guard.observer` is None nothing is measured.
+VerdictObserver = Callable[["Verifying", float], None]
 
 
 class ClientDisconnected(Exception):
@@ -105,6 +108,7 @@ class Guard:
             replay_store_for(settings, clock=clock) if replay_store is None else replay_store
         )
         self.audit_hooks = tuple(audit_hooks)
+        self.observer: VerdictObserver | None = None
         # Accepted requests per integration, token and scheme, where the store keeps them.
         self.usage = usage or usage_counts_for(
             self.credentials, interval=settings.usage_flush_interval, clock=clock
@@ -123,7 +127,7 @@ class Guard:
     def with_credentials(self, credentials: CredentialStore) -> Guard:
         """The same guard (settings, replay store, clock, hooks, schemes) over another
         credential store: the flow's, which also knows the tokens it issued."""
-        return Guard(
+        guard = Guard(
             self.settings,
             credentials=credentials,
             replay_store=self.replay_store,
@@ -132,6 +136,8 @@ class Guard:
             schemes=self.schemes.values(),
             usage=self.usage,
         )
+        guard.observer = self.observer
+        return guard
 
     @property
     def replay_ttl(self) -> int:
@@ -195,6 +201,8 @@ class Guard:
         back; a flow step is audited then, so that a failure inside the block is its verdict.
         `scheme` runs that one whatever the header says (the OAuth 2.0 token endpoint's grant).
         """
+        if self.observer is not None:  # metrics or tracing: the one test a request pays
+            return ObservedVerifying(self, request, read_body, step, tokens, user_lookup, scheme)
         return Verifying(self, request, read_body, step, tokens, user_lookup, scheme)
 
     async def run(self, verification: Verification, *, body: bool, scheme: Scheme = OAUTH) -> None:
@@ -456,3 +464,18 @@ class Verifying:
         if self.held:
             BUFFERS.give_back(self.held)
             self.held = 0
+
+
+class ObservedVerifying(Verifying):
+    """A verification timed for the guard's observer (metrics, tracing), from entering to the
+    verdict: only this one reads a timer, so a guard without an observer pays nothing."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Verifying:
+        started = time.perf_counter()
+        await super().__aenter__()
+        observer = self.guard.observer
+        assert observer is not None  # set before the verification began
+        observer(self, time.perf_counter() - started)
+        return self

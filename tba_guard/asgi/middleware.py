@@ -19,6 +19,7 @@ from ..guard import ClientDisconnected, Guard
 from ..stores.usage import UsageCounts
 from .answers import OnError, Rejections
 from .governance import Governance
+from .metrics import observe
 from .scope import ReplayedBody, RequestReader
 
 
@@ -96,12 +97,22 @@ class TBAGuardMiddleware:
         self.governance = (
             Governance(guard.settings, guard.audit) if guard.settings.governance_enabled else None
         )
+        # Metrics and tracing, where the settings turn them on (asgi/metrics.py).
+        self.observability = observe(guard)
 
     def is_exempt(self, scope: Scope) -> bool:
         """Whether the request passes unguarded (`exempt_paths`): a hook for subclasses."""
         return self.reader.is_exempt(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        observability = self.observability
+        if (
+            observability is not None
+            and scope["type"] == "http"
+            and scope["path"] == observability.path
+        ):
+            await observability.serve(scope, receive, send)
+            return
         if scope["type"] not in ("http", "websocket") or self.is_exempt(scope):
             if scope["type"] == "lifespan" and self.guard.usage is not None:
                 receive = usage_written_at_shutdown(receive, self.guard.usage)

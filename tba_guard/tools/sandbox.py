@@ -90,8 +90,8 @@ def sandbox_settings(sandbox: SandboxAccount, *, redis_url: str | None = None) -
     )
     return GuardSettings(
         realm=sandbox.account,
-        integrations=[integration],
-        tokens=[token],
+        integrations=(integration,),
+        tokens=(token,),
         governance_limit=sandbox.governance_limit,
         exempt_paths=(HEALTH_PATH,),
         **stores,

@@ -308,3 +308,26 @@ def test_allocations_must_leave_one_slot_unallocated() -> None:
         make_settings(governance_limit=3, governance_allocations=["a=1", "b=2"])
     with pytest.raises(SettingsError, match="consumer_key=slots"):
         make_settings(governance_limit=3, governance_allocations=["a=0"])
+
+
+async def test_metrics_count_a_governance_refusal_once_beside_the_verifications() -> None:
+    pytest.importorskip("prometheus_client")
+    middleware, app, _ = setup(governed(governance_limit=1, metrics_path="/metrics"))
+    held = Exchange(middleware, request_for(REST_PATH))
+    await settle()
+    refused = Exchange(middleware, request_for(RESTLET_PATH))
+    await refused.task
+    assert refused.status == 400
+    app.go.set()
+    await held.task
+    assert middleware.observability is not None
+    exposition = middleware.observability.metrics.exposition().decode()  # type: ignore[union-attr]
+    lines = [line for line in exposition.splitlines() if not line.startswith("#")]
+    assert 'tba_guard_governance_rejections_total{integration="ck-order-sync"} 1.0' in lines, (
+        exposition
+    )
+    accepted = [line for line in lines if line.startswith("tba_guard_requests_total{")]
+    assert accepted == [
+        'tba_guard_requests_total{code="",integration="ck-order-sync",outcome="accepted",'
+        'scheme="tba"} 2.0'
+    ]
