@@ -12,11 +12,17 @@ import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
-from .protocols import CredentialStore, ReplayKey, ReplayStore, RequestTokenQuotaExceeded
+from .protocols import (
+    CredentialStore,
+    ReplayKey,
+    ReplayStore,
+    RequestTokenQuotaExceeded,
+    SignedReplayStore,
+)
 from .records import Brownout, Integration, RequestToken, Token, User
 from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
@@ -213,9 +219,29 @@ async def check_nonce_unused(store: ReplayStore, key: ReplayKey) -> None:
         raise TBAError(ErrorCode.NONCE_USED, "nonce and timestamp already used")
 
 
-async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int) -> None:
+#: Per store class, whether the guard claims through its `claim_signed`: decided once, so the
+#: accepted path pays one dict lookup for the signature's fingerprint.
+_CLAIMS_SIGNED: Final[dict[type, bool]] = {}
+
+
+def claims_signed(store: object) -> bool:
+    """Whether `store` keeps a fingerprint of the signature (`SignedReplayStore`) through the
+    `claim` its class uses: a subclass that overrides `claim` alone keeps it called."""
+    kind = type(store)
+    known = _CLAIMS_SIGNED.get(kind)
+    if known is None:
+        owners = [k for k in kind.__mro__ if "claim" in k.__dict__ or "claim_signed" in k.__dict__]
+        known = bool(owners) and "claim_signed" in owners[0].__dict__
+        _CLAIMS_SIGNED[kind] = known
+    return known
+
+
+async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int, signature: str = "") -> None:
     try:
-        first = await store.claim(key, ttl)
+        if signature and claims_signed(store):
+            first = await cast(SignedReplayStore, store).claim_signed(key, ttl, signature)
+        else:
+            first = await store.claim(key, ttl)
     except Exception as exc:
         raise _store_unavailable(exc) from exc
     if not first:
