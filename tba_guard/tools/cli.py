@@ -128,6 +128,21 @@ def public_base(settings: GuardSettings, host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def proxy_url_warning(settings: GuardSettings, host: str) -> str | None:
+    """Listening beyond loopback with neither `public_url` nor `trusted_proxies`: a proxy in
+    front (TLS ended there) makes the server build http:// where clients sign https://, and
+    every request is InvalidSignature. Said once, at start-up."""
+    if settings.public_url or settings.trusted_proxies:
+        return None
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return (
+        f"listening on {host or 'every interface'} with neither public_url nor trusted_proxies "
+        "set: behind a proxy the server verifies the URL it is reached by, not the one clients "
+        "sign (https://public-host/...); set public_url, or trusted_proxies to the proxy's address"
+    )
+
+
 def first_request_lines(settings: GuardSettings, config: str | None, base: str) -> list[str]:
     """The exact shell lines for a first signed request and a first rejection (the same header
     again), naming keys but never a secret."""
@@ -195,6 +210,9 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    warning = proxy_url_warning(settings, args.host)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "factory": factory,
         "http": "h11",
