@@ -12,7 +12,7 @@ import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
-from typing import Final, cast
+from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
@@ -237,9 +237,13 @@ def claims_signed(store: object) -> bool:
 
 
 async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int, signature: str = "") -> None:
+    signed = _CLAIMS_SIGNED.get(type(store))  # inline: a call costs more than the lookup
+    if signed is None:
+        signed = claims_signed(store)
     try:
-        if signature and claims_signed(store):
-            first = await cast(SignedReplayStore, store).claim_signed(key, ttl, signature)
+        if signed and signature:
+            fingerprinted: SignedReplayStore = store  # type: ignore[assignment]
+            first = await fingerprinted.claim_signed(key, ttl, signature)
         else:
             first = await store.claim(key, ttl)
     except Exception as exc:
