@@ -9,9 +9,11 @@ every path. It sits above the stores because it builds the ones the settings nam
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import cast
 
@@ -296,10 +298,21 @@ class Guard:
         """The single call: verify a whole request given as method, URL, headers and body."""
         return await self.verify(request_from_url(method, url, headers, body))
 
+    async def rejection_detail(self, verification: Verification, error: TBAError) -> str:
+        """Why a rejection happened, for its audit record: what the installed diagnosis
+        (`DESCRIBERS`) says, asked only when someone listens. It never changes the verdict."""
+        if not DESCRIBERS or not is_heard("rejected", self.audit_hooks):
+            return ""
+        try:
+            return await DESCRIBERS[-1](self, verification, error)
+        except Exception:  # a diagnosis that fails must not turn a rejection into a 500
+            logging.getLogger("tba_guard").exception("diagnosing %s failed", error.code)
+            return ""
+
     def audit(self, request: OAuthRequest, error: TBAError | None) -> None:
         """Record one decision (the audit log and the hooks), if anyone listens. The consumer
         key and token are the OAuth header's, or those another scheme found
-        (`request.principal`)."""
+        (`request.principal`); a rejection's detail is its diagnosis (`REJECTION_DETAIL`)."""
         if not is_heard("accepted" if error is None else "rejected", self.audit_hooks):
             return
         oauth = request.oauth
@@ -322,9 +335,19 @@ class Guard:
                 time=self.clock(),
                 reason=error.reason if error else "",
                 scheme=scheme_name,
+                detail="" if error is None else REJECTION_DETAIL.get(),
             ),
             self.audit_hooks,
         )
+
+
+#: Says why a rejection happened, for its record's `detail`. Installed from above, by
+#: `tba_guard.diagnosis.operator` when a guarded app is built: the guard never imports it.
+Describer = Callable[[Guard, Verification, TBAError], Awaitable[str]]
+DESCRIBERS: list[Describer] = []
+#: The detail of the rejection being audited: beside `Guard.audit`, whose signature subclasses
+#: override, rather than in it.
+REJECTION_DETAIL: ContextVar[str] = ContextVar("tba_guard_rejection_detail", default="")
 
 
 def load_oauth2() -> None:
@@ -419,7 +442,9 @@ class Verifying:
         except TBAError as error:
             self.release()
             self.error = error
+            detail = REJECTION_DETAIL.set(await guard.rejection_detail(verification, error))
             self.audit(error)
+            REJECTION_DETAIL.reset(detail)
             return self
         except BaseException:
             self.release()

@@ -1,13 +1,16 @@
 """The one renderer of rejections, for every way of guarding: the documented answer (JSON body,
 `WWW-Authenticate` challenge, opaque where configured, a development hint where asked), or the
-application's own `on_error`; a websocket handshake refused before it is accepted.
+application's own `on_error`; a websocket handshake refused before it is accepted. Every one
+carries a `Date` from the guard's clock, so that a client told its timestamp is off can compare.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -33,26 +36,44 @@ class Rejections:
     `tba_guard`) and the documented default answers. Websocket rejections ignore the hook.
     """
 
-    def __init__(self, settings: GuardSettings, on_error: OnError | None = None) -> None:
+    def __init__(
+        self,
+        settings: GuardSettings,
+        on_error: OnError | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.settings = settings
         self.on_error = on_error
+        self.clock = time.time if clock is None else clock  # the guard's, where it is given
+        # Building a guarded app gives its guard's audit records their diagnosis (the detail):
+        # loaded here, once, never while a request is verified.
+        from ..diagnosis.operator import install
+
+        install()
+
+    def date(self) -> bytes:
+        """The `Date` of a rejection, an RFC 9110 IMF-fixdate from the clock."""
+        return formatdate(self.clock(), usegmt=True).encode("ascii")
 
     def hint_for(self, error: TBAError, request: OAuthRequest) -> str | None:
         if not self.settings.development_hints:
             return None
         from ..diagnosis.hints import development_hint  # loaded only in development
 
-        return development_hint(error, request, settings=self.settings)
+        return development_hint(error, request, settings=self.settings, now=self.clock())
 
     def default(self, error: TBAError, request: OAuthRequest) -> ErrorResponse:
         """The documented answer: status, JSON body and challenge, opaque where configured."""
         settings = self.settings
-        return error_response(
+        answer = error_response(
             error,
             realm=settings.realm or "",
             detail=settings.error_detail,
             hint=self.hint_for(error, request),
         )
+        answer.headers.append((b"date", self.date()))
+        return answer
 
     async def response(
         self, connection: HTTPConnection, error: TBAError, request: OAuthRequest
@@ -74,6 +95,8 @@ class Rejections:
                 retry_after = dict(default.headers).get(b"retry-after")
                 if retry_after is not None and "retry-after" not in response.headers:
                     response.headers["retry-after"] = retry_after.decode("latin-1")
+                if "date" not in response.headers:
+                    response.headers["date"] = self.date().decode("ascii")
                 return response
         return as_response(default)
 

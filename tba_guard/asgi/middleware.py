@@ -92,7 +92,7 @@ class TBAGuardMiddleware:
         self.guard = guard = guard_for(settings, guard)
         self.settings = guard.settings
         self.reader = RequestReader(guard.settings)
-        self.rejections = Rejections(guard.settings, on_error)
+        self.rejections = Rejections(guard.settings, on_error, clock=guard.clock)
         # Concurrency governance, when a limit is set: the slots of verified HTTP requests.
         self.governance = (
             Governance(guard.settings, guard.audit) if guard.settings.governance_enabled else None

@@ -81,7 +81,7 @@ class RequireTBA:
         self.guard = guard = guard_for(settings, guard)
         self.settings = guard.settings
         self.reader = RequestReader(guard.settings)
-        self.rejections = Rejections(guard.settings, on_error)
+        self.rejections = Rejections(guard.settings, on_error, clock=guard.clock)
 
     async def __call__(self, request: Request) -> Identity:
         """The FastAPI dependency: the verified identity, or `TBARejection`.

@@ -37,6 +37,9 @@ class AuditEvent:
     time: float
     reason: str = ""
     scheme: str = "tba"  # or "oauth2": a bearer token, or the token endpoint's grant
+    # Why a rejection happened and what to do, for operators (docs/troubleshooting.md): the
+    # diagnosis's words, never a secret; empty when accepted or when nothing more is known.
+    detail: str = ""
 
 
 AuditHook = Callable[[AuditEvent], None]
@@ -81,12 +84,13 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
         event.time,
         _safe(event.reason),
         event.scheme,
+        _safe(event.detail),
     )
     level = logging.INFO if event.outcome == "accepted" else logging.WARNING
     if logger.isEnabledFor(level):
         logger.log(
             level,
-            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s%s",
+            "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s%s%s",
             event.outcome,
             event.code or "-",
             event.method,
@@ -97,6 +101,7 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
             event.client,
             event.reason or "-",
             "" if event.scheme == "tba" else f" scheme={event.scheme}",
+            f" detail={event.detail}" if event.detail else "",
             extra={"tba_audit": asdict(event)},
         )
     for hook in hooks:

@@ -16,7 +16,13 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from .errors import ErrorCode, TBAError, missing, rejected
-from .protocols import CredentialStore, ReplayKey, ReplayStore, RequestTokenQuotaExceeded
+from .protocols import (
+    CredentialStore,
+    ReplayKey,
+    ReplayStore,
+    RequestTokenQuotaExceeded,
+    SignedReplayStore,
+)
 from .records import Brownout, Integration, RequestToken, Token, User
 from .request import OAuthRequest, ambiguous, form_body_pairs
 from .signature import PLAINTEXT, signature_matches
@@ -213,9 +219,33 @@ async def check_nonce_unused(store: ReplayStore, key: ReplayKey) -> None:
         raise TBAError(ErrorCode.NONCE_USED, "nonce and timestamp already used")
 
 
-async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int) -> None:
+#: Per store class, whether the guard claims through its `claim_signed`: decided once, so the
+#: accepted path pays one dict lookup for the signature's fingerprint.
+_CLAIMS_SIGNED: Final[dict[type, bool]] = {}
+
+
+def claims_signed(store: object) -> bool:
+    """Whether `store` keeps a fingerprint of the signature (`SignedReplayStore`) through the
+    `claim` its class uses: a subclass that overrides `claim` alone keeps it called."""
+    kind = type(store)
+    known = _CLAIMS_SIGNED.get(kind)
+    if known is None:
+        owners = [k for k in kind.__mro__ if "claim" in k.__dict__ or "claim_signed" in k.__dict__]
+        known = bool(owners) and "claim_signed" in owners[0].__dict__
+        _CLAIMS_SIGNED[kind] = known
+    return known
+
+
+async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int, signature: str = "") -> None:
+    signed = _CLAIMS_SIGNED.get(type(store))  # inline: a call costs more than the lookup
+    if signed is None:
+        signed = claims_signed(store)
     try:
-        first = await store.claim(key, ttl)
+        if signed and signature:
+            fingerprinted: SignedReplayStore = store  # type: ignore[assignment]
+            first = await fingerprinted.claim_signed(key, ttl, signature)
+        else:
+            first = await store.claim(key, ttl)
     except Exception as exc:
         raise _store_unavailable(exc) from exc
     if not first:

@@ -44,6 +44,24 @@ class ReplayStore(Protocol):
         ...
 
 
+class SignedReplayStore(Protocol):
+    """What a replay store may keep besides its keys (the built-in ones do): a short
+    fingerprint of the accepted signature, so that a `NonceUsed` tells a resend (the same
+    signature again) from a collision (another request drew the nonce). Optional: a
+    `ReplayStore` without these methods keeps working, and the diagnosis says it cannot tell.
+    The guard calls `claim_signed` instead of `claim` where the class defining `claim` (or one
+    below it) defines it, so a subclass overriding `claim` alone is still called."""
+
+    async def claim_signed(self, key: ReplayKey, ttl: int, signature: str) -> bool:
+        """`claim`, keeping a fingerprint of `signature` beside the key, in the same write."""
+        ...
+
+    async def signed_alike(self, key: ReplayKey, signature: str) -> bool | None:
+        """Whether the key was claimed with this signature (True) or another (False); None when
+        the store cannot tell (forgotten, or claimed without a fingerprint). Reads only."""
+        ...
+
+
 class CredentialStore(Protocol):
     """Where the guard looks up integrations and tokens. Return None for an unknown key."""
 

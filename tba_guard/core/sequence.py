@@ -211,7 +211,8 @@ async def verifier_matches(v: Verification) -> None:
 
 def nonce_claimed(v: Verification) -> Awaitable[None]:
     assert v.key is not None
-    return claim_nonce(v.replay_store, v.key, v.limits.replay_ttl)
+    signature = v.request.oauth["oauth_signature"]  # its fingerprint tells a resend later
+    return claim_nonce(v.replay_store, v.key, v.limits.replay_ttl, signature)
 
 
 # --- the declaration ----------------------------------------------------------------------------

@@ -19,7 +19,8 @@ class Advice:
 
     Texts may name fields the diagnosis fills in: `{uri}`, `{method}` (what the client
     signed), `{server_uri}`, `{header_method}`, `{realm}`, `{configured}`, `{parameters}`,
-    `{age}`, `{offset}`, `{direction}`, `{tolerance}`; and OAuth 2.0's (`diagnosis/oauth2.py`)
+    `{age}`, `{offset}`, `{direction}`, `{tolerance}`, `{skew}`, `{account}`,
+    `{host}`; and OAuth 2.0's (`diagnosis/oauth2.py`)
     `{kid}`, `{alg}`, `{sent}`, `{expected}`, `{exp}`, `{span}`, `{scope}`, `{scopes}`,
     `{path}`, `{client_id}`.
     """
@@ -390,6 +391,8 @@ ADVICE: Final = (
         "synchronise the clock (NTP); the window is ±{tolerance} s",
         {
             "clock-off": "the client's clock is {offset} s {direction} the server's",
+            "clock-skew": "the client's clock is {offset} s {direction} the server's: skew "
+            "{skew} s (the server's clock minus oauth_timestamp)",
             "assertion-clock-ahead": "the assertion's iat is {offset} s ahead of the server's "
             "clock",
             "assertion-not-yet-valid": "the assertion's nbf is {offset} s ahead of the "
@@ -419,6 +422,52 @@ ADVICE: Final = (
             "protocol-parameters-repeated": "protocol parameters ({parameters}) were sent in "
             "the query or body as well as in the header",
         },
+    ),
+    # --- what operators are told (operator.py): the audit's detail, hints, explain ---------
+    Advice(
+        "set public_url to the URL the clients call, or trusted_proxies to the proxy's address "
+        "so that its X-Forwarded-Proto and X-Forwarded-Host are believed",
+        {
+            "url-variant": "the signature would verify as {uri}, not as {server_uri} (the "
+            "URL the server built): a proxy in front, or the server reached by another scheme, "
+            "host or port",
+        },
+    ),
+    Advice(
+        "do not send a request again once it was answered; to retry, sign it anew (a fresh "
+        "nonce and the current timestamp)",
+        {
+            "nonce-resent": "the same signature was sent again with this nonce and timestamp: "
+            "a double submit (a retry, or the request sent twice)",
+        },
+    ),
+    Advice(
+        "draw every nonce from a cryptographically secure random generator (Python's "
+        "secrets.token_urlsafe, Node's crypto.randomBytes), about 20 characters",
+        {
+            "nonce-collision": "another request (a different signature) drew the same nonce "
+            "and timestamp: the client's nonce generator repeats itself",
+        },
+    ),
+    Advice(
+        "sign every request afresh with a new random nonce; a replay store keeping signature "
+        "fingerprints (the built-in ones do) tells a resend from a collision",
+        {
+            "nonce-untold": "the nonce was used before; the replay store keeps no fingerprint "
+            "of that request's signature, so a resend cannot be told from a collision",
+        },
+    ),
+    Advice(
+        'send realm="{account}": the account ID in upper case, with "_" where the host has "-"',
+        {
+            "realm-host-spelling": "the realm {realm} is the account of the host {host} "
+            "written otherwise (case, or '-' for '_'): the realm is {account}",
+        },
+    ),
+    Advice(
+        "send the realm of the account whose host the request goes to ({account}), or call "
+        "the host of the account the realm names",
+        {"realm-host-other": "the realm {realm} names another account than the host {host}"},
     ),
     # --- the client mistakes that re-signing recognises (mistakes.py) ------------------------
     Advice(

@@ -13,6 +13,7 @@ from ..core.settings import GuardSettings
 from ..core.signature import request_base_string
 from .causes import CAUSES
 from .mistakes import search
+from .operator import findings_for
 
 _HINT_MAX = 2048  # a hint is one header-sized line, not a document
 
@@ -39,6 +40,11 @@ def development_hint(
         parts.append(f"the server's base string: {request_base_string(request)}")
         if settings is not None:
             parts += _hint_causes(settings, request)
+    if request.oauth and settings is not None:
+        clock = time.time() if now is None else now
+        secrets = _secrets(settings, request)
+        found = findings_for(error, request, settings, now=clock, secrets=secrets)
+        parts += [f"likely cause: {f.explanation}; fix: {f.fix}" for f in found]
     parts.append("run `tba-guard explain` for the likely cause")
     hint = "; ".join(parts)
     hint = "".join(c if c.isprintable() else " " for c in hint)
@@ -60,20 +66,28 @@ def _oauth2_parts(
     return [f"likely cause: {finding.explanation}", finding.fix]
 
 
-def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:
-    """The mistake search with the settings' own credentials (looked up without awaiting a
-    store; a token only a token store holds is not searched)."""
+def _secrets(settings: GuardSettings, request: OAuthRequest) -> tuple[str, str] | None:
+    """The consumer and token secrets of the settings' own credentials (looked up without
+    awaiting a store; a token only a token store holds is not found)."""
     oauth = request.oauth
     key, token_id = oauth.get("oauth_consumer_key"), oauth.get("oauth_token")
     integration = next((i for i in settings.integrations if i.consumer_key == key), None)
     token = next((t for t in settings.tokens if t.token_id == token_id), None)
     if integration is None or (token_id is not None and token is None):
+        return None
+    return integration.consumer_secret, token.token_secret if token else ""
+
+
+def _hint_causes(settings: GuardSettings, request: OAuthRequest) -> list[str]:
+    """The mistake search with the settings' own credentials."""
+    secrets = _secrets(settings, request)
+    if secrets is None:
         return []
     findings, _ = search(
         request,
         client_uri=request.uri,
-        consumer_secret=integration.consumer_secret,
-        token_secret=token.token_secret if token else "",
+        consumer_secret=secrets[0],
+        token_secret=secrets[1],
         realm=settings.realm,
     )
     if not findings:

@@ -566,3 +566,22 @@ def _first_pair_hit(
             if trials.reproduces(signing, new_only=True):
                 return signing
     return None
+
+
+def verifies_as(
+    request: OAuthRequest, uris: Iterable[str], *, consumer_secret: str, token_secret: str
+) -> list[str]:
+    """Those of `uris` under which the request, otherwise as sent, gives the signature sent:
+    one signing each, for the few URLs an operator's configuration could have made."""
+    sent = request.oauth.get("oauth_signature")
+    if sent is None:
+        return []
+    signing, _ = start(
+        request,
+        client_uri=request.uri,
+        consumer_secret=consumer_secret,
+        token_secret=token_secret,
+        realm=None,
+    )
+    trials = _Trials(sent.encode("utf-8", "surrogateescape"))
+    return [uri for uri in uris if trials.reproduces(replace(signing, uri=uri), new_only=False)]

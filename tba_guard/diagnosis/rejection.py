@@ -15,6 +15,7 @@ from ..core.settings import GuardSettings
 from ..core.signature import SIGNATURE_METHODS, request_base_string, sign
 from .causes import CAUSES, Finding, found
 from .mistakes import REALM_SPELLING, search
+from .operator import REALM_CODES, realm_findings
 
 _C = ErrorCode
 
@@ -61,6 +62,8 @@ def diagnose(
     found (the credentials) and the URL the client called; `signature_failed` when the
     signature check failed as well (it always has when it decided)."""
     causes = tuple(_causes_of(error, settings, request, integration, token, now))
+    if error.code in REALM_CODES:  # the realm against the host's account: unsigned, so here
+        causes += tuple(realm_findings(request))
     decided_by_signature = error.code is _C.INVALID_SIGNATURE
     fix = None if causes or decided_by_signature else CAUSES[error.code].fix
     signature = None
@@ -150,7 +153,7 @@ def _timestamp_causes(
     value = timestamp_value(raw)
     if value is None:
         return []
-    if len(raw) >= 13 and abs(value // 1000 - now) <= tolerance:
+    if len(raw) == 13 or (len(raw) > 13 and abs(value // 1000 - now) <= tolerance):
         return [found(["timestamp-in-milliseconds"], named=False)]
     if value < now - tolerance and secrets is not None and _signed_right(request, *secrets):
         return [found(["header-reused"], named=False, age=int(now - value))]
@@ -164,6 +167,7 @@ def _timestamp_causes(
                 offset=offset,
                 direction=direction,
                 tolerance=tolerance,
+                note=f"skew {int(now) - value:+d} s: the server's clock minus oauth_timestamp",
             )
         ]
     return []

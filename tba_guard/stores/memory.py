@@ -34,6 +34,11 @@ from ..core.records import Certificate, Decision, Integration, RequestToken, Tok
 _DIGEST_MASK: Final = (1 << 60) - 1
 
 
+def _fingerprint(signature: str) -> int:
+    """1 to 256 for a signature, 0 for none: in-process only (the string hash is per process)."""
+    return (hash(signature) & 0xFF) + 1 if signature else 0
+
+
 class _Generation:
     """The digests claimed within one `generation_seconds`, forgotten together."""
 
@@ -50,10 +55,12 @@ class MemoryReplayStore:
 
     Each entry is a keyed digest held as a small int: about 70-130 bytes an entry, against
     about 400 for cachetools' TTLCache, whose entries also carry a linked-list node and the full
-    key (benchmarks/bench_replay.py). Every live digest is in one set, so a check is one lookup
-    however many entries there are. The digests are also listed by when they were claimed
-    (`generation_seconds`), so that expiry forgets a whole generation at once. When full of live
-    keys it raises rather than forget one, because forgetting a live key lets its replay through.
+    key (benchmarks/bench_replay.py). Every live digest is in one dict, so a check is one lookup
+    however many entries there are; its value is a fingerprint of the accepted signature, 1 to
+    256 (a small int Python shares: no memory of its own), or 0 when claimed without one. The
+    digests are also listed by when they were claimed (`generation_seconds`), so that expiry
+    forgets a whole generation at once. When full of live keys it raises rather than forget one,
+    because forgetting a live key lets its replay through.
     """
 
     def __init__(
@@ -66,7 +73,7 @@ class MemoryReplayStore:
         self.max_entries = max_entries
         self._clock = time.time if clock is None else clock  # None: a readable signature
         self._generation_seconds = generation_seconds
-        self._live: set[int] = set()
+        self._live: dict[int, int] = {}
         self._generations: dict[int, _Generation] = {}
         self._purged_at = float("-inf")
 
@@ -92,6 +99,11 @@ class MemoryReplayStore:
         return self._digest(key) in self._live
 
     async def claim(self, key: ReplayKey, ttl: int) -> bool:
+        return await self.claim_signed(key, ttl, "")
+
+    async def claim_signed(self, key: ReplayKey, ttl: int, signature: str) -> bool:
+        """`claim`, keeping 8 bits of the signature's hash: one collision in 256 is taken for a
+        resend, which a broken nonce generator, colliding again and again, soon shows."""
         now = self._clock()
         if now - self._purged_at >= 1.0:
             self.purge(now)
@@ -110,16 +122,23 @@ class MemoryReplayStore:
             generation = self._generations[number] = _Generation()
         generation.digests.append(digest)
         generation.expires = max(generation.expires, now + ttl)
-        self._live.add(digest)
+        # `_fingerprint`, inlined: this is the accepted path.
+        self._live[digest] = (hash(signature) & 0xFF) + 1 if signature else 0
         return True
+
+    async def signed_alike(self, key: ReplayKey, signature: str) -> bool | None:
+        kept = self._live.get(self._digest(key), 0)
+        return None if kept == 0 else kept == _fingerprint(signature)
 
     def purge(self, now: float | None = None) -> None:
         """Forget every generation whose keys can no longer pass the timestamp window."""
         now = self._clock() if now is None else now
         self._purged_at = now
         expired = [n for n, generation in self._generations.items() if generation.expires <= now]
+        live = self._live
         for number in expired:
-            self._live.difference_update(self._generations.pop(number).digests)
+            for digest in self._generations.pop(number).digests:
+                del live[digest]  # each live digest is in one generation: claimed once
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

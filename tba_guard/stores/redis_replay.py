@@ -2,9 +2,11 @@
 
 The in-process store protects one process; behind `uvicorn --workers N` or several hosts a
 replay that lands on another worker would pass. Here each well-formed request costs one
-`EXISTS key` (step 7, a read) and each accepted one a `SET key 1 NX PX ttl` (step 12, the atomic
-claim). The key is the prefix plus a fixed-length digest of the replay key: one key per command,
-so Redis Cluster routes it unchanged, and nothing else is stored (not even the nonce).
+`EXISTS key` (step 7, a read) and each accepted one a `SET key fp NX PX ttl` (step 12, the
+atomic claim). The key is the prefix plus a fixed-length digest of the replay key: one key per
+command, so Redis Cluster routes it unchanged. Its value `fp` is a CRC-32 of the signature (8 hex
+digits, for telling a resend from a collision after a `NonceUsed`); nothing else is stored (not
+even the nonce).
 
 It fails closed: whatever `RedisConnection` cannot do in time (refused, timed out, an error
 reply) is a `ReplayStoreError`, which the guard answers with the 503 and `Retry-After`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zlib
 from typing import TYPE_CHECKING
 
 from ..core.protocols import ReplayKey, ReplayStoreError
@@ -33,6 +36,14 @@ def key_digest(key: ReplayKey) -> str:
     that every worker and host derives the same name."""
     digest = hashlib.blake2b(key.identity(), digest_size=_DIGEST_BYTES).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _fingerprint(signature: str) -> bytes:
+    """8 hex digits of CRC-32: the same in every worker, and too short to stand for the
+    signature; `1` (what a claim without a signature stores) is never one."""
+    if not signature:
+        return b"1"
+    return b"%08x" % zlib.crc32(signature.encode("utf-8", "surrogateescape"))
 
 
 class RedisReplayStore:
@@ -100,9 +111,23 @@ class RedisReplayStore:
 
     async def claim(self, key: ReplayKey, ttl: int) -> bool:
         """One `SET key 1 NX PX ttl`: atomic, so of two concurrent claims exactly one wins."""
+        return await self.claim_signed(key, ttl, "")
+
+    async def claim_signed(self, key: ReplayKey, ttl: int, signature: str) -> bool:
+        """`claim` with the signature's fingerprint as the value: still one `SET NX PX`."""
         name, ms = self.redis_key(key).encode(), str(ttl * 1000).encode()
-        created = await self._call("SET", name, b"1", b"NX", b"PX", ms)
+        created = await self._call("SET", name, _fingerprint(signature), b"NX", b"PX", ms)
         return created is not None
+
+    async def signed_alike(self, key: ReplayKey, signature: str) -> bool | None:
+        """One `GET`, after a rejection only. A value of `1` was claimed without a fingerprint
+        (by `claim`, or by a version before fingerprints): None, as for a forgotten key."""
+        kept = await self._call("GET", self.redis_key(key).encode())
+        if isinstance(kept, str):  # a client given to `from_client` may decode its replies
+            kept = kept.encode()
+        if not isinstance(kept, bytes) or kept == b"1":
+            return None
+        return kept == _fingerprint(signature)
 
     async def aclose(self) -> None:
         """Close the connections this store opened (not a client given to `from_client`)."""

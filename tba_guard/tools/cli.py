@@ -135,6 +135,21 @@ def public_base(settings: GuardSettings, host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def proxy_url_warning(settings: GuardSettings, host: str) -> str | None:
+    """Listening beyond loopback with neither `public_url` nor `trusted_proxies`: a proxy in
+    front (TLS ended there) makes the server build http:// where clients sign https://, and
+    every request is InvalidSignature. Said once, at start-up."""
+    if settings.public_url or settings.trusted_proxies:
+        return None
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return (
+        f"listening on {host or 'every interface'} with neither public_url nor trusted_proxies "
+        "set: behind a proxy the server verifies the URL it is reached by, not the one clients "
+        "sign (https://public-host/...); set public_url, or trusted_proxies to the proxy's address"
+    )
+
+
 def first_request_lines(settings: GuardSettings, config: str | None, base: str) -> list[str]:
     """The exact shell lines for a first signed request and a first rejection (the same header
     again), naming keys but never a secret."""
@@ -202,9 +217,13 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    warning = proxy_url_warning(settings, args.host)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     options: dict[str, Any] = {
         "factory": factory,
         "http": "h11",
+        "date_header": False,  # the app dates its responses (demo.DateHeader), once each
         # The guard applies `trusted_proxies` itself and hands the app what it believed;
         # uvicorn's own handling would trust 127.0.0.1 whatever the settings say.
         "proxy_headers": False,
@@ -250,6 +269,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         http="h11",
+        date_header=False,  # the app dates its responses (demo.DateHeader)
         proxy_headers=False,
         log_config=log_config(),
     )

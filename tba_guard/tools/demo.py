@@ -16,13 +16,14 @@ import dataclasses
 import html
 import os
 from collections.abc import Mapping
+from email.utils import formatdate
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..asgi.flow import TBAFlow
 from ..core.records import Identity
@@ -145,6 +146,30 @@ async def callback(request: Request) -> HTMLResponse:
     return HTMLResponse(page, headers=headers)
 
 
+class DateHeader:
+    """One `Date` on every response. The guard dates its rejections with its own clock (the one
+    it checks timestamps against), so uvicorn runs with its `Date` off, or there would be two;
+    this dates the rest."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"date" for name, _ in headers):
+                    headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
+
+
 def build_app(settings: GuardSettings) -> ASGIApp:
     """The demo application behind the guard, with the authorization flow's three endpoints;
     `/healthz` and the demo callback page are exempt whatever the settings say."""
@@ -160,7 +185,7 @@ def build_app(settings: GuardSettings) -> ASGIApp:
         ]
     )
     # The guard in front of the app, and the authorization flow's three endpoints beside it.
-    return TBAFlow(app, settings)
+    return DateHeader(TBAFlow(app, settings))
 
 
 def create_app() -> ASGIApp:

@@ -33,6 +33,7 @@ from tests.support import (
 URL = f"{BASE_URL}/services/rest/orders"
 FIELDS = {
     "scheme",
+    "detail",
     "outcome",
     "code",
     "consumer_key",
@@ -82,6 +83,7 @@ def test_an_accepted_request_is_one_info_record_with_every_field(
         "time": NOW,  # the injected clock
         "reason": "",
         "scheme": "tba",
+        "detail": "",
     }
     assert record.getMessage().startswith("accepted - GET /services/rest/orders")
 

@@ -23,6 +23,9 @@ FIELDS = frozenset(
         "offset",
         "direction",
         "tolerance",
+        "skew",
+        "host",
+        "account",
         # OAuth 2.0's (tba_guard/diagnosis/oauth2.py)
         "kid",
         "alg",

@@ -533,3 +533,14 @@ def test_explain_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "nonce_min_length" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_dates_every_response_once(demo_server: Server) -> None:
+    url = f"{demo_server.base}{RESTLET}?script=12&deploy=1"
+    accepted = httpx2.get(url, headers={"Authorization": demo_sign("GET", url)})
+    rejected = httpx2.get(url, headers={"Authorization": 'OAuth realm="x"'})
+    unguarded = httpx2.get(f"{demo_server.base}/healthz")
+    assert (accepted.status_code, rejected.status_code, unguarded.status_code) == (200, 400, 200)
+    for response in (accepted, rejected, unguarded):
+        # uvicorn's own Date is off: the guard dates rejections, the demo app the rest.
+        assert len(response.headers.get_list("date")) == 1, response.headers
