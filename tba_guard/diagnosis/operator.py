@@ -150,7 +150,9 @@ async def describe(guard: Guard, verification: Verification, error: TBAError) ->
         return ""
     integration = verification.integration
     secrets = None
-    if integration is not None:
+    # Opaque mode makes every credential rejection cost the same work (`Guard.equal_work`):
+    # re-signing a bad signature under other URLs would tell a known consumer key by its time.
+    if integration is not None and guard.settings.error_detail != "opaque":
         secrets = (integration.consumer_secret, verification.token_secret or "")
     findings = findings_for(error, request, guard.settings, now=verification.now, secrets=secrets)
     if error.code is _C.NONCE_USED and verification.key is not None:

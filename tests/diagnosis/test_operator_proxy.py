@@ -82,12 +82,16 @@ def test_a_proxy_that_ended_tls_is_named_in_the_audit_and_never_on_the_wire(
     assert response.status_code == 401
     [record] = [json.loads(line) for line in audit.read_text().splitlines()]
     assert record["code"] == "InvalidSignature"  # the verdict, whatever would verify
-    assert record["detail"].startswith(
-        f"the signature would verify as https://{PUBLIC_HOST}/app/site/hosting/restlet.nl, "
-        f"not as http://{PUBLIC_HOST}/app/site/hosting/restlet.nl"
-    )
-    assert "set public_url" in record["detail"]
-    assert "trusted_proxies" in record["detail"]
+    if error_detail == "opaque":
+        # Re-signing would make a bad signature cost more than an unknown key: not tried.
+        assert "would verify" not in record["detail"]
+    else:
+        assert record["detail"].startswith(
+            f"the signature would verify as https://{PUBLIC_HOST}/app/site/hosting/restlet.nl, "
+            f"not as http://{PUBLIC_HOST}/app/site/hosting/restlet.nl"
+        )
+        assert "set public_url" in record["detail"]
+        assert "trusted_proxies" in record["detail"]
     wire = response.text + "".join(f"{n}: {v}\n" for n, v in response.headers.items())
     assert "would verify" not in wire
     assert "public_url" not in wire
