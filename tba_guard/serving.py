@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .tools.demo import create_app
+from .tools.demo import DateHeader, create_app
 from .tools.listener import tcp_listener
 from .tools.supervisor import run_workers
 
-__all__ = ["create_app", "run_workers", "tcp_listener"]
+__all__ = ["DateHeader", "create_app", "run_workers", "tcp_listener"]

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ..core.errors import ErrorCode
+from ..core.errors import ErrorCode, TBAError
 
 _C = ErrorCode
 
@@ -612,6 +612,13 @@ CAUSES: Final[dict[str, Cause]] = {
         for name, explanation in advice.causes.items()
     },
 }
+
+
+def fix_for(error: TBAError) -> str:
+    """The fix of a rejection: its problem's own where one is catalogued (an inactive token
+    against a revoked one, both `TokenRejected`), else its code's."""
+    cause = CAUSES.get(error.problem) if error.problem else None
+    return (cause or CAUSES[error.code]).fix
 
 
 def found(names: Sequence[str], *, named: bool, note: str = "", **fields: object) -> Finding:

@@ -11,7 +11,7 @@ from ..core.errors import BEARER_CODES, GRANT_CODES, ErrorCode, TBAError
 from ..core.request import OAuthRequest
 from ..core.settings import GuardSettings
 from ..core.signature import request_base_string
-from .causes import CAUSES
+from .causes import CAUSES, fix_for
 from .mistakes import search
 from .operator import findings_for
 
@@ -35,7 +35,7 @@ def development_hint(
     if error.code in BEARER_CODES or error.code in GRANT_CODES:
         parts += _oauth2_parts(error, request, settings or GuardSettings(), now)
     else:
-        parts.append(CAUSES[error.code].fix)
+        parts.append(fix_for(error))
     if error.code is ErrorCode.INVALID_SIGNATURE and request.oauth:
         parts.append(f"the server's base string: {request_base_string(request)}")
         if settings is not None:

@@ -13,7 +13,7 @@ from ..core.records import Integration, Token
 from ..core.request import OAuthRequest
 from ..core.settings import GuardSettings
 from ..core.signature import SIGNATURE_METHODS, request_base_string, sign
-from .causes import CAUSES, Finding, found
+from .causes import Finding, fix_for, found
 from .mistakes import REALM_SPELLING, search
 from .operator import REALM_CODES, realm_findings
 
@@ -65,7 +65,7 @@ def diagnose(
     if error.code in REALM_CODES:  # the realm against the host's account: unsigned, so here
         causes += tuple(realm_findings(request))
     decided_by_signature = error.code is _C.INVALID_SIGNATURE
-    fix = None if causes or decided_by_signature else CAUSES[error.code].fix
+    fix = None if causes or decided_by_signature else fix_for(error)
     signature = None
     if signature_failed or decided_by_signature:
         signature = _signature_diagnosis(settings, request, client_uri, integration, token)

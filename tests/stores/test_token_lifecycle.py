@@ -187,6 +187,10 @@ async def test_explain_tells_an_inactive_token_from_a_revoked_one() -> None:
     assert "Reason: inactive token" in printed["tk-inactive"]
     assert "Reason: revoked token" in printed["tk-revoked"]
     assert "revoked" not in printed["tk-inactive"].split("Reason:", 1)[1].splitlines()[0]
+    # Each state's own fix, not TokenRejected's generic one.
+    assert "tba-guard token activate" in printed["tk-inactive"]
+    assert "a revocation is final" in printed["tk-revoked"]
+    assert "tba-guard token activate" not in printed["tk-revoked"]
     for text in printed.values():  # explain never prints a secret
         assert all(secret not in text for secret in (CONSUMER_SECRET, *SECRETS.values()))
 
