@@ -434,21 +434,26 @@ class Verifying:
             request, self.step, tokens=self.tokens, user_lookup=self.user_lookup
         )
         self.verification = verification
+        rejection: TBAError | None = None
         try:
             await guard.run(verification, body=False, scheme=scheme)
             if self.read_body is not None and scheme.wants_body(request):
                 request.body, self.held = await self.read_body()
             await guard.run(verification, body=True, scheme=scheme)
         except TBAError as error:
-            self.release()
-            self.error = error
-            detail = REJECTION_DETAIL.set(await guard.rejection_detail(verification, error))
-            self.audit(error)
-            REJECTION_DETAIL.reset(detail)
-            return self
+            rejection = error
         except BaseException:
             self.release()
             raise
+        if rejection is not None:
+            # Diagnosed outside the `except`: compiled by mypyc, an await inside one could
+            # raise this exception again in a later request.
+            self.release()
+            self.error = rejection
+            detail = REJECTION_DETAIL.set(await guard.rejection_detail(verification, rejection))
+            self.audit(rejection)
+            REJECTION_DETAIL.reset(detail)
+            return self
         if self.step is Step.RESOURCE:
             self.audit(None)
             if guard.usage is not None:

@@ -156,10 +156,16 @@ class Governance:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await release()  # the response is out: the slot is free before the app returns
 
+        # No await inside `finally` or `except`: compiled by mypyc, such a block could raise an
+        # exception of an earlier request again. The error is kept and raised after the release.
+        failure: BaseException | None = None
         try:
             await app(scope, receive, sending)
-        finally:
-            await release()
+        except BaseException as exc:
+            failure = exc
+        await release()
+        if failure is not None:
+            raise failure
 
     async def refuse(self, send: Send, request: OAuthRequest, code: ErrorCode, why: str) -> None:
         error = TBAError(code, why)
