@@ -128,8 +128,9 @@ class Governance:
         lease_id = secrets.token_hex(8)
         try:
             taken = await self.slots.acquire(pool, slots, lease_id, self.lease)
-        except SlotStoreError as exc:
-            await self.refuse(send, request, ErrorCode.GOVERNANCE_STORE_UNAVAILABLE, str(exc))
+        except SlotStoreError as unavailable:
+            why = str(unavailable)
+            await self.refuse(send, request, ErrorCode.GOVERNANCE_STORE_UNAVAILABLE, why)
             return
         if not taken:
             code = (
@@ -156,13 +157,13 @@ class Governance:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 await release()  # the response is out: the slot is free before the app returns
 
-        # No await inside `finally` or `except`: compiled by mypyc, such a block could raise an
-        # exception of an earlier request again. The error is kept and raised after the release.
+        # Released after the application, whatever it did: the error it raised is kept and
+        # raised again once the slot is back (no await inside a `finally` under mypyc).
         failure: BaseException | None = None
         try:
             await app(scope, receive, sending)
-        except BaseException as exc:
-            failure = exc
+        except BaseException as raised:  # its own name: mypyc gives a name one type per function
+            failure = raised
         await release()
         if failure is not None:
             raise failure
