@@ -94,7 +94,9 @@ class TBAGuardMiddleware:
         self.rejections = Rejections(guard.settings, on_error)
         # Concurrency governance, when a limit is set: the slots of verified HTTP requests.
         self.governance = (
-            Governance(guard.settings, guard.audit) if guard.settings.governance_enabled else None
+            Governance(guard.settings, guard.audit, credentials=guard.credentials)
+            if guard.settings.governance_enabled
+            else None
         )
 
     def is_exempt(self, scope: Scope) -> bool:
