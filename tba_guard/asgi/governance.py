@@ -5,7 +5,8 @@ when its response ends or the application returns (a client that went away inclu
 integration with an allocation has a pool of its own; the others share what is left. Over the
 limit, a RESTlet answers `SSS_REQUEST_LIMIT_EXCEEDED` (400) and REST web services 429, both with
 `Retry-After`. Each worker renews its leases every third of `governance_lease`, so the slots of
-a worker that died come free within one lease.
+a worker that died come free within one lease. A credential database's allocations are read
+at the first request and again once older than `credential_cache_ttl`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import ErrorCode, ErrorResponse, TBAError, error_response
+from ..core.protocols import CredentialStore
 from ..core.records import Integration
 from ..core.request import OAuthRequest
 from ..core.settings import GovernanceSettings, GuardSettings
@@ -33,6 +37,11 @@ UNALLOCATED = "unallocated"
 
 #: Records the refusal in the audit log: the guard's `audit`.
 Audit = Callable[[OAuthRequest, TBAError], None]
+#: A credential store's allocations, consumer key -> slots (the database's
+#: `concurrency_allocations`).
+LoadAllocations = Callable[[], Awaitable[Mapping[str, int]]]
+
+logger = logging.getLogger("tba_guard.governance")
 
 
 def slot_store_for(settings: GovernanceSettings) -> SlotStore:
@@ -59,27 +68,76 @@ def allocations_of(settings: GuardSettings) -> dict[str, int]:
     return allocated
 
 
+def allocations_loader(credentials: CredentialStore | None) -> LoadAllocations | None:
+    """The store's `concurrency_allocations`, or that of the store it wraps (`base`: the flow's
+    credentials over the database). By method, not isinstance: the compiled build checks no
+    Protocol at run time."""
+    for store in (credentials, getattr(credentials, "base", None)):
+        load: LoadAllocations | None = getattr(store, "concurrency_allocations", None)
+        if load is not None:
+            return load
+    return None
+
+
 class Governance:
     """The account's slots, for one middleware: the pools, the leases this process holds and
-    their renewal, the refusal per surface, and `governanceLimits`."""
+    their renewal, the refusal per surface, and `governanceLimits`.
+
+    `allocations` stand for the settings' (`allocations_of`); a `credentials` store that keeps
+    allocations of its own (`concurrency_allocations`) adds them, under these. `clock` times
+    their reload (monotonic seconds).
+    """
 
     def __init__(
         self,
         settings: GuardSettings,
         audit: Audit,
         *,
+        credentials: CredentialStore | None = None,
         slots: SlotStore | None = None,
         allocations: Mapping[str, int] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.audit = audit
         self.slots = slot_store_for(settings) if slots is None else slots
-        self.allocations = dict(allocations_of(settings) if allocations is None else allocations)
         self.limit = settings.governance_limit
-        self.unallocated = max(self.limit - sum(self.allocations.values()), 1)
+        self.configured = dict(allocations_of(settings) if allocations is None else allocations)
+        self.allocations: dict[str, int] = {}  # both set by `_allocate`, declared for mypyc
+        self.unallocated = self.limit
+        self._allocate({})  # the settings' alone, until the store's are read
+        self._load = allocations_loader(credentials)
+        self._clock = time.monotonic if clock is None else clock
+        self._loaded_until = float("-inf")  # the first request loads them
+        self._load_failing = False
         self.lease = settings.governance_lease
         self.held: dict[str, str] = {}  # lease id -> pool, of this process's requests
         self._renewing: asyncio.Task[None] | None = None
+
+    def _allocate(self, stored: Mapping[str, int]) -> None:
+        """The store's allocations with the settings' over them, and what is left to share."""
+        self.allocations = {**stored, **self.configured}
+        self.unallocated = max(self.limit - sum(self.allocations.values()), 1)
+
+    async def reload_allocations(self) -> None:
+        """Read the store's allocations again. A store that fails leaves the previous ones in
+        force until the next try, a TTL later, and is logged once until it answers again."""
+        assert self._load is not None
+        started = self._clock()
+        try:
+            stored = await self._load()
+        except Exception as unreadable:  # the database down: counting goes on as it was
+            if not self._load_failing:
+                self._load_failing = True
+                logger.warning(
+                    "governance: the credential store's concurrency allocations could not be "
+                    "read (%s); the previous ones stay until it answers",
+                    unreadable,
+                )
+        else:
+            self._load_failing = False
+            self._allocate(stored)
+        self._loaded_until = started + self.settings.effective_credential_cache_ttl
 
     def pool_for(self, consumer_key: str, integration: Integration | None) -> tuple[str, int]:
         """The pool a request counts in and its size."""
@@ -113,6 +171,8 @@ class Governance:
         verified: Verifying,
     ) -> None:
         """Run `app` for a verified request inside a slot, or refuse it."""
+        if self._load is not None and self._clock() >= self._loaded_until:
+            await self.reload_allocations()
         request, consumer_key = verified.request, verified.identity.consumer_key
         integration = verified.verification.integration if verified.verification else None
         if scope["path"] == GOVERNANCE_LIMITS_PATH and scope["method"] == "GET":

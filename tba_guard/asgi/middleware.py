@@ -95,7 +95,9 @@ class TBAGuardMiddleware:
         self.rejections = Rejections(guard.settings, on_error, clock=guard.clock)
         # Concurrency governance, when a limit is set: the slots of verified HTTP requests.
         self.governance = (
-            Governance(guard.settings, guard.audit) if guard.settings.governance_enabled else None
+            Governance(guard.settings, guard.audit, credentials=guard.credentials)
+            if guard.settings.governance_enabled
+            else None
         )
         # Metrics and tracing, where the settings turn them on (asgi/metrics.py).
         self.observability = observe(guard)

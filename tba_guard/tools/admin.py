@@ -187,11 +187,13 @@ def run_integration_add(args: argparse.Namespace) -> int:
             state="blocked" if args.blocked else "enabled",
             client_id=args.client_id,
             schemes=args.schemes,
+            concurrency_limit=args.concurrency,
         )
     print(f"Integration {integration.name!r} added ({integration.state}).")
     print(f"consumer key:    {integration.consumer_key}")
     print(f"client id:       {integration.client_id or '-'}")
     print(f"schemes:         {','.join(integration.schemes)}")
+    print(f"concurrency:     {_allocation(integration.concurrency_limit)}")
     print(f"consumer secret: {integration.consumer_secret}")
     _print_secret_notice("consumer secret")
     return 0
@@ -206,6 +208,7 @@ def run_integration_list(args: argparse.Namespace) -> int:
             i.state,
             i.client_id or "-",
             ",".join(i.schemes),
+            "" if i.concurrency_limit is None else str(i.concurrency_limit),
             "yes" if i.authorization_flow else "no",
             str(i.tokens),
             _when(i.created_at),
@@ -215,8 +218,8 @@ def run_integration_list(args: argparse.Namespace) -> int:
         for i in found
     ]
     header = [
-        "CONSUMER KEY", "STATE", "CLIENT ID", "SCHEMES", "FLOW", "TOKENS", "CREATED", "LAST USED",
-        "NAME",
+        "CONSUMER KEY", "STATE", "CLIENT ID", "SCHEMES", "CONCURRENCY", "FLOW", "TOKENS",
+        "CREATED", "LAST USED", "NAME",
     ]  # fmt: skip
     _table(header, rows)
     return 0
@@ -227,6 +230,19 @@ def run_integration_schemes(args: argparse.Namespace) -> int:
         admin.set_schemes(args.consumer_key, args.schemes)
     print(f"Integration {args.consumer_key} may use {','.join(args.schemes)}.")
     return 0
+
+
+def run_integration_concurrency(args: argparse.Namespace) -> int:
+    with credential_admin(args.config) as admin:
+        admin.set_concurrency_limit(args.consumer_key, args.slots)
+    print(f"Integration {args.consumer_key} has {_allocation(args.slots)}.")
+    return 0
+
+
+def _allocation(slots: int | None) -> str:
+    if slots is None:
+        return "no allocation (it shares the unallocated slots)"
+    return f"{slots} concurrency slot{'' if slots == 1 else 's'} of its own"
 
 
 def run_integration_client_id(args: argparse.Namespace) -> int:
@@ -551,6 +567,19 @@ def _schemes(text: str) -> tuple[str, ...]:
     return tuple(name for name in SCHEME_NAMES if name in names)
 
 
+def _slots(text: str) -> int | None:
+    """An allocation's slots, 1 or more; `none` takes the allocation away."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected slots >= 1 or none, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected slots >= 1 or none, got {text}")
+    return value
+
+
 def _days(text: str) -> float:
     try:
         value = float(text)
@@ -601,12 +630,28 @@ def add_commands(commands: Any, add_config: Callable[[argparse.ArgumentParser], 
         metavar="tba,oauth2|tba|oauth2",
         help="what it may sign with (default: both)",
     )
+    add.add_argument(
+        "--concurrency",
+        type=_slots,
+        metavar="N",
+        help="slots of the account's concurrency limit allocated to it alone (default: none)",
+    )
     command(actions, "list", run_integration_list, "list integrations (never a secret)")
     schemes = command(
         actions, "schemes", run_integration_schemes, "set what an integration may sign with"
     )
     schemes.add_argument("consumer_key", metavar="CONSUMER_KEY")
     schemes.add_argument("schemes", type=_schemes, metavar="tba|oauth2|tba,oauth2")
+    concurrency = command(
+        actions,
+        "concurrency",
+        run_integration_concurrency,
+        "allocate an integration slots of its own (governance)",
+    )
+    concurrency.add_argument("consumer_key", metavar="CONSUMER_KEY")
+    concurrency.add_argument(
+        "slots", type=_slots, metavar="N|none", help="1 or more; none takes the allocation away"
+    )
     client = command(
         actions, "client-id", run_integration_client_id, "set an integration's OAuth 2.0 client ID"
     )

@@ -1,4 +1,5 @@
-"""`CredentialAdmin`: create, list, block, enable, remove integrations; issue, list,
+"""`CredentialAdmin`: create, list, block, enable, remove integrations and set their
+concurrency allocations; issue, list,
 deactivate, activate, revoke tokens; add, list, revoke OAuth 2.0 certificates; read the usage
 counts; import a settings file; re-seal every secret under a new key.
 
@@ -54,6 +55,7 @@ class IntegrationInfo:
     client_id: str | None = None
     schemes: tuple[str, ...] = SCHEME_NAMES
     last_used: float | None = None  # the latest request of any of its tokens, any scheme
+    concurrency_limit: int | None = None  # governance: its own slots (None: the shared pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,7 @@ class CredentialAdmin:
         state: Literal["enabled", "blocked"] = "enabled",
         client_id: str | None = None,
         schemes: Iterable[str] = SCHEME_NAMES,
+        concurrency_limit: int | None = None,
     ) -> Integration:
         """A new integration with a fresh consumer secret: the only time it is readable."""
         integration = Integration(
@@ -140,6 +143,7 @@ class CredentialAdmin:
             callback_url=callback_url,
             client_id=client_id,
             schemes=checked_schemes(schemes),
+            concurrency_limit=checked_slots(concurrency_limit),
         )
         with self.engine.begin() as connection:
             if client_id is not None:
@@ -151,6 +155,7 @@ class CredentialAdmin:
             name=name,
             client_id=client_id,
             schemes=",".join(integration.schemes),
+            concurrency_limit=concurrency_limit,
         )
         return integration
 
@@ -190,6 +195,7 @@ class CredentialAdmin:
                 client_id=row.client_id,
                 schemes=schemes_of(row.schemes),
                 last_used=row.last_used,
+                concurrency_limit=row.concurrency_limit,
             )
             for row in rows
         ]
@@ -222,6 +228,14 @@ class CredentialAdmin:
         with self.engine.begin() as connection:
             self._update_integration(connection, consumer_key, schemes=",".join(chosen))
         self._audit("integration.schemes", consumer_key=consumer_key, schemes=",".join(chosen))
+
+    def set_concurrency_limit(self, consumer_key: str, slots: int | None) -> None:
+        """Allocate `slots` of the account's concurrency to the integration alone (None: it
+        shares the unallocated pool again). Running guards learn it within their cache TTL."""
+        checked_slots(slots)
+        with self.engine.begin() as connection:
+            self._update_integration(connection, consumer_key, concurrency_limit=slots)
+        self._audit("integration.concurrency", consumer_key=consumer_key, slots=slots)
 
     def remove_integration(self, consumer_key: str) -> int:
         """Delete the integration, its tokens and its certificates; how many tokens went."""
@@ -545,6 +559,7 @@ class CredentialAdmin:
                 callback_url=integration.callback_url,
                 client_id=integration.client_id,
                 schemes=",".join(checked_schemes(integration.schemes)),
+                concurrency_limit=checked_slots(integration.concurrency_limit),
                 created_at=now,
                 updated_at=now,
             )
@@ -639,6 +654,13 @@ def checked_schemes(schemes: Iterable[str]) -> tuple[str, ...]:
     if unknown or not given:
         raise Refused(f"schemes: expected tba, oauth2 or tba,oauth2, not {','.join(unknown)!r}")
     return tuple(name for name in SCHEME_NAMES if name in given)
+
+
+def checked_slots(slots: int | None) -> int | None:
+    """An allocation is one slot or more (None: none); as the settings require of theirs."""
+    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
+        raise Refused(f"concurrency limit: expected a whole number of slots >= 1, not {slots!r}")
+    return slots
 
 
 def mapping_info(values: Any) -> MappingInfo:

@@ -48,6 +48,9 @@ integrations = Table(
     # integration may use, comma-separated ("tba,oauth2" while it migrates).
     Column("client_id", String(255), nullable=True),
     Column("schemes", String(32), nullable=False, server_default=DEFAULT_SCHEMES),
+    # Governance (revision 0003): the slots allocated to the integration alone; NULL, the
+    # usual case, counts it in the shared pool.
+    Column("concurrency_limit", Integer, nullable=True),
     Index("tba_integrations_client_id", "client_id", unique=True),
 )
 

@@ -192,6 +192,14 @@ class DatabaseCredentials:
         if rows:
             await self._off_loop(self._upsert_usage, rows)
 
+    # --- governance ----------------------------------------------------------------------------
+
+    async def concurrency_allocations(self) -> dict[str, int]:
+        """Consumer key -> slots, of every integration with an allocation: one query, shared
+        by concurrent callers, so the guard can size the shared pool. Raises
+        `DatabaseUnavailable`."""
+        return await self._once("allocations", lambda: self._off_loop(self._fetch_allocations))
+
     # --- the flow's access tokens --------------------------------------------------------------
 
     async def flow_token(self, token_id: str) -> Token | None:
@@ -441,6 +449,12 @@ class DatabaseCredentials:
         rows = self._query(lambda connection: connection.execute(query).all())
         return None if len(rows) > DIRECTORY_MAX else {row[0] for row in rows}
 
+    def _fetch_allocations(self) -> dict[str, int]:
+        column = integrations.c.concurrency_limit
+        query = select(integrations.c.consumer_key, column).where(column.is_not(None))
+        rows = self._query(lambda connection: connection.execute(query).all())
+        return {consumer_key: int(slots) for consumer_key, slots in rows}
+
     def _upsert_usage(self, rows: list[dict[str, Any]]) -> None:
         statement = usage_upsert(self.dialect)
 
@@ -516,6 +530,7 @@ def integration_from_row(values: Any, secret: str) -> Integration:
         callback_url=values["callback_url"],
         client_id=values["client_id"],
         schemes=schemes_of(values["schemes"]),
+        concurrency_limit=values["concurrency_limit"],
     )
 
 
