@@ -20,6 +20,8 @@ from tests.support import (
     TOKEN_ID,
     TOKEN_SECRET,
     Clock,
+    Exchange,
+    HeldApp,
     Request,
     make_settings,
     oauth_header,
@@ -30,20 +32,6 @@ OTHER_KEY = "ck-invoices"
 OTHER_SECRET = "cs-s3cr3t-invoices-sync"
 OTHER_TOKEN, OTHER_TOKEN_SECRET = "tk-invoices", "ts-s3cr3t-invoices-token"
 REST_PATH = "/services/rest/record/v1/customer/1"
-
-
-class HeldApp:
-    """An application whose requests stay in flight until the test lets them go."""
-
-    def __init__(self) -> None:
-        self.entered = 0
-        self.go = asyncio.Event()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.entered += 1
-        await self.go.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"done"})
 
 
 def governed(**overrides: Any) -> Any:
@@ -74,34 +62,6 @@ def request_for(path: str, consumer_key: str = CONSUMER_KEY, secret: str = CONSU
         token_secret=token_secret,
     )
     return scope_for(Request(raw_path=path.encode(), headers=[(b"authorization", header.encode())]))
-
-
-class Exchange:
-    """One request through the middleware, run as a task: what it sent, and a way to hang up."""
-
-    def __init__(self, middleware: TBAGuardMiddleware, scope: Any) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.hang_up = asyncio.Event()
-        self.task = asyncio.ensure_future(middleware(scope, self.receive, self.send))
-
-    async def receive(self) -> dict[str, Any]:
-        await self.hang_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    @property
-    def status(self) -> int:
-        return int(self.sent[0]["status"])
-
-    @property
-    def headers(self) -> dict[bytes, bytes]:
-        return dict(self.sent[0]["headers"])
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
 
 
 async def settle() -> None:

@@ -23,7 +23,16 @@ from tba_guard.stores.database import connect, migrate
 from tba_guard.stores.database.admin import CredentialAdmin, NotFound, Refused
 from tba_guard.stores.database.sealing import Sealer
 from tba_guard.stores.database.store import DatabaseCredentials
-from tests.support import BASE_URL, Clock, Request, make_settings, oauth_header, scope_for
+from tests.support import (
+    BASE_URL,
+    Clock,
+    Exchange,
+    HeldApp,
+    Request,
+    make_settings,
+    oauth_header,
+    scope_for,
+)
 from tests.support.databases import Timer, database_url
 from tests.support.oauth2 import certificate_pem, ec_key
 
@@ -177,20 +186,6 @@ async def test_all_allocations_cost_one_query_shared_by_concurrent_callers(
 # --- a guard over the database --------------------------------------------------------------------
 
 
-class HeldApp:
-    """An application whose requests stay in flight until the test lets them go."""
-
-    def __init__(self) -> None:
-        self.entered = 0
-        self.go = asyncio.Event()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.entered += 1
-        await self.go.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"done"})
-
-
 class Caller:
     """An integration of the database and its token, signing requests through a middleware."""
 
@@ -213,29 +208,6 @@ class Caller:
         )
         headers = [(b"authorization", header.encode())]
         return scope_for(Request(raw_path=path.encode(), headers=headers))
-
-
-class Exchange:
-    """One request through the middleware, run as a task: what it sent."""
-
-    def __init__(self, middleware: TBAGuardMiddleware, scope: dict[str, Any]) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.task = asyncio.ensure_future(middleware(scope, self.receive, self.send))
-
-    async def receive(self) -> dict[str, Any]:
-        await asyncio.Event().wait()  # the client never hangs up
-        raise AssertionError("unreachable")
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    @property
-    def status(self) -> int:
-        return int(self.sent[0]["status"])
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
 
 
 async def held(

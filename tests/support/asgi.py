@@ -199,3 +199,45 @@ def count_signatures(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(binascii, "b2a_base64", counting_b2a_base64)
     return signs
+
+
+class HeldApp:
+    """An application whose requests stay in flight until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.entered = 0
+        self.go = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.entered += 1
+        await self.go.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+
+class Exchange:
+    """One request through the middleware, run as a task: what it sent, and a way to hang up."""
+
+    def __init__(self, middleware: Any, scope: Any) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.hang_up = asyncio.Event()
+        self.task = asyncio.ensure_future(middleware(scope, self.receive, self.send))
+
+    async def receive(self) -> dict[str, Any]:
+        await self.hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return dict(self.sent[0]["headers"])
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
