@@ -485,7 +485,9 @@ async def test_store_works_unchanged_on_a_redis_cluster(tmp_path: Path) -> None:
     """One key per command: a cluster client routes each claim to its slot's node."""
     with private_cluster(tmp_path) as nodes:
         client = redis.asyncio.RedisCluster(host="127.0.0.1", port=nodes[0].port, retry=NO_RETRY)
-        store = RedisReplayStore.from_client(client, prefix="tba_guard_test:cluster:")
+        # A bound, not a measure: a cluster just formed may take longer than the default
+        # 0.25 s to route its first 60 concurrent commands (seen on a loaded 2-CPU machine).
+        store = RedisReplayStore.from_client(client, prefix="tba_guard_test:cluster:", timeout=5.0)
         keys = [key(f"cluster-{i:04d}") for i in range(60)]
         assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [True] * 60
         assert await asyncio.gather(*(store.claim(k, 600) for k in keys)) == [False] * 60
