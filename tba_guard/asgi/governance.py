@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -112,6 +113,10 @@ class Governance:
         self._load_failing = False
         self.lease = settings.governance_lease
         self.held: dict[str, str] = {}  # lease id -> pool, of this process's requests
+        # Lease IDs unique across workers and hosts: a random prefix, then a counter (no
+        # system call for randomness per request).
+        self._lease_prefix = secrets.token_hex(8) + ":"
+        self._leases = itertools.count()
         self._renewing: asyncio.Task[None] | None = None
 
     def _allocate(self, stored: Mapping[str, int]) -> None:
@@ -185,7 +190,7 @@ class Governance:
             await _send(send, 200, headers, body)
             return
         pool, slots = self.pool_for(consumer_key, integration)
-        lease_id = secrets.token_hex(8)
+        lease_id = f"{self._lease_prefix}{next(self._leases)}"
         try:
             taken = await self.slots.acquire(pool, slots, lease_id, self.lease)
         except SlotStoreError as unavailable:

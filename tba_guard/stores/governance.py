@@ -48,8 +48,8 @@ class MemorySlotStore:
         return leases
 
     async def acquire(self, pool: str, limit: int, lease_id: str, lease: float) -> bool:
-        leases = self._live(pool)
-        if len(leases) >= limit:
+        leases = self.pools.setdefault(pool, {})
+        if len(leases) >= limit and len(self._live(pool)) >= limit:  # lapsed ones go when full
             return False
         leases[lease_id] = self.clock() + lease
         return True
