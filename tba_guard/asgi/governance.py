@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import ErrorCode, ErrorResponse, TBAError, error_response
 from ..core.protocols import CredentialStore
-from ..core.records import Integration
+from ..core.records import Identity, Integration
 from ..core.request import OAuthRequest
 from ..core.settings import GovernanceSettings, GuardSettings
 from ..guard import Verifying
@@ -174,11 +174,12 @@ class Governance:
         send: Send,
         app: ASGIApp,
         verified: Verifying,
+        identity: Identity,
     ) -> None:
-        """Run `app` for a verified request inside a slot, or refuse it."""
+        """Run `app` for a verified request (who `identity` is) inside a slot, or refuse it."""
         if self._load is not None and self._clock() >= self._loaded_until:
             await self.reload_allocations()
-        request, consumer_key = verified.request, verified.identity.consumer_key
+        request, consumer_key = verified.request, identity.consumer_key
         integration = verified.verification.integration if verified.verification else None
         if scope["path"] == GOVERNANCE_LIMITS_PATH and scope["method"] == "GET":
             body = self.limits_document(consumer_key, integration)

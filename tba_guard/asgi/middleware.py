@@ -141,6 +141,7 @@ class TBAGuardMiddleware:
                 if self.governance is None or body is None:
                     await self.app(scope, app_receive, send)
                 else:
-                    await self.governance.serve(scope, app_receive, send, self.app, verified)
+                    governance = self.governance
+                    await governance.serve(scope, app_receive, send, self.app, verified, identity)
         except ClientDisconnected:
             return
