@@ -106,6 +106,21 @@ def write_config(path: Path, **guard: Any) -> Path:
     return path
 
 
+def upgraded_config(directory: Path, url: str, **extra: Any) -> Path:
+    """`directory/tba.toml` naming the credential database at `url`, with a fresh key and the
+    suite's realm, its schema upgraded by `tba-guard db upgrade`."""
+    config = write_config(
+        directory / "tba.toml",
+        realm=REALM,
+        credential_store=url,
+        credential_key=fresh_key(),
+        **extra,
+    )
+    done = tba_guard("db", "upgrade", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    return config
+
+
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

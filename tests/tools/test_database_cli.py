@@ -22,13 +22,12 @@ from tests.support.databases import (
     REALM,
     database_url,
     free_port,
-    fresh_key,
     postgres_database,
     printed,
     serving,
     signed_get,
     tba_guard,
-    write_config,
+    upgraded_config,
 )
 
 RESTLET = "/app/site/hosting/restlet.nl?script=1&deploy=1"
@@ -42,19 +41,6 @@ def code_of(response: httpx.Response) -> str:
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(str(request.param), tmp_path) as found:
         yield found
-
-
-def configured(tmp_path: Path, url: str, **extra: object) -> Path:
-    config = write_config(
-        tmp_path / "tba.toml",
-        realm=REALM,
-        credential_store=url,
-        credential_key=fresh_key(),
-        **extra,
-    )
-    done = tba_guard("db", "upgrade", "--config", str(config))
-    assert done.returncode == 0, done.stderr
-    return config
 
 
 def add_integration_and_token(config: Path) -> tuple[str, str, str, str]:
@@ -77,7 +63,7 @@ def add_integration_and_token(config: Path) -> tuple[str, str, str, str]:
 
 def test_cli_round_trip_add_issue_sign_accept_revoke_reject(url: str, tmp_path: Path) -> None:
     ttl = 1.0
-    config = configured(tmp_path, url, credential_cache_ttl=ttl)
+    config = upgraded_config(tmp_path, url, credential_cache_ttl=ttl)
     consumer_key, consumer_secret, token_id, token_secret = add_integration_and_token(config)
     # Secrets are printed once, at creation; listings and the audit lines never show them.
     listings = [
@@ -124,7 +110,7 @@ def test_two_worker_processes_sharing_postgresql_see_a_block_made_through_the_cl
     tmp_path: Path,
 ) -> None:
     with postgres_database() as url:
-        config = configured(tmp_path, url, credential_cache_ttl=60)  # push, not the TTL
+        config = upgraded_config(tmp_path, url, credential_cache_ttl=60)  # push, not the TTL
         consumer_key, consumer_secret, token_id, token_secret = add_integration_and_token(config)
         with serving(config) as (first, _), serving(config) as (second, _):
             for base in (first, second):
@@ -206,7 +192,7 @@ def test_a_flow_issued_token_survives_a_restart_of_every_process_and_of_redis(
     redis = PrivateRedis(tmp_path)
     redis.start()
     try:
-        config = configured(
+        config = upgraded_config(
             tmp_path,
             url,
             replay_store=redis.url,

@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import (
-    REALM,
     database_url,
-    fresh_key,
     printed,
     serving,
     signed_get,
     tba_guard,
+    upgraded_config,
     wait_for,
-    write_config,
 )
 
 LIMITS = "/services/rest/system/v1/governanceLimits"
@@ -30,19 +28,6 @@ LIMITS = "/services/rest/system/v1/governanceLimits"
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(str(request.param), tmp_path) as found:
         yield found
-
-
-def configured(tmp_path: Path, url: str, **extra: object) -> str:
-    config = write_config(
-        tmp_path / "tba.toml",
-        realm=REALM,
-        credential_store=url,
-        credential_key=fresh_key(),
-        **extra,
-    )
-    done = tba_guard("db", "upgrade", "--config", str(config))
-    assert done.returncode == 0, done.stderr
-    return str(config)
 
 
 def added(config: str, name: str, *options: str) -> str:
@@ -65,7 +50,7 @@ def concurrency_column(config: str) -> dict[str, str]:
 def test_an_allocation_is_given_at_add_changed_listed_and_taken_away(
     url: str, tmp_path: Path
 ) -> None:
-    config = configured(tmp_path, url)
+    config = str(upgraded_config(tmp_path, url))
     adding = tba_guard(
         "integration", "add", "--name", "Order sync", "--concurrency", "2", "--config", config
     )
@@ -90,7 +75,7 @@ def test_an_allocation_is_given_at_add_changed_listed_and_taken_away(
 def test_an_allocation_below_one_slot_or_of_an_unknown_key_exits_2(
     url: str, tmp_path: Path
 ) -> None:
-    config = configured(tmp_path, url)
+    config = str(upgraded_config(tmp_path, url))
     consumer_key = added(config, "Order sync")
     for bad in ("0", "-3", "many"):
         done = tba_guard("integration", "concurrency", consumer_key, bad, "--config", config)
@@ -103,7 +88,7 @@ def test_an_allocation_below_one_slot_or_of_an_unknown_key_exits_2(
 
 
 def test_db_import_copies_an_integrations_concurrency_limit(url: str, tmp_path: Path) -> None:
-    config = configured(tmp_path, url)
+    config = str(upgraded_config(tmp_path, url))
     source = tmp_path / "old.toml"
     source.write_text(
         "[[integrations]]\n"
@@ -125,7 +110,7 @@ def test_a_running_guard_learns_an_allocation_made_through_the_cli(
     """`governanceLimits` says what the guard counts with: the shared pool shrinks and the
     integration gets its own once the cache TTL passes (PostgreSQL's push drops the record
     sooner; the allocations follow the TTL on both)."""
-    config = configured(tmp_path, url, credential_cache_ttl=0.5, governance_limit=10)
+    config = str(upgraded_config(tmp_path, url, credential_cache_ttl=0.5, governance_limit=10))
     added_integration = tba_guard("integration", "add", "--name", "Order sync", "--config", config)
     assert added_integration.returncode == 0, added_integration.stderr
     consumer_key = printed(added_integration.stdout, "consumer key")

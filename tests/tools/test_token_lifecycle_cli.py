@@ -13,14 +13,12 @@ import httpx2 as httpx
 import pytest
 
 from tests.support.databases import (
-    REALM,
-    fresh_key,
     postgres_database,
     printed,
     serving,
     signed_get,
     tba_guard,
-    write_config,
+    upgraded_config,
 )
 
 RESTLET = "/app/site/hosting/restlet.nl?script=1&deploy=1"
@@ -30,17 +28,7 @@ RESTLET = "/app/site/hosting/restlet.nl?script=1&deploy=1"
 def config(tmp_path: Path) -> Iterator[Path]:
     with postgres_database() as url:
         # Changes bite by the push, not the TTL; usage is written after every request.
-        path = write_config(
-            tmp_path / "tba.toml",
-            realm=REALM,
-            credential_store=url,
-            credential_key=fresh_key(),
-            credential_cache_ttl=600,
-            usage_flush_interval=0,
-        )
-        done = tba_guard("db", "upgrade", "--config", str(path))
-        assert done.returncode == 0, done.stderr
-        yield path
+        yield upgraded_config(tmp_path, url, credential_cache_ttl=600, usage_flush_interval=0)
 
 
 def column(listing: str, row_key: str, name: str) -> str:
