@@ -23,7 +23,7 @@ from tba_guard.stores.redis import RedisConnection, RedisUnavailable
 from tba_guard.stores.redis_replay import RedisReplayStore
 from tba_guard.stores.redis_tokens import RedisTokenStore
 from tba_guard.stores.urls import url_password
-from tests.support import NOW, SHARED_REDIS_URL, Clock, shared_redis
+from tests.support import NOW, REDIS_TIMEOUT, SHARED_REDIS_URL, Clock, shared_redis
 from tests.support.flow import CALLBACK, FLOW_KEY
 from tests.support.redis_servers import PROTOCOLS, spoken_protocol, with_protocol
 
@@ -172,7 +172,9 @@ async def test_one_commands_error_fails_that_command_only(redis_prefix: str, pro
 async def test_a_request_token_that_cannot_be_written_gives_its_quota_place_back(
     redis_prefix: str,
 ) -> None:
-    store = RedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    store = RedisTokenStore(
+        SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT
+    )
     client = shared_redis()
     try:
         client.rpush(f"{redis_prefix}rt:rt-1", "not a request token")
@@ -197,7 +199,9 @@ async def test_a_failed_write_is_reported_as_such_when_the_quota_cannot_be_given
     redis_prefix: str,
 ) -> None:
     # The give-back is best effort: its own failure must not replace the write's error.
-    store = ForgetfulRedisTokenStore(SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock())
+    store = ForgetfulRedisTokenStore(
+        SHARED_REDIS_URL, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT
+    )
     client = shared_redis()
     try:
         client.rpush(f"{redis_prefix}rt:rt-1", "not a request token")
@@ -312,7 +316,7 @@ async def test_a_denied_request_token_reads_back_as_denied(
     redis_prefix: str, protocol: int
 ) -> None:
     url = with_protocol(SHARED_REDIS_URL, protocol)
-    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT)
     try:
         await store.put_request_token(request_token("rt-deny"))
         assert await store.decide("rt-deny", "denied", verifier="v", entity="38", role="")
@@ -328,7 +332,7 @@ async def test_a_token_store_on_a_url_asking_for_decoded_replies_keeps_its_promi
     redis_prefix: str, protocol: int
 ) -> None:
     url = with_protocol(SHARED_REDIS_URL + "?decode_responses=True", protocol)
-    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT)
     try:
         await store.put_request_token(request_token("rt-text"))
         assert await store.live_request_tokens(FLOW_KEY) == 1
@@ -358,7 +362,7 @@ async def test_decoded_replies_read_back_request_tokens_as_written(
     redis_prefix: str, protocol: int
 ) -> None:
     url = with_protocol(SHARED_REDIS_URL + "?decode_responses=True", protocol)
-    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT)
     try:
         await store.put_request_token(request_token("rt-read"))
         assert await store.request_token("rt-read") == request_token("rt-read")
@@ -372,7 +376,7 @@ async def test_an_access_token_reads_back_active_or_not_as_stored(
     redis_prefix: str, protocol: int, active: bool
 ) -> None:
     url = with_protocol(SHARED_REDIS_URL, protocol)
-    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock())
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=Clock(), timeout=REDIS_TIMEOUT)
     try:
         token = Token("at-1", "at-secret", FLOW_KEY, entity="38", role="3", active=active)
         await store.put_access_token(token)

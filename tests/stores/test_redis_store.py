@@ -27,6 +27,7 @@ from tba_guard.stores.urls import redact_url
 from tests.support import (
     BASE_URL,
     NOW,
+    REDIS_TIMEOUT,
     SHARED_REDIS_URL,
     TOKEN_ID,
     Clock,
@@ -68,7 +69,9 @@ def prefix(shared: redis.Redis) -> Iterator[str]:
 async def store(prefix: str, request: pytest.FixtureRequest) -> AsyncIterator[RedisReplayStore]:
     """The store on the shared Redis, under RESP2 (its default) and under RESP3."""
     protocol: int = request.param
-    replay_store = RedisReplayStore(with_protocol(SHARED_REDIS_URL, protocol), prefix=prefix)
+    replay_store = RedisReplayStore(
+        with_protocol(SHARED_REDIS_URL, protocol), prefix=prefix, timeout=REDIS_TIMEOUT
+    )
     assert await spoken_protocol(replay_store.redis) == protocol
     yield replay_store
     await replay_store.aclose()
@@ -192,7 +195,7 @@ async def test_unreachable_redis_raises_replay_store_error_without_the_password(
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_error_reply_raises_replay_store_error(prefix: str, protocol: int) -> None:
     url = with_protocol(SHARED_REDIS_URL.rsplit("/", 1)[0] + "/99999", protocol)
-    store = RedisReplayStore(url, prefix=prefix)
+    store = RedisReplayStore(url, prefix=prefix, timeout=REDIS_TIMEOUT)
     with pytest.raises(ReplayStoreError, match="DB index is out of range"):
         await asyncio.wait_for(store.claim(key(), 600), HANG_GUARD)
     await store.aclose()
@@ -261,7 +264,7 @@ async def test_store_reconnects_after_redis_restarts(tmp_path: Path, protocol: i
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_unix_socket_url_works(tmp_path: Path, protocol: int) -> None:
     with private_redis(tmp_path, transport="unix") as server:
-        store = RedisReplayStore(with_protocol(server.url, protocol))
+        store = RedisReplayStore(with_protocol(server.url, protocol), timeout=REDIS_TIMEOUT)
         assert await store.claim(key(), 600) is True
         assert await store.seen(key()) is True
         await store.aclose()
@@ -270,7 +273,7 @@ async def test_unix_socket_url_works(tmp_path: Path, protocol: int) -> None:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_rediss_url_speaks_tls(tmp_path: Path, protocol: int) -> None:
     with private_redis(tmp_path, transport="tls") as server:
-        store = RedisReplayStore(with_protocol(server.url, protocol))
+        store = RedisReplayStore(with_protocol(server.url, protocol), timeout=REDIS_TIMEOUT)
         assert await store.claim(key(), 600) is True
         assert await store.claim(key(), 600) is False
         await store.aclose()
@@ -302,7 +305,7 @@ async def test_from_client_warns_about_a_client_that_retries_claims() -> None:
 
 async def test_one_store_serves_successive_event_loops(prefix: str) -> None:
     """A guard built once and used from several loops (test clients, sync wrappers)."""
-    store = RedisReplayStore(SHARED_REDIS_URL, prefix=prefix)
+    store = RedisReplayStore(SHARED_REDIS_URL, prefix=prefix, timeout=REDIS_TIMEOUT)
 
     def claim_in_new_loop(nonce: str) -> bool:
         return asyncio.run(store.claim(key(nonce), 600))

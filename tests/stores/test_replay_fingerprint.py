@@ -16,6 +16,7 @@ from tba_guard import guard as guard_module
 from tba_guard.core.checks import claims_signed
 from tba_guard.stores.redis_replay import RedisReplayStore
 from tests.support.redis_servers import (
+    REDIS_TIMEOUT,
     SHARED_REDIS_URL,
     delete_prefix,
     keys_under,
@@ -165,7 +166,7 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 async def store(prefix: str) -> AsyncIterator[RedisReplayStore]:
-    found = RedisReplayStore(SHARED_REDIS_URL, prefix=prefix)
+    found = RedisReplayStore(SHARED_REDIS_URL, prefix=prefix, timeout=REDIS_TIMEOUT)
     yield found
     await found.aclose()
 

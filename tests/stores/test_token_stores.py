@@ -20,6 +20,7 @@ from tests.support import (
     FLOW_KEY,
     NOW,
     REALM,
+    REDIS_TIMEOUT,
     SHARED_REDIS_URL,
     Clock,
     client_for,
@@ -103,7 +104,7 @@ async def test_redis_token_store_keeps_its_promises(
     redis_prefix: str, clock: Clock, protocol: int
 ) -> None:
     url = with_protocol(SHARED_REDIS_URL, protocol)
-    store = RedisTokenStore(url, prefix=redis_prefix, clock=clock)
+    store = RedisTokenStore(url, prefix=redis_prefix, clock=clock, timeout=REDIS_TIMEOUT)
     try:
         assert await spoken_protocol(store.redis) == protocol  # HGETALL: a map under RESP3
         await check_store_contract(store)

@@ -51,6 +51,7 @@ from tests.support.flow import (
     sign_in_and_allow,
 )
 from tests.support.redis_servers import (
+    REDIS_TIMEOUT,
     SHARED_REDIS_URL,
     PrivateRedis,
     cluster_port,
@@ -119,6 +120,7 @@ __all__ = [
     "OTHER_KEY",
     "OTHER_SECRET",
     "REALM",
+    "REDIS_TIMEOUT",
     "REQUEST_TOKEN_PATH",
     "ROOT",
     "SERVER",
