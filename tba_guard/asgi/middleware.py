@@ -42,6 +42,25 @@ class TBAUser(BaseUser):
         return self.tba.token_id
 
 
+class VerifiedCredentials(AuthCredentials):
+    """Starlette's `request.auth` for a verified request. One object serves every request, so
+    its scopes cannot be changed in place; an application that grants more sets its own."""
+
+    def __init__(self) -> None:
+        pass  # the scopes are the property's, not an attribute
+
+    @property
+    def scopes(self) -> list[str]:
+        return ["authenticated"]
+
+    @scopes.setter
+    def scopes(self, value: list[str]) -> None:
+        raise AttributeError("shared by every verified request: set scope['auth'] instead")
+
+
+VERIFIED = VerifiedCredentials()
+
+
 def guard_for(settings: GuardSettings | None, guard: Guard | None) -> Guard:
     """`guard=` or `settings=`: the stores, clock and hooks belong to the `Guard`. Both at once
     is a `TypeError` unless the settings are the guard's own."""
@@ -55,7 +74,7 @@ def guard_for(settings: GuardSettings | None, guard: Guard | None) -> Guard:
 def authenticate(scope: Scope, identity: Identity) -> None:
     """What the application reads of a verified request, as Starlette's authentication sets."""
     scope["tba"] = identity
-    scope["auth"] = AuthCredentials(["authenticated"])
+    scope["auth"] = VERIFIED
     scope["user"] = TBAUser(identity)
 
 

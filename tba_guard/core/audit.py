@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 logger = logging.getLogger("tba_guard.audit")
+# logging's own answers to `isEnabledFor`, per level: it clears this dict (never replaces it)
+# whenever a level or `logging.disable` changes, so reading it is always current.
+_ENABLED_FOR: dict[int, bool] | None = getattr(logger, "_cache", None)
 # A library does not print on its own: records reach whatever handlers the application set up.
 logging.getLogger("tba_guard").addHandler(logging.NullHandler())
 
@@ -65,10 +68,19 @@ def _clip(value: str) -> str:
     return value if len(value) <= _MAX_FIELD else value[:_MAX_FIELD] + "…"
 
 
+def logs_at(level: int) -> bool:
+    """`logger.isEnabledFor(level)` without its Python frame, once logging has cached it."""
+    if _ENABLED_FOR is not None and not logger.disabled:
+        cached = _ENABLED_FOR.get(level)
+        if cached is not None:
+            return cached
+    return logger.isEnabledFor(level)
+
+
 def is_heard(outcome: str, hooks: tuple[AuditHook, ...]) -> bool:
     """Whether a decision would reach anyone: skip building the record when it would not."""
     level = logging.INFO if outcome == "accepted" else logging.WARNING
-    return bool(hooks) or logger.isEnabledFor(level)
+    return bool(hooks) or logs_at(level)
 
 
 def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
@@ -87,7 +99,7 @@ def record(event: AuditEvent, hooks: tuple[AuditHook, ...] = ()) -> None:
         _safe(event.detail),
     )
     level = logging.INFO if event.outcome == "accepted" else logging.WARNING
-    if logger.isEnabledFor(level):
+    if logs_at(level):
         logger.log(
             level,
             "%s %s %s %s consumer_key=%s token_id=%s realm=%s client=%s reason=%s%s%s",

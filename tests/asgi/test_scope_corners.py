@@ -287,3 +287,34 @@ async def test_an_accepted_request_is_an_authenticated_user_with_its_identity() 
     assert seen["tba"].consumer_key == "ck-order-sync"
     assert seen["tba"].realm == "123456_SB1"
     assert (seen["tba"].entity, seen["tba"].role) == ("38", "3")
+
+
+async def test_scopes_an_application_changes_in_place_never_reach_another_request() -> None:
+    """`scope["auth"]` is one object for every verified request: what one request's app does
+    to its scopes must not grant anything to the next."""
+    url = f"https://{HOST}/app/restlet.nl"
+    seen: list[list[str]] = []
+
+    async def granting_app(scope: Any, receive: Any, send: Any) -> None:
+        scope["auth"].scopes.append("admin")
+        with pytest.raises(AttributeError, match="set scope\\['auth'\\] instead"):
+            scope["auth"].scopes = ["authenticated", "admin"]
+        seen.append(scope["auth"].scopes)
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = TBAGuardMiddleware(granting_app, guard=Guard(make_settings(), clock=Clock()))
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(2):
+        scope = http_scope([(b"host", HOST.encode()), auth(oauth_header("GET", url))])
+        await middleware(scope, receive, send)
+    assert statuses == [299, 299]
+    assert seen == [["authenticated"], ["authenticated"]]

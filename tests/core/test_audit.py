@@ -120,6 +120,38 @@ def test_at_warning_level_rejections_are_recorded_and_acceptances_are_not(
     assert outcomes == [(logging.WARNING, "rejected")]
 
 
+def test_a_level_changed_after_requests_were_audited_takes_effect_at_once(
+    caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    """The guard reads logging's cached answer per level: a later `setLevel` or
+    `logging.disable` must still be obeyed on the very next request."""
+    accepted = {"Authorization": oauth_header("GET", URL)}
+    with guarded(clock) as client:
+        caplog.set_level(logging.INFO, logger="tba_guard.audit")
+        assert client.get(URL, headers=accepted).status_code == 200
+        assert (
+            client.get(URL, headers={"Authorization": oauth_header("GET", URL)}).status_code == 200
+        )
+        assert len(audit_records(caplog)) == 2
+        caplog.set_level(logging.WARNING, logger="tba_guard.audit")
+        assert (
+            client.get(URL, headers={"Authorization": oauth_header("GET", URL)}).status_code == 200
+        )
+        assert len(audit_records(caplog)) == 2
+        caplog.set_level(logging.INFO, logger="tba_guard.audit")
+        logging.disable(logging.CRITICAL)
+        try:
+            forged = oauth_header("GET", URL, consumer_secret="not-the-secret")
+            assert client.get(URL, headers={"Authorization": forged}).status_code == 401
+        finally:
+            logging.disable(logging.NOTSET)
+        assert len(audit_records(caplog)) == 2
+        assert (
+            client.get(URL, headers={"Authorization": oauth_header("GET", URL)}).status_code == 200
+        )
+        assert len(audit_records(caplog)) == 3
+
+
 async def test_an_acceptance_nobody_listens_to_builds_no_record(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
