@@ -44,7 +44,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,7 +99,8 @@ def headers_for(shape: Shape, host: str, timestamp: int, count: int) -> list[str
     if shape.content_type == FORM:
         params += parse_qsl(shape.body, keep_blank_values=True)
     normalized = "&".join(f"{k}={v}" for k, v in sorted((enc(k), enc(v)) for k, v in params))
-    base_left, base_right = "&".join([shape.method, enc(host + path), enc(normalized)]).split(marker)
+    base = "&".join([shape.method, enc(host + path), enc(normalized)])
+    base_left, base_right = base.split(marker)
     key = f"{enc(CONSUMER_SECRET)}&{enc(TOKEN_SECRET)}".encode()
     oauth["oauth_signature"] = "SIGNATURE"
     text = f'OAuth realm="{REALM}", ' + ", ".join(f'{k}="{enc(v)}"' for k, v in oauth.items())
@@ -184,7 +184,7 @@ def run_wrk(
     cpus: set[int] | None,
     *,
     connection: str = "-",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     body = headers.with_suffix(".body")
     body.write_text(shape.body)
     args = [str(headers), shape.method, shape.path, str(body) if shape.body else "-"]
@@ -203,8 +203,11 @@ def run_wrk(
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    assert found and rps, output
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    assert found, output
+    assert rps, output
     return {
         "requests": float(found.group(1)),
         "rps": float(rps.group(1)),
@@ -273,14 +276,14 @@ def perf_shares(data: Path) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    shares: Counter[str] = Counter()
+    shares: dict[str, float] = {}
     for line in output.splitlines():
         match = re.match(r"\s*([\d.]+)%\s+(\S.*)$", line)
         if match:
             dso = match.group(2).strip()
             group = next((name for name, test in DSO_GROUPS if test(dso)), "other")
-            shares[group] += float(match.group(1)) / 100
-    return dict(shares)
+            shares[group] = shares.get(group, 0.0) + float(match.group(1)) / 100
+    return shares
 
 
 def read_calls(path: Path) -> dict[str, float]:
@@ -436,8 +439,8 @@ def summarise(
         guard, base = samples[server, name, "tba_guard"][0], bare[0]
         if extra in guard and extra in base:
             keys = set(guard[extra]) | set(base[extra])
-            added = {k: guard[extra].get(k, 0.0) - base[extra].get(k, 0.0) for k in keys}
-            row[extra] = dict(sorted(added.items(), key=lambda item: -abs(item[1])))
+            diff = {k: guard[extra].get(k, 0.0) - base[extra].get(k, 0.0) for k in keys}
+            row[extra] = dict(sorted(diff.items(), key=lambda item: -abs(item[1])))
     return row
 
 

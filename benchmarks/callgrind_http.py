@@ -151,9 +151,8 @@ def allocation_calls(counts: Counter[tuple[str, str]]) -> int:
     large requests to malloc: counted once, as the object allocation)."""
     total = 0
     for (caller, callee), n in counts.items():
-        if callee in PYTHON_ALLOCATORS:
-            total += n
-        elif callee in LIBC_ALLOCATORS and caller not in PYTHON_ALLOCATORS:
+        libc = callee in LIBC_ALLOCATORS and caller not in PYTHON_ALLOCATORS
+        if callee in PYTHON_ALLOCATORS or libc:
             total += n
     return total
 
@@ -161,7 +160,8 @@ def allocation_calls(counts: Counter[tuple[str, str]]) -> int:
 def dump_totals(text: str) -> dict[str, int]:
     events = re.search(r"^events: (.*)$", text, re.M)
     totals = re.search(r"^(?:summary|totals): (.*)$", text, re.M)
-    assert events and totals, text[-2000:]
+    assert events, text[-2000:]
+    assert totals, text[-2000:]
     return dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
 
 

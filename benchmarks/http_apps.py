@@ -212,7 +212,7 @@ def serve_counted() -> None:
     original = cli.uvicorn_target
 
     def target(config: str | None, settings: Any, workers: int) -> tuple[Any, bool]:
-        app, factory = original(config, settings, workers)  # sets the workers' environment
+        app, _ = original(config, settings, workers)  # sets the workers' environment
         return (counted(app), False) if workers == 1 else ("http_apps:counted_demo", True)
 
     cli.uvicorn_target = target
