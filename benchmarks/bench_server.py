@@ -363,41 +363,46 @@ def run(
     samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for round_index in range(rounds):
+        for _ in range(rounds):
             for server in servers:
                 for name in shapes:
                     shape = SHAPES[name]
                     # Signed once for the round's variants: each is a server of its own.
                     ports = {variant: free_port() for variant in VARIANTS}
                     for variant in VARIANTS:
-                        host = f"http://127.0.0.1:{ports[variant]}"
-                        headers = (
-                            write_headers(folder / "warm.txt", shape, host, RATE * WARM_SECONDS),
-                            write_headers(folder / "run.txt", shape, host, RATE * duration),
-                        )
-                        profiled = server == "h11" and round_index == 0
-                        key = f"{variant}-{name.replace(' ', '_')}"
                         samples.setdefault((server, name, variant), []).append(
-                            measure(
-                                server,
-                                shape,
-                                variant,
-                                duration,
-                                headers,
-                                ports[variant],
-                                perf=perf / f"{key}.data"
-                                if perf and profiled and variant != CONTROL
-                                else None,
-                                count_calls=folder / f"{key}.calls"
-                                if count_calls and profiled and variant != CONTROL
-                                else None,
-                            )
+                            fresh(server, shape, variant, duration, folder, ports[variant])
                         )
+        # Profiles in runs of their own (h11, bare and tba_guard), outside the rounds' figures:
+        # perf's sampling and, far more, sys.setprofile slow the server they watch.
+        profiles: dict[tuple[str, str], dict[str, Any]] = {}
+        for name in shapes if perf or count_calls else ():
+            for variant in VARIANTS[:2]:
+                key = f"{variant}-{name.replace(' ', '_')}"
+                found = profiles.setdefault((name, variant), {})
+                if perf:
+                    data = perf / f"{key}.data"
+                    run_ = fresh("h11", SHAPES[name], variant, duration, folder, perf=data)
+                    found["perf"] = run_["perf"]
+                if count_calls:
+                    calls = folder / f"{key}.calls"
+                    run_ = fresh("h11", SHAPES[name], variant, duration, folder, calls=calls)
+                    found["calls"] = run_["calls"]
     results: dict[str, Any] = {"_run": {"duration": duration, "rounds": rounds}, "rows": []}
     for server in servers:
         for name in shapes:
             results["rows"].append(summarise(server, name, samples, in_loop))
-    if allocations:
+    for name in shapes if profiles else ():
+        guard, base = profiles[name, "tba_guard"], profiles[name, "bare"]
+        for extra in guard:
+            keys = set(guard[extra]) | set(base[extra])
+            diff = {k: guard[extra].get(k, 0.0) - base[extra].get(k, 0.0) for k in keys}
+            results.setdefault("profiles", {}).setdefault(name, {})[extra] = dict(
+                sorted(diff.items(), key=lambda item: -abs(item[1]))
+            )
+    if allocations and shutil.which("valgrind") is None:
+        results["allocations_error"] = "valgrind is needed: apt-get install valgrind"
+    elif allocations:
         results["allocations"] = {
             name: {
                 variant: callgrind_http.allocations(SHAPES[name], variant, allocations)
@@ -406,7 +411,10 @@ def run(
             for name in shapes
         }
     if workers:
-        results["workers"] = workers_check(duration, 1)
+        try:
+            results["workers"] = workers_check(duration, 1)
+        except (RuntimeError, OSError) as exc:  # no Redis here: say so rather than fail the run
+            results["workers"] = {"error": f"{type(exc).__name__}: {exc}"}
     return results
 
 
@@ -435,13 +443,28 @@ def summarise(
         row["non_2xx"] += sum(r["non_2xx"] + r["socket_errors"] for r in runs)
     row["ratio"] = row["tba_guard"]["added_cpu_us"] / max(row["in_loop_us"], 1e-9)
     row["bare_rounds"] = bare
-    for extra in ("perf", "calls"):
-        guard, base = samples[server, name, "tba_guard"][0], bare[0]
-        if extra in guard and extra in base:
-            keys = set(guard[extra]) | set(base[extra])
-            diff = {k: guard[extra].get(k, 0.0) - base[extra].get(k, 0.0) for k in keys}
-            row[extra] = dict(sorted(diff.items(), key=lambda item: -abs(item[1])))
     return row
+
+
+def fresh(
+    server: str,
+    shape: Shape,
+    variant: str,
+    duration: int,
+    folder: Path,
+    port: int | None = None,
+    *,
+    perf: Path | None = None,
+    calls: Path | None = None,
+) -> dict[str, Any]:
+    """`measure` with headers signed now for its port (warm-up and measured run apart)."""
+    port = port or free_port()
+    host = f"http://127.0.0.1:{port}"
+    headers = (
+        write_headers(folder / "warm.txt", shape, host, RATE * WARM_SECONDS),
+        write_headers(folder / "run.txt", shape, host, RATE * duration),
+    )
+    return measure(server, shape, variant, duration, headers, port, perf=perf, count_calls=calls)
 
 
 # --- several workers: tba-guard serve ----------------------------------------------------------
@@ -589,13 +612,16 @@ def table(results: dict[str, Any]) -> str:
             f" | {row['bare_rps']:.0f}, {row['bare_cpu_us']:.1f} | {flag(row['non_2xx'])} |"
         )
     text = "\n".join(lines)
-    profiles = [row for row in results["rows"] if "perf" in row or "calls" in row]
-    for row in profiles:
+    if "allocations_error" in results:
+        text += f"\n\nAllocations not counted: {results['allocations_error']}."
+    for shape, row in results.get("profiles", {}).items():
         if "perf" in row:
-            text += f"\n\nperf, {row['shape']} (h11), server CPU µs per request, tba_guard - bare: "
+            text += f"\n\nperf, {shape} (h11, a run of its own), server CPU µs per request by DSO,"
+            text += " tba_guard - bare: "
             text += ", ".join(f"{group} {us:+.1f}" for group, us in row["perf"].items())
         if "calls" in row:
-            text += f"\n\nPython calls per request, {row['shape']} (h11), tba_guard - bare:\n\n"
+            text += f"\n\nPython calls per request, {shape} (h11, a run of its own; compiled"
+            text += " functions raise no profile events), tba_guard - bare:\n\n"
             text += "| file: function | calls |\n|---|---:|\n"
             top = list(row["calls"].items())[:15]
             text += "\n".join(f"| {where} | {n:+.1f} |" for where, n in top)
@@ -605,6 +631,8 @@ def table(results: dict[str, Any]) -> str:
 
 
 def workers_table(found: dict[str, Any]) -> str:
+    if "error" in found:
+        return f"Not measured ({found['error']}): needs Redis on 127.0.0.1:6379."
     lines = [
         "| connections | workers | requests/s | server CPU µs / request (all workers)"
         " | × 1 worker | requests per worker | spread | non-2xx |",
