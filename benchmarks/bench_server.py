@@ -623,7 +623,7 @@ def table(results: dict[str, Any]) -> str:
             text += f"\n\nPython calls per request, {shape} (h11, a run of its own; compiled"
             text += " functions raise no profile events), tba_guard - bare:\n\n"
             text += "| file: function | calls |\n|---|---:|\n"
-            top = list(row["calls"].items())[:15]
+            top = [(w, n) for w, n in row["calls"].items() if abs(n) >= 0.05][:15]
             text += "\n".join(f"| {where} | {n:+.1f} |" for where, n in top)
     if "workers" in results:
         text += "\n\n" + workers_table(results["workers"])
