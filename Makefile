@@ -95,9 +95,9 @@ lint: $(VENV)/.installed
 
 # Every benchmark in one run: benchmarks/RESULTS.md and its charts (needs wrk and Redis).
 bench: $(VENV)/.installed-bench
-	@command -v wrk >/dev/null 2>&1 || { \
+	@command -v wrk >/dev/null 2>&1 && command -v valgrind >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk valgrind; }
 	cd benchmarks && ../$(BIN)/python run_all.py
 
 clean:

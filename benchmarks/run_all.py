@@ -4,7 +4,8 @@
 
 In process (bench_verify.py), through the ASGI middleware (bench_middleware.py), OAuth 2.0
 bearer tokens through it (bench_bearer.py), the replay store at scale (bench_replay.py), the
-Redis store's claim latency (bench_redis.py claims), and over HTTP (bench_http.py). Each figure
+Redis store's claim latency (bench_redis.py claims), over HTTP (bench_http.py), and the guard's
+cost in the server beside its cost in the loop (bench_server.py). Each figure
 is a ratio to something measured in the same run, so the machine's speed cancels out.
 """
 
@@ -23,6 +24,7 @@ import bench_bearer
 import bench_http
 import bench_middleware
 import bench_replay
+import bench_server
 import bench_verify
 import matplotlib
 
@@ -180,6 +182,14 @@ def main() -> None:
     replay = bench_replay.run([1_000, 10_000] if quick else [1_000, 100_000, 1_000_000])
     redis = redis_claims(1000 if quick else 20_000)
     http = bench_http.run(2 if quick else 6, 32, 1 if quick else 5, control=True)
+    # About 9 minutes on 2 vCPUs: 81 server runs of 3 s, 6 callgrind pairs, the workers check.
+    server = bench_server.run(
+        1 if quick else 3,
+        1 if quick else 3,
+        in_loop=middleware,
+        allocations=50 if quick else 200,
+        workers=True,
+    )
 
     chart_scaling(replay, HERE / "scaling.png")
     chart_http(http, HERE / "http.png")
@@ -251,6 +261,30 @@ its share is what that much server time costs in requests per second on this mac
 {bench_http.table(http)}
 
 ![http](http.png)
+
+## The server's cost beside the loop's
+
+Each request shape of the middleware table above, sent by wrk (one thread, 32 connections,
+pre-signed) to uvicorn h11, uvicorn httptools and granian (one worker, one event loop), the
+server held to one CPU and wrk to the other, bare, behind tba_guard and behind the 10 µs control;
+medians over alternating rounds. "Added server CPU" is the server processes' utime + stime
+(/proc, in 10 ms ticks) per request, minus bare's; "ratio" is that over the in-loop µs above
+(target ≤ 2); "share of bare" is requests/s over bare's (target ≥ 0.85 on h11, ≥ 0.80 on
+granian), the worst round in brackets. The control's columns say what that much server time
+costs here. Allocations (calls to CPython's object allocator and libc's malloc family) and
+instructions per request, tba_guard minus bare, come from callgrind (callgrind_http.py, uvicorn
+h11 only).
+
+{bench_server.table({key: value for key, value in server.items() if key != "workers"})}
+
+### Several workers (`tba-guard serve`, Redis stores)
+
+The GET shape, keep-alive and a new connection per request (`Connection: close`); the server
+CPU per request of all worker processes, two workers over one (target ≤ 1.1), and the requests
+each worker served (exact counts; target: keep-alive spread within ±20 %). Not pinned: the
+workers and wrk share the machine's CPUs.
+
+{bench_server.workers_table(server["workers"])}
 """
     (HERE / "RESULTS.md").write_text(text)
     print(text)
