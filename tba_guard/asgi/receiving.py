@@ -20,6 +20,8 @@ def start(receive: Receive) -> tuple[Message | None, Generator[Any, Any, Message
     """Run `receive()` up to its first suspension: (the message, if it came at once; the
     suspended awaitable to finish with `finish`)."""
     waiting = receive().__await__()
+    if not hasattr(waiting, "send"):  # a plain iterator (granian's future): drive it as a generator
+        waiting = _generator_of(waiting)
     try:
         pending = waiting.send(None)
     except StopIteration as done:
@@ -40,6 +42,12 @@ class _Awaiting:
 
     def __await__(self) -> Generator[Any, Any, Message]:
         return self.rest
+
+
+def _generator_of(iterator: Any) -> Generator[Any, Any, Message]:
+    """An `__await__` iterator without `send`/`throw`, which `yield from` knows how to drive."""
+    message: Message = yield from iterator
+    return message
 
 
 def _continue(waiting: Generator[Any, Any, Message], pending: Any) -> Generator[Any, Any, Message]:

@@ -136,3 +136,44 @@ def test_a_receive_polling_without_a_future_still_hears_the_deadline() -> None:
     with pytest.raises(TimeoutError):
         asyncio.run(main())
     assert cancelled == [True]
+
+
+class IteratorAwaitable:
+    """Like granian's `receive()`: `__await__` gives an iterator with neither `send` nor
+    `throw`, yielding a future until the message is there."""
+
+    def __init__(self, future: asyncio.Future[dict[str, Any]] | None) -> None:
+        self.future = future
+
+    def __await__(self) -> IteratorAwaitable:
+        return self
+
+    def __iter__(self) -> IteratorAwaitable:
+        return self
+
+    def __next__(self) -> asyncio.Future[dict[str, Any]]:
+        if self.future is None:
+            raise StopIteration(MESSAGE)
+        if not self.future.done():
+            self.future._asyncio_future_blocking = True  # what a future's own __await__ sets
+            return self.future
+        raise StopIteration(self.future.result())
+
+
+def test_a_receive_whose_awaitable_has_no_send_hands_its_message_over_at_once() -> None:
+    message, rest = receiving.start(lambda: IteratorAwaitable(None))  # type: ignore[arg-type, return-value]
+    assert message is MESSAGE
+    assert rest is None
+
+
+def test_a_receive_whose_awaitable_has_no_send_is_awaited_when_it_suspends() -> None:
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        message, rest = receiving.start(lambda: IteratorAwaitable(future))  # type: ignore[arg-type, return-value]
+        assert message is None
+        assert rest is not None
+        loop.call_soon(future.set_result, MESSAGE)
+        return await receiving.finish(rest, loop.time() + 30)
+
+    assert asyncio.run(main()) is MESSAGE
