@@ -17,7 +17,7 @@ from typing import Literal
 logger = logging.getLogger("tba_guard.audit")
 # logging's own answers to `isEnabledFor`, per level: it clears this dict (never replaces it)
 # whenever a level or `logging.disable` changes, so reading it is always current.
-_ENABLED_FOR: dict[int, bool] | None = getattr(logger, "_cache", None)
+_ENABLED_FOR: dict[int, bool] = getattr(logger, "_cache", {})
 # A library does not print on its own: records reach whatever handlers the application set up.
 logging.getLogger("tba_guard").addHandler(logging.NullHandler())
 
@@ -70,11 +70,8 @@ def _clip(value: str) -> str:
 
 def logs_at(level: int) -> bool:
     """`logger.isEnabledFor(level)` without its Python frame, once logging has cached it."""
-    if _ENABLED_FOR is not None and not logger.disabled:
-        cached = _ENABLED_FOR.get(level)
-        if cached is not None:
-            return cached
-    return logger.isEnabledFor(level)
+    cached = None if logger.disabled else _ENABLED_FOR.get(level)
+    return logger.isEnabledFor(level) if cached is None else cached
 
 
 def is_heard(outcome: str, hooks: tuple[AuditHook, ...]) -> bool:
