@@ -54,6 +54,7 @@ import bench_middleware
 import callgrind_http
 from bench_http import cpus_apart, free_port, held_to, latency_ms
 from bench_middleware import MIDDLEWARE_SHAPES
+from bench_redis import process_cpu_seconds
 from competitors import CONSUMER_KEY, CONSUMER_SECRET, REALM, TOKEN_ID, TOKEN_SECRET, Shape
 from http_apps import COUNT_ENV, PROFILE_ENV
 
@@ -154,26 +155,6 @@ def wait_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"{what} did not start")
-
-
-def tree_cpu(parent: int) -> dict[int, float]:
-    """CPU seconds (utime + stime) of `parent` and every process below it, by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, float] = {}
-    pending = [parent]
-    while pending:
-        pid = pending.pop()
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / tick
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                pending += [int(child) for child in (task / "children").read_text().split()]
-            except OSError:
-                continue
-    return found
 
 
 def run_wrk(
@@ -324,9 +305,9 @@ def measure(
         if perf is not None:
             recorder = perf_start(process.pid, perf)
             time.sleep(0.3)  # perf attached before the clock starts
-        before = tree_cpu(process.pid)
+        before = process_cpu_seconds(process.pid)
         result = run_wrk(port, shape, measured, duration, wrk_cpus)
-        after = tree_cpu(process.pid)
+        after = process_cpu_seconds(process.pid)
         if recorder is not None:
             perf_stop(recorder)
     cpu = sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
@@ -495,7 +476,7 @@ def worker_counts(parent: int, workers: int, folder: Path) -> dict[int, int]:
     else:
         pids = [
             pid
-            for pid in tree_cpu(parent)
+            for pid in process_cpu_seconds(parent)
             if pid != parent and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
     for pid in pids:
@@ -529,9 +510,9 @@ def serve_once(
         time.sleep(1.0 if workers > 1 else 0.2)  # every worker through its start-up
         warmed = run_wrk(port, shape, warm, WARM_SECONDS, None, connection=connection)
         served_before = worker_counts(process.pid, workers, counts)
-        before = tree_cpu(process.pid)
+        before = process_cpu_seconds(process.pid)
         result = run_wrk(port, shape, measured, duration, None, connection=connection)
-        after = tree_cpu(process.pid)
+        after = process_cpu_seconds(process.pid)
         served_after = worker_counts(process.pid, workers, counts)
     cpu = sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
     result["cpu_us"] = 1e6 * cpu / max(result["requests"], 1.0)
