@@ -42,7 +42,7 @@ from tests.support import (
     shared_redis,
     unique_prefix,
 )
-from tests.support.redis_servers import PROTOCOLS, spoken_protocol, with_protocol
+from tests.support.redis_servers import PROTOCOLS, close_client, spoken_protocol, with_protocol
 
 PATH = "/services/rest/record/v1/salesOrder"
 URL = BASE_URL + PATH
@@ -75,12 +75,6 @@ async def store(prefix: str, request: pytest.FixtureRequest) -> AsyncIterator[Re
     assert await spoken_protocol(replay_store.redis) == protocol
     yield replay_store
     await replay_store.aclose()
-
-
-async def close_client(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
-    """`aclose()` came with redis-py 5.0.1; 5.0.0, the lowest allowed, has `close()` only."""
-    closing = getattr(client, "aclose", None) or client.close
-    await closing()
 
 
 def key(nonce: str = "nonce-0001", **changes: Any) -> ReplayKey:

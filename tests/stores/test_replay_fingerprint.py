@@ -18,6 +18,7 @@ from tba_guard.stores.redis_replay import RedisReplayStore
 from tests.support.redis_servers import (
     REDIS_TIMEOUT,
     SHARED_REDIS_URL,
+    close_client,
     delete_prefix,
     keys_under,
     shared_redis,
@@ -203,7 +204,7 @@ async def test_a_client_that_decodes_its_replies_tells_alike(prefix: str) -> Non
         assert await store.claim_signed(KEY, 600, SIGNATURE)
         assert await store.signed_alike(KEY, SIGNATURE) is True
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 async def test_the_redis_store_through_the_guard_tells_a_resend(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
+import redis.asyncio
 
 from tests.support.environment import REDIS_TLS_FLAG, missing, require_tools
 from tests.support.servers import free_port
@@ -36,6 +37,12 @@ PROTOCOLS = (2, 3)
 # The stores' own 0.25 s fails fast in production; a loaded CI machine can stall a first
 # connect longer than that, which is not what these tests are about.
 REDIS_TIMEOUT = 5.0
+
+
+async def close_client(client: redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
+    """`aclose()` came with redis-py 5.0.1; 5.0.0, the lowest allowed, has `close()` only."""
+    closing = getattr(client, "aclose", None) or client.close
+    await closing()
 
 
 def with_protocol(url: str, protocol: int) -> str:
