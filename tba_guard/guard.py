@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import cast
 
 from mypy_extensions import mypyc_attr
 
@@ -213,10 +212,10 @@ class Guard:
         checks = (scheme.after_body if body else scheme.before_body)[verification.step]
         try:
             for check in checks:
-                if check.is_async:
-                    await cast(Awaitable[None], check.run(verification))
-                else:
-                    check.run(verification)
+                # An async check returns None where its store answered at once.
+                pending = check.run(verification)
+                if pending is not None:
+                    await pending
         except TBAError as error:
             if (
                 scheme is OAUTH
@@ -375,10 +374,9 @@ def limits_for(settings: GuardSettings) -> Limits:
 async def _outcome(check: Check, verification: Verification) -> TBAError | None:
     """Run one check: the error it raised, or None."""
     try:
-        if check.is_async:
-            await cast(Awaitable[None], check.run(verification))
-        else:
-            check.run(verification)
+        pending = check.run(verification)
+        if pending is not None:
+            await pending
     except TBAError as error:
         return error
     return None

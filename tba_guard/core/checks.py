@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from .errors import ErrorCode, TBAError, missing, rejected
 from .protocols import (
     CredentialStore,
+    ImmediateCredentialStore,
+    ImmediateReplayStore,
     ReplayKey,
     ReplayStore,
     RequestTokenQuotaExceeded,
@@ -216,7 +218,59 @@ async def check_nonce_unused(store: ReplayStore, key: ReplayKey) -> None:
     except Exception as exc:  # any store failure fails closed, never a 500
         raise _store_unavailable(exc) from exc
     if used:
-        raise TBAError(ErrorCode.NONCE_USED, "nonce and timestamp already used")
+        raise _nonce_used()
+
+
+def check_nonce_unused_now(store: ImmediateReplayStore, key: ReplayKey) -> None:
+    """`check_nonce_unused` for a store that answers at once (`Immediacy.seen`)."""
+    try:
+        used = store.seen_now(key)
+    except Exception as failure:
+        raise _store_unavailable(failure) from failure
+    if used:
+        raise _nonce_used()
+
+
+def _nonce_used() -> TBAError:
+    return TBAError(ErrorCode.NONCE_USED, "nonce and timestamp already used")
+
+
+def _defines_alongside(kind: type, method: str, companion: str) -> bool:
+    """Whether the class of `kind`'s MRO that defines `method` also defines `companion`."""
+    owner = next((k for k in kind.__mro__ if method in k.__dict__), None)
+    return owner is not None and companion in owner.__dict__
+
+
+def _claims_signed(kind: type) -> bool:
+    owners = [k for k in kind.__mro__ if "claim" in k.__dict__ or "claim_signed" in k.__dict__]
+    return bool(owners) and "claim_signed" in owners[0].__dict__
+
+
+class Immediacy:
+    """Which of a store class's calls the guard makes without a coroutine: those the class
+    answers at once (`ImmediateReplayStore`, `ImmediateCredentialStore`). Decided once per
+    class; an override of the awaitable method alone keeps the awaitable one called."""
+
+    __slots__ = ("claim_signed", "integration", "seen", "token")
+
+    def __init__(self, kind: type) -> None:
+        self.seen = _defines_alongside(kind, "seen", "seen_now")
+        self.claim_signed = _claims_signed(kind) and _defines_alongside(
+            kind, "claim_signed", "claim_signed_now"
+        )
+        self.integration = _defines_alongside(kind, "integration", "integration_now")
+        self.token = _defines_alongside(kind, "token", "token_now")
+
+
+_IMMEDIACY: Final[dict[type, Immediacy]] = {}
+
+
+def immediacy(store: object) -> Immediacy:
+    kind = type(store)
+    known = _IMMEDIACY.get(kind)
+    if known is None:
+        known = _IMMEDIACY[kind] = Immediacy(kind)
+    return known
 
 
 #: Per store class, whether the guard claims through its `claim_signed`: decided once, so the
@@ -230,9 +284,7 @@ def claims_signed(store: object) -> bool:
     kind = type(store)
     known = _CLAIMS_SIGNED.get(kind)
     if known is None:
-        owners = [k for k in kind.__mro__ if "claim" in k.__dict__ or "claim_signed" in k.__dict__]
-        known = bool(owners) and "claim_signed" in owners[0].__dict__
-        _CLAIMS_SIGNED[kind] = known
+        known = _CLAIMS_SIGNED[kind] = _claims_signed(kind)
     return known
 
 
@@ -249,7 +301,21 @@ async def claim_nonce(store: ReplayStore, key: ReplayKey, ttl: int, signature: s
     except Exception as exc:
         raise _store_unavailable(exc) from exc
     if not first:
-        raise TBAError(ErrorCode.NONCE_USED, "nonce claimed by a concurrent request")
+        raise _claimed_concurrently()
+
+
+def claim_nonce_now(store: ImmediateReplayStore, key: ReplayKey, ttl: int, signature: str) -> None:
+    """`claim_nonce` with a signature, for a store that claims at once (`Immediacy`)."""
+    try:
+        first = store.claim_signed_now(key, ttl, signature)
+    except Exception as failure:
+        raise _store_unavailable(failure) from failure
+    if not first:
+        raise _claimed_concurrently()
+
+
+def _claimed_concurrently() -> TBAError:
+    return TBAError(ErrorCode.NONCE_USED, "nonce claimed by a concurrent request")
 
 
 # --- 8. UnknownIntegration, IntegrationBlocked, AuthorizationFlowRequired ---------------------
@@ -286,6 +352,29 @@ async def check_integration_known(
         integration = await credentials.integration(oauth["oauth_consumer_key"])
     except Exception as exc:  # any store failure fails closed, never a 500
         raise credentials_unavailable(exc) from exc
+    return known_integration(integration, oauth, realm=realm, step=step)
+
+
+def check_integration_known_now(
+    credentials: ImmediateCredentialStore,
+    oauth: Mapping[str, str],
+    *,
+    realm: str | None,
+    step: Step,
+) -> Integration:
+    """`check_integration_known` for a store that answers at once (`Immediacy.integration`)."""
+    try:
+        integration = credentials.integration_now(oauth["oauth_consumer_key"])
+    except Exception as failure:
+        raise credentials_unavailable(failure) from failure
+    return known_integration(integration, oauth, realm=realm, step=step)
+
+
+def known_integration(
+    integration: Integration | None, oauth: Mapping[str, str], *, realm: str | None, step: Step
+) -> Integration:
+    """The integration found for the consumer key, refused when there is none (or, at step
+    one, when the realm names another account)."""
     if integration is None:
         raise TBAError(ErrorCode.UNKNOWN_INTEGRATION, "no integration has this consumer key")
     if step is Step.REQUEST_TOKEN and realm_mismatch(oauth, realm):
@@ -320,6 +409,14 @@ async def look_up_token(credentials: CredentialStore, token_id: str) -> Token | 
         return await credentials.token(token_id)
     except Exception as exc:
         raise credentials_unavailable(exc) from exc
+
+
+def look_up_token_now(credentials: ImmediateCredentialStore, token_id: str) -> Token | None:
+    """`look_up_token` for a store that answers at once (`Immediacy.token`)."""
+    try:
+        return credentials.token_now(token_id)
+    except Exception as failure:
+        raise credentials_unavailable(failure) from failure
 
 
 async def check_token(

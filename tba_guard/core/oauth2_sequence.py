@@ -142,9 +142,7 @@ CLIENT_CREDENTIALS_SEQUENCE: Final[tuple[Check, ...]] = (
     ),
     Check("3", (_C.INVALID_REQUEST,), client_assertion_present, stops=ASSERTION, steps=GRANT_STEP),
     Check("4", (_C.INVALID_CLIENT,), assertion_header_accepted, stops=HEADER, steps=GRANT_STEP),
-    Check(
-        "5", (_C.INVALID_CLIENT,), mapping_usable, is_async=True, stops=MAPPING, steps=GRANT_STEP
-    ),
+    Check("5", (_C.INVALID_CLIENT,), mapping_usable, stops=MAPPING, steps=GRANT_STEP),
     Check(
         "6",
         (_C.INVALID_CLIENT,),
@@ -157,7 +155,6 @@ CLIENT_CREDENTIALS_SEQUENCE: Final[tuple[Check, ...]] = (
         "7",
         (_C.INVALID_CLIENT, _C.UNAUTHORIZED_CLIENT),
         assertion_issued_by_client,
-        is_async=True,
         needs=(CLAIMS,),
         steps=GRANT_STEP,
     ),
@@ -168,7 +165,6 @@ CLIENT_CREDENTIALS_SEQUENCE: Final[tuple[Check, ...]] = (
         "11",
         (_C.INVALID_GRANT,),
         assertion_unused,
-        is_async=True,
         needs=(CLAIMS,),
         writes=True,
         label="the assertion is used once",
@@ -264,7 +260,6 @@ BEARER_SEQUENCE: Final[tuple[Check, ...]] = (
         (_C.INVALID_BEARER_TOKEN,),
         client_still_authorized,
         steps=frozenset({Step.RESOURCE}),
-        is_async=True,
         needs=(ACCESS_TOKEN,),
     ),
     Check(

@@ -62,12 +62,31 @@ class SignedReplayStore(Protocol):
         ...
 
 
+class ImmediateReplayStore(Protocol):
+    """What an in-process replay store may add: its answers without a coroutine, one object
+    less per check. The guard calls these instead of awaiting `seen` and `claim_signed` where
+    the class defining those defines these too, so an override of the awaitable alone is called."""
+
+    def seen_now(self, key: ReplayKey) -> bool: ...
+
+    def claim_signed_now(self, key: ReplayKey, ttl: int, signature: str) -> bool: ...
+
+
 class CredentialStore(Protocol):
     """Where the guard looks up integrations and tokens. Return None for an unknown key."""
 
     async def integration(self, consumer_key: str) -> Integration | None: ...
 
     async def token(self, token_id: str) -> Token | None: ...
+
+
+class ImmediateCredentialStore(Protocol):
+    """The same for a credential store that holds its records in memory: `integration` and
+    `token` answered at once, under the same rule."""
+
+    def integration_now(self, consumer_key: str) -> Integration | None: ...
+
+    def token_now(self, token_id: str) -> Token | None: ...
 
 
 class ClientStore(Protocol):

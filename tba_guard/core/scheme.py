@@ -8,7 +8,7 @@ module that declares a `Scheme` and one `register_scheme` call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from .checks import Step
@@ -155,15 +155,14 @@ class Need:
 
 class Check:
     """One entry of the sequence: its number in the documented order, the codes it raises,
-    the steps it belongs to, and the function that runs it (returning an awaitable when
-    `is_async`). The rest tells `explain`, which runs every check, what it may and may not do:
-    what the check `needs`, that it `writes` to a store (never run by explain), what every later
-    check misses when it fails (`stops`), what to `recover` for the checks after it when it
-    fails, and a `note` on its verdict."""
+    the steps it belongs to, and the function that runs it (returning an awaitable when it
+    must wait for a store, None when done). The rest tells `explain`, which runs every check,
+    what it may and may not do: what the check `needs`, that it `writes` to a store (never run
+    by explain), what every later check misses when it fails (`stops`), what to `recover` for
+    the checks after it when it fails, and a `note` on its verdict."""
 
     __slots__ = (
         "codes",
-        "is_async",
         "label",
         "needs",
         "note",
@@ -179,10 +178,9 @@ class Check:
         self,
         number: str,
         codes: tuple[ErrorCode, ...],
-        run: Callable[[Verification], object],
+        run: Callable[[Verification], Awaitable[None] | None],
         *,
         steps: frozenset[Step] = ALL_STEPS,
-        is_async: bool = False,
         needs: tuple[Need, ...] = (),
         writes: bool = False,
         stops: Need | None = None,
@@ -194,7 +192,6 @@ class Check:
         self.codes = codes
         self.run = run
         self.steps = steps
-        self.is_async = is_async
         self.needs = needs
         self.writes = writes
         self.stops = stops

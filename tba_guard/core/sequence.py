@@ -11,7 +11,7 @@ and only a request whose signature verified may write to the replay store.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Final
+from typing import Final, cast
 
 from .checks import (
     Step,
@@ -22,8 +22,10 @@ from .checks import (
     check_form_body,
     check_integration_enabled,
     check_integration_known,
+    check_integration_known_now,
     check_nonce_length,
     check_nonce_unused,
+    check_nonce_unused_now,
     check_request_token,
     check_required_parameters,
     check_signature,
@@ -35,14 +37,18 @@ from .checks import (
     check_verifier,
     check_version,
     claim_nonce,
+    claim_nonce_now,
     credentials_unavailable,
+    immediacy,
     look_up_token,
+    look_up_token_now,
     realm_sent,
     replay_key,
     token_store_unavailable,
 )
 from .errors import ErrorCode, TBAError
-from .records import Identity
+from .protocols import ImmediateCredentialStore, ImmediateReplayStore
+from .records import Identity, Token
 from .request import parse_parameters, wants_body
 from .scheme import Check, Need, Scheme, Verification, register_scheme
 
@@ -99,14 +105,28 @@ def nonce_length(v: Verification) -> None:
     check_nonce_length(v.request.oauth, minimum=s.nonce_min_length, maximum=s.nonce_max_length)
 
 
-def nonce_unused(v: Verification) -> Awaitable[None]:
+def nonce_unused(v: Verification) -> Awaitable[None] | None:
     assert v.timestamp is not None
     v.key = key = replay_key(v.request.oauth, v.timestamp)
-    return check_nonce_unused(v.replay_store, key)  # the check's own coroutine: one layer less
+    store = v.replay_store
+    if immediacy(store).seen:  # an in-process store: no coroutine to make and await
+        check_nonce_unused_now(cast(ImmediateReplayStore, store), key)
+        return None
+    return check_nonce_unused(store, key)  # the check's own coroutine: one layer less
 
 
-async def integration_known(v: Verification) -> None:
+def integration_known(v: Verification) -> Awaitable[None] | None:
     v.well_formed = True  # checks 1 to 7 passed: credentials are looked up from here on
+    credentials, s = v.credentials, v.limits
+    if immediacy(credentials).integration:
+        v.integration = check_integration_known_now(
+            cast(ImmediateCredentialStore, credentials), v.request.oauth, realm=s.realm, step=v.step
+        )
+        return None
+    return integration_looked_up(v)
+
+
+async def integration_looked_up(v: Verification) -> None:
     v.integration = await check_integration_known(
         v.credentials, v.request.oauth, realm=v.limits.realm, step=v.step
     )
@@ -122,14 +142,26 @@ def authorization_flow_allowed(v: Verification) -> None:
     check_authorization_flow(v.integration)
 
 
-async def token_usable(v: Verification) -> None:
-    assert v.integration is not None
-    oauth = v.request.oauth
+def token_usable(v: Verification) -> Awaitable[None] | None:
+    credentials = v.credentials
     v.looked_up_token = True
-    v.token = await look_up_token(v.credentials, oauth["oauth_token"])
-    if v.token is not None:  # known to explain even when the token is unusable
-        v.token_secret = v.token.token_secret
-    check_token_usable(v.token, oauth, v.integration, realm=v.limits.realm, now=v.now)
+    if immediacy(credentials).token:
+        token_id = v.request.oauth["oauth_token"]
+        token_found(v, look_up_token_now(cast(ImmediateCredentialStore, credentials), token_id))
+        return None
+    return token_looked_up(v)
+
+
+async def token_looked_up(v: Verification) -> None:
+    token_found(v, await look_up_token(v.credentials, v.request.oauth["oauth_token"]))
+
+
+def token_found(v: Verification, token: Token | None) -> None:
+    assert v.integration is not None
+    v.token = token
+    if token is not None:  # known to explain even when the token is unusable
+        v.token_secret = token.token_secret
+    check_token_usable(token, v.request.oauth, v.integration, realm=v.limits.realm, now=v.now)
 
 
 def no_token_yet(v: Verification) -> None:
@@ -209,10 +241,14 @@ async def verifier_matches(v: Verification) -> None:
         raise
 
 
-def nonce_claimed(v: Verification) -> Awaitable[None]:
+def nonce_claimed(v: Verification) -> Awaitable[None] | None:
     assert v.key is not None
     signature = v.request.oauth["oauth_signature"]  # its fingerprint tells a resend later
-    return claim_nonce(v.replay_store, v.key, v.limits.replay_ttl, signature)
+    store = v.replay_store
+    if immediacy(store).claim_signed and signature:
+        claim_nonce_now(cast(ImmediateReplayStore, store), v.key, v.limits.replay_ttl, signature)
+        return None
+    return claim_nonce(store, v.key, v.limits.replay_ttl, signature)
 
 
 # --- the declaration ----------------------------------------------------------------------------
@@ -242,14 +278,13 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         "7",
         (_C.NONCE_USED,),
         nonce_unused,
-        is_async=True,
         needs=(TIMESTAMP,),
         note="(explain keeps no history; the real store may have seen it)",
     ),
-    Check("8", _INTEGRATION, integration_known, is_async=True),
+    Check("8", _INTEGRATION, integration_known),
     Check("8", _INTEGRATION, integration_enabled, needs=(INTEGRATION,)),
     Check("8", _INTEGRATION, authorization_flow_allowed, steps=FLOW, needs=(INTEGRATION,)),
-    Check("9", _TOKEN, token_usable, steps=RESOURCE, is_async=True, needs=(INTEGRATION,)),
+    Check("9", _TOKEN, token_usable, steps=RESOURCE, needs=(INTEGRATION,)),
     Check("9", _TOKEN, token_entity_and_role_active, steps=RESOURCE, needs=(TOKEN,)),
     Check("9", (), no_token_yet, steps=REQUEST_TOKEN, label="no token at step one"),
     Check(
@@ -257,7 +292,6 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         _TOKEN,
         request_token_usable,
         steps=ACCESS_TOKEN,
-        is_async=True,
         needs=(INTEGRATION,),
     ),
     Check(
@@ -265,7 +299,6 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         _TOKEN,
         consenting_user_active,
         steps=ACCESS_TOKEN,
-        is_async=True,
         needs=(REQUEST_TOKEN_FOUND,),
     ),
     # BODY: what follows reads the body, when the signature covers it.
@@ -289,7 +322,6 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         (_C.INVALID_VERIFIER,),
         verifier_matches,
         steps=ACCESS_TOKEN,
-        is_async=True,
         needs=(REQUEST_TOKEN_FOUND,),
         writes=True,
     ),
@@ -297,7 +329,6 @@ SEQUENCE: Final[tuple[Check, ...]] = (
         "12",
         (),
         nonce_claimed,
-        is_async=True,
         needs=(REPLAY_KEY,),
         writes=True,
         label="claim the replay key",

@@ -93,6 +93,10 @@ class MemoryReplayStore:
         return hash(key) & _DIGEST_MASK
 
     async def seen(self, key: ReplayKey) -> bool:
+        return self.seen_now(key)
+
+    def seen_now(self, key: ReplayKey) -> bool:
+        """`seen`, answered at once: the guard calls it without a coroutine."""
         now = self._clock()
         if now - self._purged_at >= 1.0:
             self.purge(now)
@@ -104,6 +108,10 @@ class MemoryReplayStore:
     async def claim_signed(self, key: ReplayKey, ttl: int, signature: str) -> bool:
         """`claim`, keeping 8 bits of the signature's hash: one collision in 256 is taken for a
         resend, which a broken nonce generator, colliding again and again, soon shows."""
+        return self.claim_signed_now(key, ttl, signature)
+
+    def claim_signed_now(self, key: ReplayKey, ttl: int, signature: str) -> bool:
+        """`claim_signed`, answered at once: the guard calls it without a coroutine."""
         now = self._clock()
         if now - self._purged_at >= 1.0:
             self.purge(now)
@@ -159,7 +167,14 @@ class StaticCredentials:
     async def integration(self, consumer_key: str) -> Integration | None:
         return self._integrations.get(consumer_key)
 
+    def integration_now(self, consumer_key: str) -> Integration | None:
+        """`integration`, answered at once: the guard calls it without a coroutine."""
+        return self._integrations.get(consumer_key)
+
     async def token(self, token_id: str) -> Token | None:
+        return self._tokens.get(token_id)
+
+    def token_now(self, token_id: str) -> Token | None:
         return self._tokens.get(token_id)
 
     async def client(self, client_id: str) -> Integration | None:

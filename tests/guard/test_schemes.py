@@ -52,7 +52,7 @@ def no_body(request: OAuthRequest) -> bool:
 
 DEMO = Scheme(
     "Demo",
-    (Check("1", (ErrorCode.TOKEN_REJECTED,), demo_token_known, is_async=True),),
+    (Check("1", (ErrorCode.TOKEN_REJECTED,), demo_token_known),),
     body_from=1,
     identity=oauth_identity,
     wants_body=no_body,
