@@ -156,3 +156,16 @@ async def test_a_store_failing_at_once_fails_closed_with_its_code(
     )
     replay.failing = credentials.failing = failing
     assert await verify(guard_over(credentials=credentials, replay_store=replay)) == code
+
+
+class ClaimedMeanwhile(NeverAwaitedReplay):
+    """Sees nothing, as when another request claims the key between the read and the claim."""
+
+    def seen_now(self, key: ReplayKey) -> bool:
+        return False
+
+
+async def test_a_key_claimed_meanwhile_is_refused_at_the_claim_made_at_once() -> None:
+    guard = guard_over(replay_store=ClaimedMeanwhile(clock=Clock()))
+    assert await verify(guard) == ""
+    assert await verify(guard) == ErrorCode.NONCE_USED
